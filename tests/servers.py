@@ -1,0 +1,86 @@
+"""Real uvicorn servers on free loopback ports, for end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from uvicorn._types import ASGIApplication
+
+WS_IMPLEMENTATIONS = ["websockets", "websockets-sansio", "wsproto"]
+
+
+@dataclass(frozen=True)
+class Running:
+    host: str
+    port: int
+
+    @property
+    def http(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+
+def bind_loopback() -> socket.socket:
+    """A listening-ready socket on a free loopback port (no race between picking and binding)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.set_inheritable(True)
+    return sock
+
+
+def _config(app: ASGIApplication, **options: Any) -> uvicorn.Config:
+    options.setdefault("log_level", "warning")
+    options.setdefault("lifespan", "off")
+    return uvicorn.Config(app, **options)
+
+
+@contextlib.asynccontextmanager
+async def serve(app: ASGIApplication, **options: Any) -> AsyncIterator[Running]:
+    """Run uvicorn in the current event loop; `options` go to uvicorn.Config (e.g. ws="wsproto")."""
+    sock = bind_loopback()
+    server = uvicorn.Server(_config(app, **options))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("uvicorn stopped before it started")
+            await asyncio.sleep(0.01)
+        yield Running("127.0.0.1", sock.getsockname()[1])
+    finally:
+        server.should_exit = True
+        server.force_exit = True
+        await asyncio.wait_for(task, timeout=10)
+        sock.close()
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: ASGIApplication, **options: Any) -> Iterator[Running]:
+    """Run uvicorn in a background thread with its own loop, for synchronous callers."""
+    sock = bind_loopback()
+    server = uvicorn.Server(_config(app, **options))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn stopped before it started")
+            threading.Event().wait(0.01)
+        yield Running("127.0.0.1", sock.getsockname()[1])
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
