@@ -1,0 +1,190 @@
+"""Mapping a WebSocket handshake onto the HTTP request the wrapped app sees, without I/O.
+
+Everything here is a pure function of the WebSocket scope and the options, so the security-relevant
+rules (which headers pass, how the Bearer token is taken, which Origin is refused) are tested
+table-driven, apart from any server.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+from wsproxy._options import TOKEN_RE, HeaderPredicate, ProxyOptions, normalize_origin
+from wsproxy._types import Scope
+from wsproxy.errors import HandshakeRejected
+
+BEARER = "Bearer"
+METHOD_TYPE_PARAM = "methodType"
+# Call kinds whose request is one message: the body ends after it (the Go fork's PR #43 hint).
+SINGLE_MESSAGE_KINDS = frozenset({"unary", "serverstreaming"})
+STREAMING_KINDS = frozenset({"clientstreaming", "bidistreaming", "bidistream"})
+
+# Never forwarded, whatever the allowlist says: they describe the WebSocket connection, not the call.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "upgrade",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "content-length",
+    }
+)
+# RFC 7235 token68: what a Bearer credential may be made of; nothing that could split a header.
+TOKEN68_RE = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
+_SCHEMES = {"ws": "http", "wss": "https"}
+# WebSocket-only keys that have no meaning on an HTTP scope.
+_WEBSOCKET_KEYS = ("subprotocols",)
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    """What the handshake turns into: the HTTP scope, the subprotocol to accept, the body shape."""
+
+    scope: Scope
+    subprotocol: str | None
+    single_message: bool
+
+
+def plan_request(
+    ws_scope: Scope,
+    options: ProxyOptions,
+    *,
+    forwards: HeaderPredicate,
+    origins: frozenset[str] | None,
+) -> RequestPlan:
+    """Build the HTTP request for `ws_scope`. Raises HandshakeRejected(status, message)."""
+    headers: list[tuple[bytes, bytes]] = list(ws_scope.get("headers", ()))
+    origin = header_value(headers, b"origin")
+    if not origin_allowed(origin, origins):
+        raise HandshakeRejected(403, "origin not allowed")
+
+    query, params = split_query(
+        ws_scope.get("query_string", b""),
+        {name for name in (options.method_override_param, METHOD_TYPE_PARAM) if name},
+    )
+    method = options.default_method
+    if options.method_override_param and options.method_override_param in params:
+        method = parse_method(params[options.method_override_param])
+    single_message = is_single_message(params.get(METHOD_TYPE_PARAM))
+
+    token = bearer_from_subprotocols(headers)
+    subprotocol = BEARER if token is not None else None
+    if token is None and options.token_cookie_name:
+        token = bearer_from_cookie(headers, options.token_cookie_name)
+
+    forwarded = [(name, value) for name, value in headers if _forwardable(name, forwards)]
+    if token is not None:
+        forwarded = [(name, value) for name, value in forwarded if name.lower() != b"authorization"]
+        forwarded.append((b"authorization", b"Bearer " + token.encode("ascii")))
+
+    scope = {key: value for key, value in ws_scope.items() if key not in _WEBSOCKET_KEYS}
+    scheme = ws_scope.get("scheme", "ws")
+    scope.update(
+        type="http",
+        asgi={"version": "3.0", "spec_version": "2.4"},
+        http_version=ws_scope.get("http_version", "1.1"),
+        method=method,
+        scheme=_SCHEMES.get(scheme, scheme),
+        query_string=query,
+        headers=forwarded,
+        extensions={},
+    )
+    return RequestPlan(scope=scope, subprotocol=subprotocol, single_message=single_message)
+
+
+def header_value(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def origin_allowed(origin: str | None, allowed: frozenset[str] | None) -> bool:
+    """None allows every Origin. A request with no Origin is not from a browser: CSWSH needs one."""
+    if allowed is None or origin is None or "*" in allowed:
+        return True
+    return normalize_origin(origin) in allowed
+
+
+def split_query(query: bytes, names: set[str]) -> tuple[bytes, dict[str, str]]:
+    """Remove the parameters in `names` from a raw query string, returning the rest byte-exact."""
+    if not names or not query:
+        return query, {}
+    kept: list[bytes] = []
+    found: dict[str, str] = {}
+    for item in query.split(b"&"):
+        raw_name, _, raw_value = item.partition(b"=")
+        name = unquote_plus(raw_name.decode("latin-1"))
+        if name in names:
+            found.setdefault(name, unquote_plus(raw_value.decode("latin-1")))
+        elif item:
+            kept.append(item)
+    return b"&".join(kept), found
+
+
+def parse_method(value: str) -> str:
+    if not TOKEN_RE.match(value):
+        raise HandshakeRejected(400, "invalid method override")
+    return value.upper()
+
+
+def is_single_message(method_type: str | None) -> bool:
+    if method_type is None:
+        return False
+    kind = method_type.lower()
+    if kind in SINGLE_MESSAGE_KINDS:
+        return True
+    if kind in STREAMING_KINDS:
+        return False
+    raise HandshakeRejected(
+        400, "invalid methodType: use Unary, ServerStreaming, ClientStreaming or BidiStreaming"
+    )
+
+
+def offered_subprotocols(headers: Iterable[tuple[bytes, bytes]]) -> list[str]:
+    """Every Sec-WebSocket-Protocol item, in order, across repeated headers."""
+    items: list[str] = []
+    for key, value in headers:
+        if key.lower() == b"sec-websocket-protocol":
+            items.extend(part.strip() for part in value.decode("latin-1").split(","))
+    return [item for item in items if item]
+
+
+def bearer_from_subprotocols(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """`Sec-WebSocket-Protocol: Bearer, <token>` (or `Bearer,<token>`) -> the token."""
+    items = offered_subprotocols(headers)
+    if not items or items[0] != BEARER:
+        return None
+    if len(items) < 2:
+        raise HandshakeRejected(400, "Bearer subprotocol without a token")
+    return _checked_token(items[1])
+
+
+def bearer_from_cookie(headers: Iterable[tuple[bytes, bytes]], cookie_name: str) -> str | None:
+    for key, value in headers:
+        if key.lower() != b"cookie":
+            continue
+        for pair in value.decode("latin-1").split(";"):
+            name, sep, cookie = pair.partition("=")
+            if sep and name.strip() == cookie_name:
+                return _checked_token(cookie.strip().strip('"'))
+    return None
+
+
+def _checked_token(token: str) -> str:
+    if not TOKEN68_RE.match(token):
+        raise HandshakeRejected(400, "malformed bearer token")
+    return token
+
+
+def _forwardable(name: bytes, forwards: HeaderPredicate) -> bool:
+    lowered = name.decode("latin-1").lower()
+    if lowered in HOP_BY_HOP or lowered.startswith("sec-websocket-"):
+        return False
+    return forwards(lowered)

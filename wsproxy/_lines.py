@@ -1,0 +1,76 @@
+"""Splitting a streamed response body into lines, without I/O.
+
+Each line becomes one WebSocket frame. The splitter keeps the unterminated tail between chunks. The
+tail never holds a newline, so only new bytes are ever searched: a long line arriving in many small
+chunks is scanned once (linear), not once per chunk (quadratic), as h11's receive buffer does.
+"""
+
+from __future__ import annotations
+
+from wsproxy.errors import MessageTooBig
+
+
+class LineSplitter:
+    """Feed body chunks, get back complete lines: "\\n"-terminated, a trailing "\\r" stripped, empties skipped."""
+
+    __slots__ = ("_max_line_size", "_tail")
+
+    def __init__(self, max_line_size: int) -> None:
+        self._max_line_size = max_line_size
+        self._tail = bytearray()  # the unterminated last line so far; never holds b"\n"
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Return the lines that `chunk` completes. Raises MessageTooBig for a line over the limit."""
+        if self._tail:
+            return self._feed_after_tail(chunk)
+        if chunk.endswith(b"\n") and len(chunk) <= self._max_line_size:
+            # The common case of one body chunk per message: no copy into the tail buffer.
+            return _clean(chunk.split(b"\n"))
+        lines = chunk.split(b"\n")
+        self._keep(lines.pop())
+        self._check(lines)
+        return _clean(lines)
+
+    def flush(self) -> list[bytes]:
+        """End of body: the unterminated last line, if any."""
+        tail = bytes(self._tail)
+        self._tail.clear()
+        return _clean([tail])
+
+    @property
+    def buffered(self) -> int:
+        return len(self._tail)
+
+    def _feed_after_tail(self, chunk: bytes) -> list[bytes]:
+        newline = chunk.find(b"\n")
+        if newline < 0:
+            self._keep(chunk)
+            return []
+        self._tail += chunk[:newline]
+        first = bytes(self._tail)
+        self._tail.clear()
+        lines = chunk[newline + 1 :].split(b"\n")
+        self._keep(lines.pop())
+        lines.insert(0, first)
+        self._check(lines)
+        return _clean(lines)
+
+    def _keep(self, partial: bytes) -> None:
+        self._tail += partial
+        if len(self._tail) > self._max_line_size:
+            raise MessageTooBig(f"response line over {self._max_line_size} bytes")
+
+    def _check(self, lines: list[bytes]) -> None:
+        limit = self._max_line_size
+        if any(len(line) > limit for line in lines):
+            raise MessageTooBig(f"response line over {limit} bytes")
+
+
+def _clean(lines: list[bytes]) -> list[bytes]:
+    out = []
+    for line in lines:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if line:
+            out.append(line)
+    return out

@@ -1,0 +1,401 @@
+"""The I/O shell: one WebSocket connection driven as one streaming HTTP request to the wrapped app.
+
+Theory of operation. The app runs in its own task with our `receive` and `send`. Its `receive` reads
+the WebSocket directly (no pump task, no queue), so a message is taken from the socket only when the
+app asks for more body: that is the backpressure, and it keeps the hot path free of task switches.
+Its `send` splits the body into lines and sends each as a frame at once.
+
+A client can also vanish while the app is not reading (it is busy, streaming a response, or done
+with the body). So once the body has ended a watcher task reads the socket, and while the body is
+open a once-a-second tick reads one message ahead whenever the app is not inside `receive`: a
+disconnect is seen within about a second either way, and the app gets `http.disconnect`, a raising
+`send`, and after a grace period a cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Collection
+
+from wsproxy import closecodes
+from wsproxy._handshake import RequestPlan, plan_request
+from wsproxy._lines import LineSplitter
+from wsproxy._options import (
+    DEFAULT_FORWARDED_HEADERS,
+    DEFAULT_MAX_LINE_SIZE,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    ForwardedHeaders,
+    ProxyOptions,
+    RequestMutator,
+)
+from wsproxy._types import ASGIApp, Message, Receive, Scope, Send
+from wsproxy.errors import ClientDisconnected, HandshakeRejected, MessageTooBig
+
+logger = logging.getLogger("wsproxy")
+
+TICK_SECONDS = 1.0  # how often an open stream checks for a vanished client and idleness
+DISCONNECT_GRACE_SECONDS = 1.0  # how long the app may run on after its client is gone
+
+_DISCONNECT: Message = {"type": "http.disconnect"}
+_END_OF_BODY: Message = {"type": "http.request", "body": b"", "more_body": False}
+
+
+class WebSocketProxyMiddleware:
+    """Serve the wrapped app's streaming HTTP endpoints over WebSocket too.
+
+    HTTP and lifespan scopes pass through untouched. Each WebSocket connection becomes one HTTP
+    request to the app: every message (plus "\\n") is a piece of the request body, an empty message
+    ends the body, and every line of the response body comes back as one text frame. See
+    docs/protocol.md for the wire contract and docs/options.md for the options.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        method_override_param: str | None = "method",
+        default_method: str = "GET",
+        forwarded_headers: ForwardedHeaders = DEFAULT_FORWARDED_HEADERS,
+        token_cookie_name: str | None = "token",
+        request_mutator: RequestMutator | None = None,
+        half_close_message: str | bytes | None = "",
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_line_size: int = DEFAULT_MAX_LINE_SIZE,
+        allowed_origins: Collection[str] | None = None,
+        max_connections: int | None = None,
+        idle_timeout: float | None = None,
+    ) -> None:
+        self.app = app
+        self.options = ProxyOptions(
+            method_override_param=method_override_param,
+            default_method=default_method,
+            forwarded_headers=forwarded_headers,
+            token_cookie_name=token_cookie_name,
+            request_mutator=request_mutator,
+            half_close_message=half_close_message,
+            max_message_size=max_message_size,
+            max_line_size=max_line_size,
+            allowed_origins=allowed_origins,
+            max_connections=max_connections,
+            idle_timeout=idle_timeout,
+        )
+        self._forwards = self.options.forwards()
+        self._origins = self.options.origins()
+        self._half_close = self.options.half_close_bytes()
+        self.active_streams = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return  # the client left before the handshake completed
+        try:
+            plan = self._plan(scope)
+        except HandshakeRejected as exc:
+            logger.debug("refused %s: %d %s", scope.get("path"), exc.status, exc.message)
+            await _deny(scope, send, exc.status, exc.message)
+            return
+        limit = self.options.max_connections
+        if limit is not None and self.active_streams >= limit:
+            logger.warning("refused %s: %d streams open, the limit", scope.get("path"), limit)
+            await _refuse_busy(scope, send)
+            return
+        self.active_streams += 1
+        try:
+            await _Stream(self, plan, receive, send).run()
+        finally:
+            self.active_streams -= 1
+
+    def _plan(self, scope: Scope) -> RequestPlan:
+        plan = plan_request(scope, self.options, forwards=self._forwards, origins=self._origins)
+        mutator = self.options.request_mutator
+        if mutator is None:
+            return plan
+        try:
+            mutated = mutator(scope, plan.scope)
+        except HandshakeRejected:
+            raise
+        except Exception as exc:
+            logger.exception("request_mutator raised for %s", scope.get("path"))
+            raise HandshakeRejected(500, "internal error") from exc
+        return RequestPlan(mutated, plan.subprotocol, plan.single_message)
+
+
+class _Stream:
+    """One WebSocket connection proxied as one HTTP request."""
+
+    def __init__(
+        self, proxy: WebSocketProxyMiddleware, plan: RequestPlan, receive: Receive, send: Send
+    ) -> None:
+        self.app = proxy.app
+        self.plan = plan
+        self.path: str = plan.scope.get("path", "")
+        self.ws_receive = receive
+        self.ws_send = send
+        self.half_close = proxy._half_close
+        self.max_message_size = proxy.options.max_message_size
+        self.idle_timeout = proxy.options.idle_timeout
+        self.splitter = LineSplitter(proxy.options.max_line_size)
+
+        self.body_open = True
+        self.in_receive = False
+        self.readahead: asyncio.Future[Message] | None = None
+        self.watcher: asyncio.Task[None] | None = None
+        self.closer: asyncio.Future[None] | None = None
+        self.gone = asyncio.Event()  # the client left or we closed: no more frames either way
+        self.closed = False  # we sent the close frame (or the client's close arrived)
+        self.close_code: int | None = None
+        self.status: int | None = None
+        self.response_complete = False
+        self.app_task: asyncio.Task[None] | None = None
+        self.messages_in = 0
+        self.lines_out = 0
+        self.last_activity = time.monotonic()
+        self.tick_handle: asyncio.TimerHandle | None = None
+        self.cancel_handle: asyncio.TimerHandle | None = None
+
+    async def run(self) -> None:
+        started = time.monotonic()
+        try:
+            await self.ws_send({"type": "websocket.accept", "subprotocol": self.plan.subprotocol})
+        except OSError:
+            return  # the client left during the handshake
+        loop = asyncio.get_running_loop()
+        self.tick_handle = loop.call_later(TICK_SECONDS, self._tick)
+        self.app_task = loop.create_task(self._run_app())
+        try:
+            await asyncio.shield(self.app_task)
+        except asyncio.CancelledError:
+            # The server is cancelling this connection: take the app down with it.
+            self.app_task.cancel()
+            await asyncio.gather(self.app_task, return_exceptions=True)
+            raise
+        finally:
+            self._stop_background()
+            logger.debug(
+                "%s %s closed %s: %d messages in, %d lines out, %.3fs",
+                self.plan.scope.get("method"),
+                self.path,
+                self.close_code,
+                self.messages_in,
+                self.lines_out,
+                time.monotonic() - started,
+            )
+
+    async def _run_app(self) -> None:
+        try:
+            await self.app(self.plan.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            if not self.gone.is_set():
+                raise
+            return  # cancelled by us after the client left
+        except BaseException as exc:  # one app's failure ends only its own stream
+            self._app_raised(exc)
+            await self._close(*closecodes.close_for_exception(exc))
+            return
+        if not self.response_complete:
+            await self._app_returned_early()
+
+    def _app_raised(self, exc: BaseException) -> None:
+        if self.gone.is_set() and isinstance(exc, OSError):
+            return  # the app tripped over the client's absence: expected, not a bug
+        if isinstance(exc, MessageTooBig):
+            logger.info("%s: %s", self.path, exc)
+        else:
+            logger.error("app raised on %s", self.path, exc_info=exc)
+
+    async def _app_returned_early(self) -> None:
+        if self.closed:
+            return  # we already ended the stream (a limit) or the client left
+        if self.status is None:
+            logger.error("app returned without a response on %s", self.path)
+            await self._close(closecodes.INTERNAL_ERROR, "no response")
+        else:
+            logger.error("app returned before finishing its response on %s", self.path)
+            await self._close(closecodes.INTERNAL_ERROR, "incomplete response")
+
+    # The app's receive: the WebSocket read directly, one message per call.
+
+    async def receive(self) -> Message:
+        if not self.body_open or self.gone.is_set():
+            await self.gone.wait()
+            return _DISCONNECT
+        if self.readahead is not None:
+            task, self.readahead = self.readahead, None
+            message = await task
+        else:
+            self.in_receive = True
+            try:
+                message = await self.ws_receive()
+            finally:
+                self.in_receive = False
+        return await self._to_request(message)
+
+    async def _to_request(self, message: Message) -> Message:
+        if message["type"] != "websocket.receive":
+            self._client_left(message)
+            return _DISCONNECT
+        data = message.get("bytes")
+        if data is None:
+            data = message.get("text", "").encode()
+        self.last_activity = time.monotonic()
+        if data == self.half_close:
+            self._end_body()
+            return _END_OF_BODY
+        if len(data) > self.max_message_size:
+            logger.info("%s: incoming message of %d bytes over the limit", self.path, len(data))
+            await self._close(closecodes.MESSAGE_TOO_BIG, "message too big")
+            return _DISCONNECT
+        self.messages_in += 1
+        if b"\n" in data or b"\r" in data:
+            # Raw line breaks would split one message into two requests; in JSON they are whitespace.
+            data = data.replace(b"\r", b" ").replace(b"\n", b" ")
+        if self.plan.single_message:
+            self._end_body()
+            return {"type": "http.request", "body": data + b"\n", "more_body": False}
+        return {"type": "http.request", "body": data + b"\n", "more_body": True}
+
+    def _end_body(self) -> None:
+        self.body_open = False
+        if not self.gone.is_set():
+            self.watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        """After the body ended: the next message is either the client's close or a violation."""
+        message = await self.ws_receive()
+        if message["type"] != "websocket.receive":
+            self._client_left(message)
+        elif not self.gone.is_set():
+            await self._close(closecodes.POLICY_VIOLATION, "message after end of request body")
+
+    # The app's send: lines out as frames, the close frame at the end.
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.body":
+            status = self.status
+            if status is None or self.response_complete:
+                raise RuntimeError(
+                    f'Unexpected ASGI message "{kind}" before "http.response.start" or after the end'
+                )
+            if self.gone.is_set():
+                raise ClientDisconnected("the WebSocket client has gone away")
+            body = message.get("body", b"")
+            more_body = message.get("more_body", False)
+            try:
+                if body:
+                    await self._send_lines(self.splitter.feed(body))
+                if not more_body:
+                    self.response_complete = True
+                    await self._send_lines(self.splitter.flush())
+            except MessageTooBig:
+                logger.info("%s: response line over the limit", self.path)
+                await self._close(closecodes.MESSAGE_TOO_BIG, "response line too big")
+                raise ClientDisconnected("response line too big: stream closed with 1009") from None
+            if not more_body:
+                await self._close(*closecodes.close_for_status(status))
+        elif kind == "http.response.start":
+            if self.status is not None:
+                raise RuntimeError('Unexpected ASGI message "http.response.start" sent twice')
+            self.status = int(message["status"])
+        else:
+            raise RuntimeError(
+                f'Expected ASGI message "http.response.start" or "http.response.body", but got {kind!r}'
+            )
+
+    async def _send_lines(self, lines: list[bytes]) -> None:
+        for line in lines:
+            try:
+                frame: Message = {"type": "websocket.send", "text": line.decode()}
+            except UnicodeDecodeError:
+                frame = {"type": "websocket.send", "bytes": line}
+            try:
+                await self.ws_send(frame)
+            except OSError as exc:
+                self._client_left(None)
+                raise ClientDisconnected("the WebSocket client has gone away") from exc
+        self.lines_out += len(lines)
+        self.last_activity = time.monotonic()
+
+    # Ending the stream.
+
+    async def _close(self, code: int, reason: str = "") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code = code
+        self._mark_gone()
+        with contextlib.suppress(OSError):  # a client already gone needs no close frame
+            await self.ws_send({"type": "websocket.close", "code": code, "reason": reason})
+
+    def _client_left(self, message: Message | None) -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_code = message.get("code", closecodes.GOING_AWAY) if message else None
+        self._mark_gone()
+
+    def _mark_gone(self) -> None:
+        if self.gone.is_set():
+            return
+        self.gone.set()
+        task = self.app_task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            # The app hears of it through receive() and send(); if it does not finish, end it.
+            self.cancel_handle = asyncio.get_running_loop().call_later(DISCONNECT_GRACE_SECONDS, task.cancel)
+
+    def _tick(self) -> None:
+        if self.gone.is_set():
+            return
+        now = time.monotonic()
+        if self.idle_timeout is not None and now - self.last_activity > self.idle_timeout:
+            logger.debug("%s: idle for %.0fs, closing", self.path, now - self.last_activity)
+            self.closer = asyncio.ensure_future(self._close(closecodes.GOING_AWAY, "idle timeout"))
+            return
+        if self.body_open and not self.in_receive and self.readahead is None:
+            self.readahead = asyncio.ensure_future(self.ws_receive())
+            self.readahead.add_done_callback(self._readahead_done)
+        self.tick_handle = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
+
+    def _readahead_done(self, task: asyncio.Future[Message]) -> None:
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            self._client_left(None)
+            return
+        if task.result()["type"] != "websocket.receive":
+            self._client_left(task.result())
+
+    def _stop_background(self) -> None:
+        for handle in (self.tick_handle, self.cancel_handle):
+            if handle is not None:
+                handle.cancel()
+        for task in (self.readahead, self.watcher):
+            if task is not None and not task.done():
+                task.cancel()
+
+
+async def _deny(scope: Scope, send: Send, status: int, message: str) -> None:
+    """Refuse the handshake with an HTTP status before accept: a JSON body where the server allows."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        body = json.dumps({"error": message, "status": status}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": closecodes.POLICY_VIOLATION})  # servers answer 403
+
+
+async def _refuse_busy(scope: Scope, send: Send) -> None:
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await _deny(scope, send, 503, "too many connections")
+        return
+    await send({"type": "websocket.accept"})
+    await send(
+        {"type": "websocket.close", "code": closecodes.TRY_AGAIN_LATER, "reason": "too many connections"}
+    )
