@@ -84,3 +84,16 @@ def serve_in_thread(app: ASGIApplication, **options: Any) -> Iterator[Running]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+async def drain(ws: Any) -> tuple[list[str | bytes], int | None, str | None]:
+    """Every frame until the close, then the close code and reason (a websockets client connection)."""
+    from websockets.exceptions import ConnectionClosed
+
+    frames: list[str | bytes] = []
+    try:
+        while True:
+            frames.append(await ws.recv())
+    except ConnectionClosed:
+        pass
+    return frames, ws.close_code, ws.close_reason

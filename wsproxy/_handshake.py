@@ -73,7 +73,7 @@ def plan_request(
         method = parse_method(params[options.method_override_param])
     single_message = is_single_message(params.get(METHOD_TYPE_PARAM))
 
-    token = bearer_from_subprotocols(headers)
+    token = bearer_from_subprotocols(offered_subprotocols(ws_scope))
     subprotocol = BEARER if token is not None else None
     if token is None and options.token_cookie_name:
         token = bearer_from_cookie(headers, options.token_cookie_name)
@@ -147,18 +147,24 @@ def is_single_message(method_type: str | None) -> bool:
     )
 
 
-def offered_subprotocols(headers: Iterable[tuple[bytes, bytes]]) -> list[str]:
-    """Every Sec-WebSocket-Protocol item, in order, across repeated headers."""
-    items: list[str] = []
-    for key, value in headers:
-        if key.lower() == b"sec-websocket-protocol":
-            items.extend(part.strip() for part in value.decode("latin-1").split(","))
+def offered_subprotocols(ws_scope: Scope) -> list[str]:
+    """The Sec-WebSocket-Protocol items, in order: the server's parse, else the raw headers'.
+
+    Servers differ: some keep the header in scope["headers"], wsproto's drops it.
+    """
+    raw: list[str] = list(ws_scope.get("subprotocols") or ())
+    if not raw:
+        raw = [
+            value.decode("latin-1")
+            for key, value in ws_scope.get("headers", ())
+            if key.lower() == b"sec-websocket-protocol"
+        ]
+    items = [part.strip() for value in raw for part in value.split(",")]
     return [item for item in items if item]
 
 
-def bearer_from_subprotocols(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+def bearer_from_subprotocols(items: list[str]) -> str | None:
     """`Sec-WebSocket-Protocol: Bearer, <token>` (or `Bearer,<token>`) -> the token."""
-    items = offered_subprotocols(headers)
     if not items or items[0] != BEARER:
         return None
     if len(items) < 2:
