@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wsproxy._lines import LineSplitter
+from wsproxy.errors import MessageTooBig
+
+
+def split_all(chunks: list[bytes], limit: int = 1 << 20) -> list[bytes]:
+    splitter = LineSplitter(limit)
+    lines: list[bytes] = []
+    for chunk in chunks:
+        lines += splitter.feed(chunk)
+    return lines + splitter.flush()
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expected"),
+    [
+        ([b'{"a":1}\n'], [b'{"a":1}']),
+        ([b"a\nb\n"], [b"a", b"b"]),
+        ([b"a", b"b", b"c\n"], [b"abc"]),
+        ([b"a\r\n", b"b\r\n"], [b"a", b"b"]),
+        ([b"a\r", b"\nb"], [b"a", b"b"]),
+        ([b"\n\n\r\n", b"x\n\n"], [b"x"]),
+        ([b"tail without newline"], [b"tail without newline"]),
+        ([b"a\nb", b"c\nd"], [b"a", b"bc", b"d"]),
+        ([b"in\rside\n"], [b"in\rside"]),
+        ([b""], []),
+        ([], []),
+    ],
+)
+def test_split(chunks: list[bytes], expected: list[bytes]) -> None:
+    assert split_all(chunks) == expected
+
+
+def test_lines_are_returned_as_soon_as_complete() -> None:
+    splitter = LineSplitter(100)
+    assert splitter.feed(b"one\ntw") == [b"one"]
+    assert splitter.buffered == 2
+    assert splitter.feed(b"o\nthree") == [b"two"]
+    assert splitter.flush() == [b"three"]
+    assert splitter.buffered == 0
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [b"x" * 11 + b"\n"],  # complete line in one chunk
+        [b"x" * 6, b"x" * 6],  # grows in the tail
+        [b"ok\n" + b"x" * 11],  # tail after a good line
+        [b"xxxxx", b"xxxxxxx\n"],  # completed over the limit
+    ],
+)
+def test_line_over_limit_raises(chunks: list[bytes]) -> None:
+    with pytest.raises(MessageTooBig):
+        split_all(chunks, limit=10)
+
+
+def test_line_at_limit_passes() -> None:
+    assert split_all([b"x" * 5, b"x" * 5 + b"\n"], limit=10) == [b"x" * 10]
+
+
+def test_long_line_in_many_chunks_is_bounded_by_the_tail() -> None:
+    splitter = LineSplitter(1 << 20)
+    for _ in range(1000):
+        assert splitter.feed(b"y" * 100) == []
+    assert splitter.buffered == 100_000
+    assert splitter.feed(b"\n") == [b"y" * 100_000]
+
+
+@given(
+    lines=st.lists(st.binary(min_size=1).filter(lambda b: b"\n" not in b and not b.endswith(b"\r")), max_size=20),
+    cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=30),
+)
+def test_any_chunking_yields_the_same_lines(lines: list[bytes], cuts: list[int]) -> None:
+    stream = b"".join(line + b"\n" for line in lines)
+    points = sorted({min(cut, len(stream)) for cut in cuts})
+    chunks = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
+    assert split_all(chunks) == [line for line in lines if line]
