@@ -97,7 +97,7 @@ class HTTPStatusError(CallError):
             parts.append(self.grpc_code_name)
         elif reason:
             parts.append(reason)
-        if self.message:
+        if self.message and self.message != parts[-1]:
             parts.append(self.message)
         elif self.error_body is not None and not isinstance(self.error_body, dict):
             parts.append(str(self.error_body)[:200])
@@ -200,4 +200,8 @@ def _status_fields(body: Any) -> dict[str, Any]:
         value = body.get(name)
         if isinstance(value, kind) and not isinstance(value, bool):
             fields[name] = value
+    # Bodies of other shapes: wsproxy's refused handshakes ({"error": ...}), FastAPI ({"detail": ...}).
+    for name in ("error", "detail"):
+        if "message" not in fields and isinstance(body.get(name), str):
+            fields["message"] = body[name]
     return fields
