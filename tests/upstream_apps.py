@@ -1,0 +1,202 @@
+"""A small NDJSON gateway stand-in, run by uvicorn in a separate process as the remote upstream.
+
+    python -m uvicorn tests.upstream_apps:app --fd N
+
+Routes (one JSON object per line both ways):
+    POST /echo              unary: the first request line back as {"echo": line}
+    GET  /stream?count=N    server stream: {"n": 0} ... {"n": N-1}
+    GET  /forever           one {"n": 0} line, then the response never ends
+    POST /sum               client stream: {"sum": total of every line's "n"} once the body ends
+    POST /bidi              each request line echoed back at once, {"echo": line}
+    GET  /status/CODE       answers CODE with {"error": "...", "code": CODE}
+    *    /inspect           the request as seen here: method, path, query, headers, client, body
+    GET  /hang              never answers
+    GET  /active            {"open": N}: requests whose handler is still running
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.servers import bind_loopback
+from wsproxy._types import Receive, Scope, Send
+
+_open_requests = 0
+
+
+async def _start(send: Send, status: int = 200, content_type: bytes = b"application/x-ndjson") -> None:
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [(b"content-type", content_type)]}
+    )
+
+
+async def _line(send: Send, obj: Any, more: bool = True) -> None:
+    await send({"type": "http.response.body", "body": json.dumps(obj).encode() + b"\n", "more_body": more})
+
+
+async def _end(send: Send) -> None:
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _body_lines(receive: Receive) -> AsyncIterator[bytes]:
+    """Yield each complete request line as it arrives."""
+    buffer = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        buffer += message.get("body", b"")
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield line
+        if not message.get("more_body", False):
+            if buffer.strip():
+                yield buffer
+            return
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    global _open_requests
+    if scope["type"] != "http":
+        return
+    _open_requests += 1
+    try:
+        await _route(scope, receive, send)
+    finally:
+        _open_requests -= 1
+
+
+async def _route(scope: Scope, receive: Receive, send: Send) -> None:
+    path: str = scope["path"]
+    query = dict(part.split("=", 1) for part in scope["query_string"].decode().split("&") if "=" in part)
+    if path == "/echo":
+        async for line in _body_lines(receive):
+            await _start(send)
+            await _line(send, {"echo": json.loads(line)}, more=False)
+            return
+        await _start(send, 400)
+        await _line(send, {"error": "empty request", "code": 400}, more=False)
+    elif path == "/stream":
+        await _start(send)
+        for n in range(int(query.get("count", "3"))):
+            await _line(send, {"n": n})
+        await _end(send)
+    elif path == "/forever":
+        await _start(send)
+        await _line(send, {"n": 0})
+        while (await receive())["type"] != "http.disconnect":
+            pass  # the response never ends; only the client's leaving ends the handler
+    elif path == "/sum":
+        total = 0
+        async for line in _body_lines(receive):
+            total += int(json.loads(line)["n"])
+        await _start(send)
+        await _line(send, {"sum": total}, more=False)
+    elif path == "/bidi":
+        await _start(send)
+        async for line in _body_lines(receive):
+            await _line(send, {"echo": json.loads(line)})
+        await _end(send)
+    elif path.startswith("/status/"):
+        code = int(path.rsplit("/", 1)[1])
+        await _start(send, code, b"application/json")
+        await _line(send, {"error": f"status {code}", "code": code}, more=False)
+    elif path == "/inspect":
+        body = b""
+        async for line in _body_lines(receive):
+            body += line + b"\n"
+        seen = {
+            "method": scope["method"],
+            "path": path,
+            "query": scope["query_string"].decode(),
+            "headers": [[k.decode(), v.decode()] for k, v in scope["headers"]],
+            "client": list(scope["client"]) if scope.get("client") else None,
+            "body": body.decode(),
+        }
+        await _start(send, 200, b"application/json")
+        await _line(send, seen, more=False)
+    elif path == "/hang":
+        while (await receive())["type"] != "http.disconnect":
+            pass  # never answers; only the client's leaving ends the handler
+    elif path == "/active":
+        await _start(send, 200, b"application/json")
+        # This request itself is one of the open ones.
+        await _line(send, {"open": _open_requests - 1}, more=False)
+    else:
+        await _start(send, 404, b"application/json")
+        await _line(send, {"error": "not found", "code": 404}, more=False)
+
+
+# Running things in separate processes: the upstream app, and the `wsproxy` command itself.
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Process:
+    proc: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def spawn_listening(argv: list[str], *, graceful_stop: bool = True) -> Iterator[Process]:
+    """Run `argv` plus `--fd N`, N an already listening loopback socket the process inherits.
+
+    Connections queue in the socket's backlog until the process serves them, so a first request
+    doubles as the readiness check. The parent's copy is closed at once: once the child dies, a
+    connection is refused instead of waiting.
+    """
+    sock = bind_loopback()
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    try:
+        proc = subprocess.Popen(
+            [*argv, "--fd", str(sock.fileno())],
+            pass_fds=[sock.fileno()],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # so a kill takes uvicorn's worker processes too
+        )
+    finally:
+        sock.close()
+    process = Process(proc, port)
+    try:
+        yield process
+    finally:
+        if proc.poll() is None and graceful_stop:
+            os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def upstream_process() -> contextlib.AbstractContextManager[Process]:
+    """This module's `app` served by uvicorn in its own process."""
+    argv = [sys.executable, "-m", "uvicorn", "tests.upstream_apps:app", "--log-level", "warning"]
+    return spawn_listening([*argv, "--no-access-log", "--lifespan", "off"], graceful_stop=False)
