@@ -1,0 +1,104 @@
+// Type declarations for wsproxy.js, the browser client for services behind wsproxy.
+
+export interface CallOptions {
+  /** Sent as the "Bearer, <token>" subprotocol; the app sees "Authorization: Bearer <token>". */
+  token?: string | null;
+  /** The HTTP method of the request (sets ?method=); the proxy's default is GET. */
+  method?: string | null;
+  /** Iterate the response lines as received (string, or ArrayBuffer when not UTF-8) instead of JSON. */
+  raw?: boolean;
+}
+
+export interface CallStatus {
+  /** True when the call ended with close 1000. */
+  ok: boolean;
+  /** The close code that ended the call (1000, 4000 + HTTP status, 1008, 1009, 1011, 1013, 1014, 1006...). */
+  code: number | null;
+  reason: string;
+  /** The HTTP status, for an HTTPStatusError (including a StreamError); otherwise null. */
+  httpStatus: number | null;
+  error: CallError | null;
+}
+
+export type Message = string | ArrayBuffer | ArrayBufferView | Blob;
+
+export class CallError extends Error {
+  constructor(message: string, options?: { code?: number | null; reason?: string });
+  /** The close code that ended the call, or null when there was none. */
+  code: number | null;
+  reason: string;
+}
+
+export class HTTPStatusError extends CallError {
+  constructor(status: number, reason: string, body: unknown, options?: { code?: number | null });
+  /** The HTTP status (400, 401, 404, 500, ...). */
+  status: number;
+  /** The error body that preceded the close: parsed JSON when it was JSON. */
+  body: unknown;
+  /** From a google.rpc.Status body ({"code", "message", "details"}), else null / []. */
+  grpcCode: number | null;
+  grpcCodeName: string | null;
+  details: unknown[];
+  /** The body's message (or "error" / "detail" string), else null. */
+  detail: string | null;
+}
+
+/** An {"error": {...}} line in a stream; `status` is the HTTP status its gRPC code maps to. */
+export class StreamError extends HTTPStatusError {
+  constructor(error: unknown);
+}
+export class PolicyViolationError extends CallError {}
+export class MessageTooBigError extends CallError {}
+export class ProxyInternalError extends CallError {}
+export class TryAgainLaterError extends CallError {}
+export class BadGatewayError extends CallError {}
+export class ConnectionLostError extends CallError {}
+export class ConnectError extends CallError {}
+export class UnexpectedCloseError extends CallError {}
+
+export function errorForClose(
+  code: number,
+  reason: string,
+  body: unknown,
+  options?: { opened?: boolean },
+): CallError | null;
+
+export class ResponseDecoder {
+  constructor(options?: { raw?: boolean });
+  feed(frame: string | ArrayBuffer): unknown[];
+  close(code: number, reason: string, options?: { opened?: boolean }): { messages: unknown[]; error: CallError | null };
+}
+
+export function callUrl(url: string | URL, method?: string | null): string;
+
+export class Call<T = any> implements AsyncIterable<T> {
+  constructor(url: string | URL, options?: CallOptions);
+  /** Resolves once the call ended; never rejects. */
+  readonly status: Promise<CallStatus>;
+  /** Resolves when the WebSocket is open; rejects with the call's error if it never opens. */
+  readonly opened: Promise<void>;
+  readonly subprotocol: string;
+  /** Strings go as text, binary data as binary, anything else as JSON. Throws after closeSend(). */
+  send(message: unknown): void;
+  /** The half-close: ends the request body while the response keeps arriving. */
+  closeSend(): void;
+  close(): void;
+  next(): Promise<IteratorResult<T, undefined>>;
+  [Symbol.asyncIterator](): AsyncIterator<T>;
+  /** The one response message of a unary or client-streaming call. */
+  result(): Promise<T>;
+}
+
+export function openCall<T = any>(url: string | URL, options?: CallOptions): Call<T>;
+export function unary<T = any>(url: string | URL, message?: unknown, options?: CallOptions): Promise<T>;
+export function serverStream<T = any>(
+  url: string | URL,
+  message?: unknown,
+  options?: CallOptions,
+): AsyncGenerator<T, void, undefined>;
+export function clientStream<T = any>(
+  url: string | URL,
+  messages: Iterable<unknown> | AsyncIterable<unknown>,
+  options?: CallOptions,
+): Promise<T>;
+export function bidi<T = any>(url: string | URL, options?: CallOptions): Call<T>;

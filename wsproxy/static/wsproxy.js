@@ -1,0 +1,400 @@
+// wsproxy.js: a dependency-free browser client for services behind wsproxy (an ES module).
+//
+//   import { openCall } from "/wsproxy.js";
+//   const call = openCall("/v1/chat", { method: "POST", token });
+//   call.send({ text: "hi" });
+//   call.closeSend();                       // the half-close: the request body ends
+//   for await (const reply of call) { ... } // {"result": x} lines arrive as x
+//   const status = await call.status;       // { ok, code, reason, httpStatus, error }
+//
+// One call is one WebSocket. Each response line is one frame; the call ends with a close code:
+// 1000 success, 4000 + HTTP status after the error JSON, or a transport outcome (1008, 1009, 1011,
+// 1013, 1014, 1006 dropped). The wire contract is in docs/protocol.md, usage in docs/clients.md.
+
+const GRPC_CODE_NAMES = [
+  "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+  "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+  "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+];
+// The HTTP status grpc-gateway answers each gRPC code with (runtime.HTTPStatusFromCode).
+const GRPC_CODE_HTTP_STATUS = [200, 499, 500, 400, 504, 404, 409, 403, 429, 400, 409, 400, 501, 500, 503, 500, 401];
+const REASON_PHRASES = {
+  200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
+  429: "Too Many Requests", 499: "Client Closed Request", 500: "Internal Server Error",
+  501: "Not Implemented", 503: "Service Unavailable", 504: "Gateway Timeout",
+};
+const NORMAL = 1000;
+const ABNORMAL = 1006;
+const HTTP_STATUS_BASE = 4000;
+
+/** Base class: the call did not end normally. `code` is the close code (null when there was none). */
+export class CallError extends Error {
+  constructor(message, { code = null, reason = "" } = {}) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+    this.reason = reason;
+  }
+}
+
+/** The app answered with an HTTP error status (close 4000 + status), with the error JSON before it. */
+export class HTTPStatusError extends CallError {
+  constructor(status, reason, body, { code = null } = {}) {
+    const fields = statusFields(body);
+    const name = grpcCodeName(fields.code);
+    const parts = [`HTTP ${status}`, name || reason];
+    if (fields.message && fields.message !== parts[1]) parts.push(fields.message);
+    super(parts.filter(Boolean).join(" "), { code, reason });
+    this.status = status;
+    this.body = body;
+    this.grpcCode = fields.code ?? null;
+    this.grpcCodeName = name;
+    this.details = fields.details ?? [];
+    this.detail = fields.message ?? null;
+  }
+}
+
+/** A streaming response reported an error in-band: an {"error": {...}} line. */
+export class StreamError extends HTTPStatusError {
+  constructor(error) {
+    const fields = statusFields(error);
+    const status = fields.httpCode ?? GRPC_CODE_HTTP_STATUS[fields.code] ?? 500;
+    super(status, REASON_PHRASES[status] ?? "", error);
+  }
+}
+
+/** Close 1008: a message after the half-close, or another breach of the proxy's rules. */
+export class PolicyViolationError extends CallError {}
+/** Close 1009: a message or a response line exceeded a size limit. */
+export class MessageTooBigError extends CallError {}
+/** Close 1011: the wrapped app raised instead of answering. */
+export class ProxyInternalError extends CallError {}
+/** Close 1013: the proxy is at its connection limit; retry after a delay. */
+export class TryAgainLaterError extends CallError {}
+/** Close 1014: the proxy's upstream failed in the middle of the response. */
+export class BadGatewayError extends CallError {}
+/** The connection dropped without a close frame (1006): the outcome is unknown. */
+export class ConnectionLostError extends CallError {}
+/** The WebSocket never opened: refused (bad Origin or token, busy) or unreachable. Browsers hide the HTTP status. */
+export class ConnectError extends CallError {}
+/** Any other close code (1001 going away, 1002, 1007, ...). */
+export class UnexpectedCloseError extends CallError {}
+
+const ERRORS_BY_CODE = {
+  1008: PolicyViolationError,
+  1009: MessageTooBigError,
+  1011: ProxyInternalError,
+  1013: TryAgainLaterError,
+  1014: BadGatewayError,
+};
+
+/** The error a call ending with close `code` raises, or null for success. */
+export function errorForClose(code, reason, body, { opened = true } = {}) {
+  if (code === NORMAL) return null;
+  if (!opened) {
+    return new ConnectError("could not open the WebSocket (refused or unreachable; the browser hides why)", {
+      code, reason,
+    });
+  }
+  if (code === ABNORMAL) return new ConnectionLostError("connection lost before the call ended", { code, reason });
+  const status = code - HTTP_STATUS_BASE;
+  if (status >= 100 && status <= 999) {
+    return new HTTPStatusError(status, reason || REASON_PHRASES[status] || "", body, { code });
+  }
+  const ErrorClass = ERRORS_BY_CODE[code] ?? UnexpectedCloseError;
+  return new ErrorClass(`call closed with ${code}${reason ? " " + reason : ""}`, { code, reason });
+}
+
+function grpcCodeName(code) {
+  return Number.isInteger(code) ? GRPC_CODE_NAMES[code] ?? null : null;
+}
+
+function statusFields(body) {
+  if (body === null || typeof body !== "object" || Array.isArray(body)) return {};
+  const fields = {};
+  if (Number.isInteger(body.code)) fields.code = body.code;
+  if (Number.isInteger(body.http_code)) fields.httpCode = body.http_code;
+  if (Array.isArray(body.details)) fields.details = body.details;
+  // google.rpc.Status, then wsproxy's refused handshakes ({"error": ...}) and FastAPI ({"detail": ...}).
+  for (const key of ["message", "error", "detail"]) {
+    if (typeof body[key] === "string") {
+      fields.message = body[key];
+      break;
+    }
+  }
+  return fields;
+}
+
+const STATUS_KEYS = new Set(["code", "message", "details", "error", "http_code", "http_status"]);
+
+function isStatusBody(value) {
+  return value !== null && typeof value === "object" && !Array.isArray(value) &&
+    Number.isInteger(value.code) && typeof value.message === "string" &&
+    Object.keys(value).every((key) => STATUS_KEYS.has(key));
+}
+
+const NOTHING = Symbol("nothing");
+
+/**
+ * Lines to messages, with no I/O. {"result": x} yields x; {"error": {...}} throws StreamError. A line
+ * shaped like grpc-gateway's error body waits for the next frame or the close: if the close carries
+ * an HTTP error status, it was that error's body, not a message. No other line waits.
+ */
+export class ResponseDecoder {
+  #raw;
+  #held = NOTHING;
+  #last = null;
+
+  constructor({ raw = false } = {}) {
+    this.#raw = raw;
+  }
+
+  feed(frame) {
+    const ready = this.#release();
+    const value = (this.#last = parseLine(frame));
+    if (this.#raw) {
+      ready.push(frame);
+      return ready;
+    }
+    if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+      const keys = Object.keys(value);
+      if (keys.length === 1 && keys[0] === "result") {
+        ready.push(value.result);
+        return ready;
+      }
+      if (keys.length === 1 && keys[0] === "error" && value.error !== null && typeof value.error === "object") {
+        throw new StreamError(value.error);
+      }
+    }
+    if (isStatusBody(value)) this.#held = value;
+    else ready.push(value);
+    return ready;
+  }
+
+  close(code, reason, options) {
+    const error = errorForClose(code, reason, this.#last, options);
+    if (error) {
+      this.#held = NOTHING;
+      return { messages: [], error };
+    }
+    return { messages: this.#release(), error: null };
+  }
+
+  #release() {
+    if (this.#held === NOTHING) return [];
+    const held = this.#held;
+    this.#held = NOTHING;
+    return [held];
+  }
+}
+
+function parseLine(frame) {
+  if (typeof frame !== "string") return frame; // binary: the line was not UTF-8
+  try {
+    return JSON.parse(frame);
+  } catch {
+    return frame; // plain text lines stay usable
+  }
+}
+
+/** The ws(s):// URL for `url` (relative to the page; http(s) mapped), with ?method= set when given. */
+export function callUrl(url, method) {
+  const base = typeof location === "undefined" ? undefined : location.href;
+  const target = new URL(url, base);
+  if (target.protocol === "http:") target.protocol = "ws:";
+  if (target.protocol === "https:") target.protocol = "wss:";
+  if (method) target.searchParams.set("method", method.toUpperCase());
+  return target.href;
+}
+
+function encodeMessage(message) {
+  let data;
+  if (typeof message === "string" || message instanceof ArrayBuffer || ArrayBuffer.isView(message) ||
+      (typeof Blob !== "undefined" && message instanceof Blob)) {
+    data = message;
+  } else {
+    data = JSON.stringify(message);
+  }
+  const size = typeof data === "string" ? data.length : data.byteLength ?? data.size;
+  if (size === 0) throw new TypeError("an empty message is the half-close: call closeSend() instead");
+  return data;
+}
+
+/** One call: a request body written message by message, and a response read by async iteration. */
+export class Call {
+  #socket;
+  #decoder;
+  #outbox = [];
+  #ready = [];
+  #waiters = [];
+  #opened = false;
+  #sendClosed = false;
+  #ended = false;
+  #error = null;
+  #resolveStatus;
+  #settleOpened;
+
+  constructor(url, { token = null, method = null, raw = false } = {}) {
+    this.#decoder = new ResponseDecoder({ raw });
+    /** Resolves with { ok, code, reason, httpStatus, error } once the call ended; never rejects. */
+    this.status = new Promise((resolve) => (this.#resolveStatus = resolve));
+    /** Resolves when the WebSocket is open; rejects with the call's error if it never opens. */
+    this.opened = new Promise((resolve, reject) => (this.#settleOpened = { resolve, reject }));
+    this.opened.catch(() => {}); // awaiting it is optional: no unhandled rejection
+    const protocols = token ? ["Bearer", token] : [];
+    this.#socket = new WebSocket(callUrl(url, method), protocols);
+    this.#socket.binaryType = "arraybuffer";
+    this.#socket.onopen = () => this.#onOpen();
+    this.#socket.onmessage = (event) => this.#onMessage(event.data);
+    this.#socket.onclose = (event) => this.#onClose(event.code, event.reason);
+  }
+
+  /** The subprotocol the proxy accepted ("Bearer" when a token was sent), once open. */
+  get subprotocol() {
+    return this.#socket.protocol;
+  }
+
+  /** Send one request message: strings as text, binary data as binary, anything else as JSON. */
+  send(message) {
+    if (this.#sendClosed) throw new Error("send() after closeSend(): the request body has already ended");
+    if (this.#ended) throw this.#error ?? new CallError("cannot send: the call has already ended", { code: NORMAL });
+    this.#transmit(encodeMessage(message));
+  }
+
+  /** End the request body (an empty message) while still receiving the response. */
+  closeSend() {
+    if (this.#sendClosed || this.#ended) return;
+    this.#sendClosed = true;
+    this.#transmit("");
+  }
+
+  /** Abandon the call; the app sees the client go away. */
+  close() {
+    this.#socket.close(NORMAL);
+  }
+
+  /** The next message; `done` once the call ended normally; rejects with the CallError otherwise. */
+  next() {
+    if (this.#ready.length) return Promise.resolve({ value: this.#ready.shift(), done: false });
+    if (this.#ended) return this.#error ? Promise.reject(this.#error) : Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  // Leaving a for-await loop early does not close the call (a bidi caller may read on later).
+  [Symbol.asyncIterator]() {
+    return { next: () => this.next(), return: async () => ({ value: undefined, done: true }) };
+  }
+
+  /** The one response message of a unary or client-streaming call, once it ended. */
+  async result() {
+    const messages = [];
+    for await (const message of this) messages.push(message);
+    if (messages.length !== 1) {
+      const status = await this.status;
+      throw new CallError(`expected one response message, got ${messages.length}`, { code: status.code });
+    }
+    return messages[0];
+  }
+
+  #transmit(data) {
+    if (this.#opened) this.#socket.send(data);
+    else this.#outbox.push(data); // sent in order once the handshake completes
+  }
+
+  #onOpen() {
+    this.#opened = true;
+    for (const data of this.#outbox.splice(0)) this.#socket.send(data);
+    this.#settleOpened.resolve();
+  }
+
+  #onMessage(frame) {
+    if (this.#ended) return;
+    let messages;
+    try {
+      messages = this.#decoder.feed(frame);
+    } catch (error) {
+      this.#finish(error, NORMAL, "");
+      this.#socket.close(NORMAL);
+      return;
+    }
+    for (const message of messages) this.#push(message);
+  }
+
+  #onClose(code, reason) {
+    if (this.#ended) return;
+    const { messages, error } = this.#decoder.close(code, reason, { opened: this.#opened });
+    for (const message of messages) this.#push(message);
+    this.#finish(error, code, reason);
+  }
+
+  #push(message) {
+    const waiter = this.#waiters.shift();
+    if (waiter) waiter.resolve({ value: message, done: false });
+    else this.#ready.push(message);
+  }
+
+  #finish(error, code, reason) {
+    this.#ended = true;
+    this.#error = error;
+    if (!this.#opened) this.#settleOpened.reject(error);
+    for (const waiter of this.#waiters.splice(0)) {
+      if (error) waiter.reject(error);
+      else waiter.resolve({ value: undefined, done: true });
+    }
+    this.#resolveStatus({
+      ok: error === null,
+      code: error?.code ?? code,
+      reason: error?.reason ?? reason,
+      httpStatus: error instanceof HTTPStatusError ? error.status : null,
+      error,
+    });
+  }
+}
+
+/** Open a call. Options: token (sent as the Bearer subprotocol), method (?method=), raw (lines as received). */
+export function openCall(url, options = {}) {
+  return new Call(url, options);
+}
+
+/** Send `message` (undefined: none), half-close, and resolve with the one response message. */
+export async function unary(url, message, options = {}) {
+  const call = openCall(url, options);
+  try {
+    if (message !== undefined) call.send(message);
+  } catch (error) {
+    call.close();
+    throw error;
+  }
+  call.closeSend();
+  return call.result();
+}
+
+/** Send `message` (undefined: none), half-close, and yield each response message. */
+export async function* serverStream(url, message, options = {}) {
+  const call = openCall(url, options);
+  try {
+    if (message !== undefined) call.send(message);
+    call.closeSend();
+    yield* call;
+  } finally {
+    call.close(); // a no-op once the call ended; abandons it when the loop was left early
+  }
+}
+
+/** Send every message (an iterable or async iterable), half-close, and resolve with the one response. */
+export async function clientStream(url, messages, options = {}) {
+  const call = openCall(url, options);
+  try {
+    for await (const message of messages) call.send(message);
+  } catch (error) {
+    call.close(); // a bad message or a failing iterable abandons the call rather than leaving it open
+    throw error;
+  }
+  call.closeSend();
+  return call.result();
+}
+
+/** A bidirectional call: send and iterate at will, closeSend() when done sending. */
+export function bidi(url, options = {}) {
+  return openCall(url, options);
+}
