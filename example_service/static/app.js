@@ -1,5 +1,5 @@
 // The demo page: every call goes through the browser module, /wsproxy.js.
-import { HTTPStatusError, openCall, serverStream, unary, clientStream } from "/wsproxy.js";
+import { HTTPStatusError, clientStream, openCall, unary } from "/wsproxy.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -48,19 +48,26 @@ onSubmit("echo", async () => {
   }
 });
 
+// One ticker at a time: starting again abandons the stream still running.
+let ticker = null;
+
 onSubmit("ticker", async () => {
   const list = $("ticker-output");
   list.replaceChildren();
   show("ticker", "running", "streaming…");
   const query = new URLSearchParams({ count: $("ticker-count").value, interval_ms: $("ticker-interval").value });
+  ticker?.close();
+  const call = (ticker = openCall(`/v1/ticker?${query}`));
+  call.closeSend(); // a server stream's request has no message: the body ends at once
   try {
-    for await (const tick of serverStream(`/v1/ticker?${query}`)) {
+    for await (const tick of call) {
+      if (call !== ticker) return;
       const time = tick.time ? new Date(tick.time).toISOString().slice(11, 23) : "";
       append(list, `tick ${tick.seq ?? 0}  ${time}`);
     }
-    show("ticker", "ok", `OK: ${list.children.length} ticks (close 1000)`);
+    if (call === ticker) show("ticker", "ok", `OK: ${list.children.length} ticks (close 1000)`);
   } catch (error) {
-    showError("ticker", error);
+    if (call === ticker) showError("ticker", error);
   }
 });
 
