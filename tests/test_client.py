@@ -26,6 +26,7 @@ from wsproxy.client import (
     PolicyViolationError,
     ProxyInternalError,
     StreamError,
+    UnexpectedCloseError,
     bidi,
     client_stream,
     connect,
@@ -262,6 +263,13 @@ async def test_message_after_the_half_close_is_a_policy_violation() -> None:
         with pytest.raises(PolicyViolationError) as caught:
             await call.result()
     assert caught.value.code == 1008
+
+
+async def test_idle_call_is_closed_going_away() -> None:
+    async with proxy(idle_timeout=0.2) as srv, connect(f"{srv.ws}/v1/hold", method="POST") as call:
+        with pytest.raises(UnexpectedCloseError) as caught:
+            await call.result()
+    assert (caught.value.code, caught.value.reason) == (1001, "idle timeout")
 
 
 async def test_busy_proxy_refuses_with_503() -> None:
