@@ -208,14 +208,17 @@ export function callUrl(url, method) {
 }
 
 function encodeMessage(message) {
-  let data;
-  if (typeof message === "string" || message instanceof ArrayBuffer || ArrayBuffer.isView(message) ||
-      (typeof Blob !== "undefined" && message instanceof Blob)) {
-    data = message;
-  } else {
+  const isBlob = typeof Blob !== "undefined" && message instanceof Blob;
+  let data = message;
+  let size;
+  if (typeof message === "string") size = message.length;
+  else if (isBlob) size = message.size;
+  else if (message instanceof ArrayBuffer || ArrayBuffer.isView(message)) size = message.byteLength;
+  else {
     data = JSON.stringify(message);
+    if (data === undefined) throw new TypeError(`cannot send ${typeof message}: it has no JSON form`);
+    size = data.length;
   }
-  const size = typeof data === "string" ? data.length : data.byteLength ?? data.size;
   if (size === 0) throw new TypeError("an empty message is the half-close: call closeSend() instead");
   return data;
 }
