@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.servers import bind_loopback, drain
-from tests.upstream_apps import ROOT, Process, spawn_listening, upstream_process
+from tests.upstream_apps import ROOT, Process, open_requests, spawn_listening, upstream_process
 from wsproxy import cli
 
 WSPROXY = [sys.executable, "-m", "wsproxy", "--log-level", "warning"]
@@ -210,3 +211,15 @@ async def test_app_mode_serves_an_asgi_app_in_process() -> None:
             assert json.loads(await ws.recv()) == {"echo": {"n": 7}}
             await ws.send("")
             assert await drain(ws) == ([], 1000, "")
+
+
+async def test_sigterm_closes_streams_1012_and_their_upstream_calls(upstream: Process) -> None:
+    with spawn_listening([*WSPROXY, "--upstream", upstream.http]) as proxy:
+        async with connect(proxy.ws + "/bidi?method=POST", open_timeout=30) as ws:
+            await ws.send('{"n": 1}')
+            await ws.recv()
+            assert await open_requests(upstream, 1) == 1
+            proxy.proc.terminate()
+            assert (await drain(ws))[1] == 1012
+        assert proxy.proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
+    assert await open_requests(upstream, 0) == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -13,7 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.servers import Running, bind_loopback, drain, serve
-from tests.upstream_apps import Process, upstream_process
+from tests.upstream_apps import Process, open_requests, upstream_process
 from wsproxy import WebSocketProxyMiddleware
 from wsproxy.upstream import UpstreamApp, forwarded_request_headers
 
@@ -43,17 +42,6 @@ async def proxying(app: UpstreamApp | WebSocketProxyMiddleware, **options: Any) 
             yield running
     finally:
         await upstream_app.aclose()
-
-
-async def open_requests(upstream: Process, expected: int) -> int:
-    """The upstream's count of running handlers, once it reaches `expected` (or after 10s)."""
-    async with httpx.AsyncClient(base_url=upstream.http) as client:
-        for _ in range(200):
-            count = int((await client.get("/active")).json()["open"])
-            if count == expected:
-                break
-            await asyncio.sleep(0.05)
-    return count
 
 
 # The header mapping, no I/O.

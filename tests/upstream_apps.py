@@ -16,6 +16,7 @@ Routes (one JSON object per line both ways):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -26,6 +27,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from tests.servers import bind_loopback
 from wsproxy._types import Receive, Scope, Send
@@ -200,3 +203,14 @@ def upstream_process() -> contextlib.AbstractContextManager[Process]:
     """This module's `app` served by uvicorn in its own process."""
     argv = [sys.executable, "-m", "uvicorn", "tests.upstream_apps:app", "--log-level", "warning"]
     return spawn_listening([*argv, "--no-access-log", "--lifespan", "off"], graceful_stop=False)
+
+
+async def open_requests(upstream: Process, expected: int) -> int:
+    """The upstream's count of running handlers, once it reaches `expected` (or after 10s)."""
+    async with httpx.AsyncClient(base_url=upstream.http) as client:
+        for _ in range(200):
+            count = int((await client.get("/active")).json()["open"])
+            if count == expected:
+                break
+            await asyncio.sleep(0.05)
+    return count
