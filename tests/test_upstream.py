@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
-from typing import Any, cast
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.servers import Running, bind_loopback, drain, serve
-from tests.upstream_apps import Process, open_requests, upstream_process
+from tests.servers import bind_loopback, drain
+from tests.upstream_apps import Process, open_requests, proxying, upstream_process
 from wsproxy import WebSocketProxyMiddleware
 from wsproxy.upstream import UpstreamApp, forwarded_request_headers
 
@@ -30,18 +29,6 @@ def refused_url() -> Iterator[str]:
     sock = bind_loopback()
     yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     sock.close()
-
-
-@contextlib.asynccontextmanager
-async def proxying(app: UpstreamApp | WebSocketProxyMiddleware, **options: Any) -> AsyncIterator[Running]:
-    """`app` served by uvicorn here; then its idle upstream connections closed, as lifespan would."""
-    upstream_app = app.app if isinstance(app, WebSocketProxyMiddleware) else app
-    assert isinstance(upstream_app, UpstreamApp)
-    try:
-        async with serve(cast(Any, app), **options) as running:
-            yield running
-    finally:
-        await upstream_app.aclose()
 
 
 # The header mapping, no I/O.

@@ -26,12 +26,14 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
-from tests.servers import bind_loopback
+from tests.servers import Running, bind_loopback, serve
+from wsproxy import WebSocketProxyMiddleware
 from wsproxy._types import Receive, Scope, Send
+from wsproxy.upstream import UpstreamApp
 
 _open_requests = 0
 
@@ -199,10 +201,12 @@ def spawn_listening(argv: list[str], *, graceful_stop: bool = True) -> Iterator[
             proc.wait(timeout=10)
 
 
-def upstream_process() -> contextlib.AbstractContextManager[Process]:
+def upstream_process(*uvicorn_args: str) -> contextlib.AbstractContextManager[Process]:
     """This module's `app` served by uvicorn in its own process."""
     argv = [sys.executable, "-m", "uvicorn", "tests.upstream_apps:app", "--log-level", "warning"]
-    return spawn_listening([*argv, "--no-access-log", "--lifespan", "off"], graceful_stop=False)
+    return spawn_listening(
+        [*argv, "--no-access-log", "--lifespan", "off", *uvicorn_args], graceful_stop=False
+    )
 
 
 async def open_requests(upstream: Process, expected: int) -> int:
@@ -214,3 +218,15 @@ async def open_requests(upstream: Process, expected: int) -> int:
                 break
             await asyncio.sleep(0.05)
     return count
+
+
+@contextlib.asynccontextmanager
+async def proxying(app: UpstreamApp | WebSocketProxyMiddleware, **options: Any) -> AsyncIterator[Running]:
+    """`app` served by uvicorn here; then its idle upstream connections closed, as lifespan would."""
+    upstream_app = app.app if isinstance(app, WebSocketProxyMiddleware) else app
+    assert isinstance(upstream_app, UpstreamApp)
+    try:
+        async with serve(cast(Any, app), **options) as running:
+            yield running
+    finally:
+        await upstream_app.aclose()

@@ -110,13 +110,11 @@ class UpstreamApp:
         self._read_timeout = read_timeout
         if parts.scheme == "https" and ssl_context is None:
             ssl_context = ssl.create_default_context()
-        self._pool_options = {
-            "ssl_context": ssl_context if parts.scheme == "https" else None,
-            "connect_timeout": connect_timeout,
-            "max_connections": max_connections,
-            "max_keepalive_connections": max_keepalive_connections,
-            "keepalive_expiry": keepalive_expiry,
-        }
+        self._ssl_context = ssl_context if parts.scheme == "https" else None
+        self._connect_timeout = connect_timeout
+        self._max_connections = max_connections
+        self._max_keepalive_connections = max_keepalive_connections
+        self._keepalive_expiry = keepalive_expiry
         # Created on first use, inside the server's event loop.
         self._pool: ConnectionPool | None = None
 
@@ -135,7 +133,14 @@ class UpstreamApp:
                 "wrap it in WebSocketProxyMiddleware for WebSockets"
             )
         if self._pool is None:
-            self._pool = ConnectionPool(self.origin, **self._pool_options)  # type: ignore[arg-type]
+            self._pool = ConnectionPool(
+                self.origin,
+                ssl_context=self._ssl_context,
+                connect_timeout=self._connect_timeout,
+                max_connections=self._max_connections,
+                max_keepalive_connections=self._max_keepalive_connections,
+                keepalive_expiry=self._keepalive_expiry,
+            )
         try:
             conn = await self._pool.acquire()
         except (ConnectTimeout, PoolTimeout) as exc:
@@ -334,6 +339,8 @@ def _failure_of(exc: BaseException) -> _Failure:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, ReadTimeout):
         return "read timed out"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed ({exc.reason or exc.strerror})"
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve the upstream host ({exc.strerror})"
     if isinstance(exc, OSError) and exc.errno:
