@@ -1,0 +1,64 @@
+"""`python -m example_service [--host H] [--port P]`: the whole demo in one process, on loopback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import socket
+import sys
+
+import uvicorn
+
+from example_service.app import demo
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m example_service",
+        description="EchoService over gRPC, HTTP/JSON and WebSocket, with a page that calls it.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
+    return parser.parse_args(argv)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def _run(host: str, port: int) -> None:
+    sock = _listen(host, port)
+    async with demo() as running:
+        config = uvicorn.Config(running.app, log_level="warning", lifespan="off")
+        server = uvicorn.Server(config)
+        shown = f"[{host}]" if ":" in host else host
+        print(f"wsproxy demo: open http://{shown}:{sock.getsockname()[1]}/", flush=True)
+        await server.serve(sockets=[sock])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    try:
+        asyncio.run(_run(args.host, args.port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(f"wsproxy demo: port {args.port} on {args.host} is taken; try --port", file=sys.stderr)
+        else:
+            print(f"wsproxy demo: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

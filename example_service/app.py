@@ -1,0 +1,78 @@
+"""The demo as one ASGI app: page + browser module + gateway, with wsproxy in front.
+
+`demo()` starts the gRPC server and yields the app, so tests can serve the whole demo on a free
+port: `async with demo() as running: async with serve(running.app) as srv: ...`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route, Router
+from starlette.types import ASGIApp
+
+from example_service.proto.example.v1 import echo_pb2
+from example_service.service import EchoServicer, grpc_server
+from wsproxy import WebSocketProxyMiddleware
+from wsproxy.gateway import Gateway
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+BROWSER_MODULE_DIR = Path(__file__).resolve().parent.parent / "wsproxy" / "static"
+SERVICE = echo_pb2.DESCRIPTOR.services_by_name["EchoService"]
+
+
+def _file(directory: Path, name: str, media_type: str | None = None) -> Response:
+    path = (directory / name).resolve()
+    if path.parent != directory.resolve() or not path.is_file():
+        return JSONResponse({"code": 5, "message": "Not Found", "details": []}, status_code=404)
+    return FileResponse(path, media_type=media_type)
+
+
+async def _index(request: Request) -> Response:
+    return _file(STATIC_DIR, "index.html", "text/html; charset=utf-8")
+
+
+async def _static(request: Request) -> Response:
+    return _file(STATIC_DIR, request.path_params["name"])
+
+
+async def _browser_module(request: Request) -> Response:
+    name = request.url.path.lstrip("/")
+    return _file(BROWSER_MODULE_DIR, name, "text/javascript" if name.endswith(".js") else "text/plain")
+
+
+def build_app(channel: grpc.aio.Channel) -> ASGIApp:
+    """The page and its files, everything else to the gateway; WebSocket upgrades go through wsproxy."""
+    gateway = Gateway(channel, [SERVICE])
+    router = Router(
+        routes=[
+            Route("/", _index, methods=["GET"]),
+            Route("/static/{name:str}", _static, methods=["GET"]),
+            Route("/wsproxy.js", _browser_module, methods=["GET"]),
+            Route("/wsproxy.d.ts", _browser_module, methods=["GET"]),
+        ],
+        default=gateway,
+    )
+    return WebSocketProxyMiddleware(router)
+
+
+@dataclass(frozen=True)
+class Demo:
+    app: ASGIApp
+    servicer: EchoServicer
+    grpc_port: int
+
+
+@contextlib.asynccontextmanager
+async def demo(*, grpc_host: str = "127.0.0.1", grpc_port: int = 0) -> AsyncIterator[Demo]:
+    """Start EchoService on a loopback port and yield the demo app that talks to it."""
+    servicer = EchoServicer()
+    async with grpc_server(servicer, host=grpc_host, port=grpc_port) as (_, port):  # noqa: SIM117 - needs port
+        async with grpc.aio.insecure_channel(f"{grpc_host}:{port}") as channel:
+            yield Demo(build_app(channel), servicer, port)

@@ -1,0 +1,11 @@
+"""A generic HTTP/JSON -> gRPC gateway (grpc-gateway v2 compatible) as an ASGI app.
+
+Needs the `grpc` extra (grpcio, protobuf, googleapis-common-protos): `pip install wsproxy[grpc]`.
+Put `wsproxy.WebSocketProxyMiddleware` in front of it to serve the same API over WebSocket.
+"""
+
+from wsproxy.gateway._gateway import Gateway
+from wsproxy.gateway._routes import Kind, PathTemplate, Route, TemplateError, compile_template
+from wsproxy.gateway._status import http_status
+
+__all__ = ["Gateway", "Kind", "PathTemplate", "Route", "TemplateError", "compile_template", "http_status"]
