@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -18,6 +19,7 @@ from wsproxy import WebSocketProxyMiddleware
 from wsproxy._types import Receive, Scope, Send
 from wsproxy.client import (
     BadGatewayError,
+    Call,
     CallError,
     ConnectError,
     ConnectionLostError,
@@ -249,6 +251,25 @@ async def test_message_over_the_proxy_limit_fails_the_send_or_the_result() -> No
     async with proxy(max_message_size=100) as srv:
         with pytest.raises(MessageTooBigError):
             await client_stream(f"{srv.ws}/v1/sum", [{"value": 1, "pad": "x" * 200}] * 3, method="POST")
+
+
+async def send_until_it_fails(call: Call) -> None:
+    """Send until the proxy's close arrives; each round lets the reading task run."""
+    for _ in range(500):
+        await call.send({"text": "small"})
+        await asyncio.sleep(0.01)
+
+
+async def test_send_while_another_task_reads_reports_the_outcome_to_both() -> None:
+    async with proxy(max_message_size=100) as srv, bidi(f"{srv.ws}/v1/chat", method="POST") as call:
+        received: list[Any] = []
+        reader = asyncio.create_task(collect(call, received))
+        await call.send({"text": "x" * 200})
+        with pytest.raises(MessageTooBigError):
+            await send_until_it_fails(call)
+        with pytest.raises(MessageTooBigError):
+            await reader
+    assert received == []
 
 
 async def test_message_after_the_half_close_is_a_policy_violation() -> None:

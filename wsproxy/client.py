@@ -13,6 +13,7 @@ HTTP error status (close 4000 + status, with the error JSON that preceded it), S
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import json
@@ -89,6 +90,9 @@ class Call:
         self._send_closed = False
         self._ended = False
         self._error: CallError | None = None
+        # A bidi caller may iterate in one task while send() drains the outcome in another;
+        # websockets allows one recv() at a time.
+        self._receiving = asyncio.Lock()
         self.close_code: int | None = None
         self.close_reason = ""
 
@@ -158,6 +162,11 @@ class Call:
 
     async def _receive(self) -> None:
         """Take one frame into the ready messages, or record how the call ended."""
+        async with self._receiving:
+            if not self._ended:
+                await self._receive_one()
+
+    async def _receive_one(self) -> None:
         try:
             frame = await self._websocket.recv()
         except ConnectionClosed as closed:
