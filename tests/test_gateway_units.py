@@ -1,0 +1,213 @@
+"""The gateway's pure parts, table-driven: path templates, the JSON value splitter, field filling, status map."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.protobuf import timestamp_pb2, wrappers_pb2
+from google.protobuf.descriptor_pb2 import FieldDescriptorProto, FileDescriptorProto
+
+from wsproxy.gateway import TemplateError, compile_template, http_status
+from wsproxy.gateway._fields import FieldError, is_shadowed, merge_json, set_from_strings
+from wsproxy.gateway._jsonstream import JSONValueSplitter, ValueTooLarge
+
+
+@pytest.mark.parametrize(
+    ("template", "path", "expected"),
+    [
+        ("/v1/echo", "/v1/echo", {}),
+        ("/v1/echo", "/v1/echo/", None),
+        ("/v1/echo", "/v1/ech", None),
+        ("/v1/{name}", "/v1/abc", {"name": "abc"}),
+        ("/v1/{name}", "/v1/a/b", None),
+        ("/v1/{name}", "/v1/a%2Fb%20c", {"name": "a/b c"}),
+        ("/v1/{name=shelves/*/books/*}", "/v1/shelves/1/books/2", {"name": "shelves/1/books/2"}),
+        ("/v1/{name=shelves/*/books/*}", "/v1/shelves/1/books", None),
+        ("/v1/{parent=shelves/*}/books", "/v1/shelves/s1/books", {"parent": "shelves/s1"}),
+        ("/v1/{book.name=shelves/*/books/*}", "/v1/shelves/a/books/b", {"book.name": "shelves/a/books/b"}),
+        ("/v1/{name=files/**}", "/v1/files/a/b/c.txt", {"name": "files/a/b/c.txt"}),
+        ("/v1/*/items", "/v1/x/items", {}),
+        ("/v1/{name=shelves/*}:archive", "/v1/shelves/7:archive", {"name": "shelves/7"}),
+        ("/v1/{name=shelves/*}:archive", "/v1/shelves/7", None),
+        ("/v1/{a}/{b}", "/v1/x/y", {"a": "x", "b": "y"}),
+    ],
+)
+def test_path_templates(template: str, path: str, expected: dict[str, str] | None) -> None:
+    assert compile_template(template).match(path) == expected
+
+
+@pytest.mark.parametrize("template", ["v1/echo", "/v1/{name", "/v1/{a{b}}", "/v1//x", "/v1/a*b"])
+def test_bad_templates_are_refused(template: str) -> None:
+    with pytest.raises(TemplateError):
+        compile_template(template)
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expected"),
+    [
+        ([b'{"a":1}\n{"b":2}\n'], [b'{"a":1}', b'{"b":2}']),
+        ([b'{"a":', b"1}", b"\n"], [b'{"a":1}']),
+        ([b'{"a":"}{\\"x"}'], [b'{"a":"}{\\"x"}']),
+        ([b'{"a":1}{"b":[1,{"c":"]"}]}'], [b'{"a":1}', b'{"b":[1,{"c":"]"}]}']),
+        ([b'  1 2 "x y" true', b""], [b"1", b"2", b'"x y"', b"true"]),
+        ([b'{"a":"\\\\"}', b'{"b":2}'], [b'{"a":"\\\\"}', b'{"b":2}']),
+        ([b"\n\n  \r\n"], []),
+        ([b'{"a":1'], [b'{"a":1']),  # unfinished: handed out at close, where it fails to parse
+    ],
+)
+def test_json_splitter(chunks: list[bytes], expected: list[bytes]) -> None:
+    splitter = JSONValueSplitter(max_value_size=1000)
+    values = [value for chunk in chunks for value in splitter.feed(chunk)]
+    tail = splitter.close()
+    assert values + ([tail] if tail is not None else []) == expected
+
+
+def test_json_splitter_byte_by_byte_matches_one_chunk() -> None:
+    data = b'{"text":"a\\"b}"}\n[1,2]\n{"n":{"m":[{}]}}\n'
+    splitter = JSONValueSplitter(max_value_size=1000)
+    values = [value for byte in data for value in splitter.feed(bytes([byte]))]
+    assert values == [b'{"text":"a\\"b}"}', b"[1,2]", b'{"n":{"m":[{}]}}']
+
+
+def test_json_splitter_limits_one_value_not_the_stream() -> None:
+    splitter = JSONValueSplitter(max_value_size=10)
+    assert splitter.feed(b'{"a":123}\n' * 5) == [b'{"a":123}'] * 5
+    with pytest.raises(ValueTooLarge):
+        splitter.feed(b'{"a":"0123456789"')
+
+
+def _message_class() -> type:
+    """A message with every kind of field the URL can set, built from a descriptor (no protoc)."""
+    from google.protobuf import descriptor_pool, message_factory
+
+    file = FileDescriptorProto(name="units_test.proto", package="units", syntax="proto3")
+    file.dependency.extend(["google/protobuf/timestamp.proto", "google/protobuf/wrappers.proto"])
+    enum = file.enum_type.add(name="Color")
+    enum.value.add(name="COLOR_UNSPECIFIED", number=0)
+    enum.value.add(name="RED", number=1)
+    inner = file.message_type.add(name="Inner")
+    inner.field.add(name="depth", number=1, type=FieldDescriptorProto.TYPE_INT32, json_name="depth")
+    outer = file.message_type.add(name="Outer")
+    fields = [
+        ("name", FieldDescriptorProto.TYPE_STRING, None, False),
+        ("page_size", FieldDescriptorProto.TYPE_INT64, None, False),
+        ("ratio", FieldDescriptorProto.TYPE_DOUBLE, None, False),
+        ("on", FieldDescriptorProto.TYPE_BOOL, None, False),
+        ("color", FieldDescriptorProto.TYPE_ENUM, ".units.Color", False),
+        ("ids", FieldDescriptorProto.TYPE_INT32, None, True),
+        ("inner", FieldDescriptorProto.TYPE_MESSAGE, ".units.Inner", False),
+        ("when", FieldDescriptorProto.TYPE_MESSAGE, ".google.protobuf.Timestamp", False),
+        ("limit", FieldDescriptorProto.TYPE_MESSAGE, ".google.protobuf.Int32Value", False),
+        ("blob", FieldDescriptorProto.TYPE_BYTES, None, False),
+    ]
+    for number, (name, kind, type_name, repeated) in enumerate(fields, start=1):
+        field = outer.field.add(name=name, number=number, type=kind)
+        field.json_name = "".join(p if i == 0 else p.title() for i, p in enumerate(name.split("_")))
+        field.label = FieldDescriptorProto.LABEL_REPEATED if repeated else FieldDescriptorProto.LABEL_OPTIONAL
+        if type_name:
+            field.type_name = type_name
+    timestamp_pb2.Timestamp()  # the dependencies must be in the pool first
+    wrappers_pb2.Int32Value()
+    pool = descriptor_pool.Default()
+    try:
+        descriptor = pool.FindMessageTypeByName("units.Outer")
+    except KeyError:
+        pool.Add(file)
+        descriptor = pool.FindMessageTypeByName("units.Outer")
+    return message_factory.GetMessageClass(descriptor)
+
+
+@pytest.mark.parametrize(
+    ("path", "values", "attribute", "expected"),
+    [
+        ("name", ["x"], "name", "x"),
+        ("page_size", ["9007199254740993"], "page_size", 9007199254740993),
+        ("pageSize", ["3"], "page_size", 3),
+        ("ratio", ["0.25"], "ratio", 0.25),
+        ("on", ["true"], "on", True),
+        ("on", ["0"], "on", False),
+        ("color", ["RED"], "color", 1),
+        ("color", ["1"], "color", 1),
+        ("ids", ["1", "2", "3"], "ids", [1, 2, 3]),
+        ("inner.depth", ["4"], "inner.depth", 4),
+        ("when", ["2024-01-02T03:04:05Z"], "when.seconds", 1704164645),
+        ("limit", ["7"], "limit.value", 7),
+        ("blob", ["aGk="], "blob", b"hi"),
+        ("blob", ["aGk"], "blob", b"hi"),
+        ("name", ["a", "b"], "name", "b"),
+    ],
+)
+def test_fields_from_url_strings(path: str, values: list[str], attribute: str, expected: object) -> None:
+    message = _message_class()()
+    set_from_strings(message, path, values, strict=True)
+    value: object = message
+    for part in attribute.split("."):
+        value = getattr(value, part)
+    assert (list(value) if attribute == "ids" else value) == expected  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("page_size", "ten"),
+        ("on", "yes"),
+        ("color", "BLUE"),
+        ("color", "7"),
+        ("when", "yesterday"),
+        ("inner", "x"),
+    ],
+)
+def test_bad_url_values_are_field_errors(path: str, value: str) -> None:
+    with pytest.raises(FieldError):
+        set_from_strings(_message_class()(), path, [value], strict=True)
+
+
+def test_unknown_query_fields_are_ignored_but_unknown_path_fields_are_errors() -> None:
+    message = _message_class()()
+    set_from_strings(message, "nope.deeper", ["1"], strict=False)
+    assert message == _message_class()()
+    with pytest.raises(FieldError):
+        set_from_strings(message, "nope", ["1"], strict=True)
+
+
+def test_json_body_into_whole_message_or_one_field() -> None:
+    message = _message_class()()
+    merge_json(message, "*", {"name": "n", "pageSize": "5", "unknownField": 1})
+    merge_json(message, "inner", {"depth": 2})
+    assert (message.name, message.page_size, message.inner.depth) == ("n", 5, 2)
+    with pytest.raises(FieldError):
+        merge_json(message, "*", {"pageSize": "many"})
+    with pytest.raises(FieldError):
+        merge_json(message, "*", [1, 2])
+
+
+def test_shadowing() -> None:
+    assert is_shadowed("book.name", ["book"])
+    assert is_shadowed("name", ["name"])
+    assert not is_shadowed("bookish", ["book"])
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        (grpc.StatusCode.OK, 200),
+        (grpc.StatusCode.CANCELLED, 499),
+        (grpc.StatusCode.UNKNOWN, 500),
+        (grpc.StatusCode.INVALID_ARGUMENT, 400),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, 504),
+        (grpc.StatusCode.NOT_FOUND, 404),
+        (grpc.StatusCode.ALREADY_EXISTS, 409),
+        (grpc.StatusCode.PERMISSION_DENIED, 403),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
+        (grpc.StatusCode.FAILED_PRECONDITION, 400),
+        (grpc.StatusCode.ABORTED, 409),
+        (grpc.StatusCode.OUT_OF_RANGE, 400),
+        (grpc.StatusCode.UNIMPLEMENTED, 501),
+        (grpc.StatusCode.INTERNAL, 500),
+        (grpc.StatusCode.UNAVAILABLE, 503),
+        (grpc.StatusCode.DATA_LOSS, 500),
+        (grpc.StatusCode.UNAUTHENTICATED, 401),
+    ],
+)
+def test_http_status_matches_grpc_gateway(code: grpc.StatusCode, status: int) -> None:
+    assert http_status(code) == status
