@@ -75,5 +75,4 @@ async def test_command_serves_wss(certificate: tuple[Path, Path]) -> None:
     ):
         wss = proxy.ws.replace("ws:", "wss:")
         async with connect(wss + "/stream?count=2", ssl=trusting(cert), open_timeout=30) as ws:
-            await ws.send("")
             assert await drain(ws) == (['{"n": 0}', '{"n": 1}'], 1000, "")

@@ -4,7 +4,8 @@
 
 Routes (one JSON object per line both ways):
     POST /echo              unary: the first request line back as {"echo": line}
-    GET  /stream?count=N    server stream: {"n": 0} ... {"n": N-1}
+    GET  /stream?count=N    server stream: {"n": 0} ... {"n": N-1}, without reading the request body
+                            (so a client must not half-close: the call may already have ended)
     GET  /forever           one {"n": 0} line, then the response never ends
     POST /sum               client stream: {"sum": total of every line's "n"} once the body ends
     POST /bidi              each request line echoed back at once, {"echo": line}
