@@ -1,0 +1,74 @@
+"""The committed generated code matches the .proto, and `python -m example_service` runs as documented."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from example_service import _protoc
+from tests.servers import bind_loopback
+
+GENERATED = ["echo_pb2.py", "echo_pb2.pyi", "echo_pb2_grpc.py"]
+OUT_DIR = Path(_protoc.PROTO).parent
+# Tool version stamps differ between grpcio-tools releases; everything else must match.
+_STAMPS = [
+    (re.compile(r"# Protobuf Python Version: .*"), "# Protobuf Python Version: *"),
+    (re.compile(r"ValidateProtobufRuntimeVersion\([^)]*\)"), "ValidateProtobufRuntimeVersion(*)"),
+    (re.compile(r"GRPC_GENERATED_VERSION = '[^']*'"), "GRPC_GENERATED_VERSION = *"),
+]
+
+
+def _normalized(path: Path) -> str:
+    text = path.read_text()
+    for pattern, replacement in _STAMPS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def test_committed_generated_code_matches_regeneration(tmp_path: Path) -> None:
+    _protoc.generate(tmp_path)
+    for name in GENERATED:
+        committed = _protoc.PACKAGE_ROOT / OUT_DIR / name
+        assert _normalized(tmp_path / OUT_DIR / name) == _normalized(committed), (
+            f"{committed} is stale: run `python -m example_service._protoc`"
+        )
+
+
+def _demo(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "example_service", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=_protoc.PACKAGE_ROOT,
+    )
+
+
+def test_demo_starts_with_no_configuration_and_prints_the_url() -> None:
+    with bind_loopback() as probe:
+        port = probe.getsockname()[1]
+    process = _demo("--port", str(port))
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        assert line == f"wsproxy demo: open http://127.0.0.1:{port}/"
+        echo = httpx.post(f"http://127.0.0.1:{port}/v1/echo", json={"message": "up"}, timeout=10)
+        assert echo.json() == {"message": "up"}
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+
+
+def test_demo_port_taken_is_a_one_line_error() -> None:
+    with bind_loopback() as taken:
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = _demo("--port", str(port))
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert stderr.strip().splitlines() == [f"wsproxy demo: port {port} on 127.0.0.1 is taken; try --port"]
