@@ -18,6 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	scripts/ensure-chromium
+	scripts/ensure-nginx
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -24,7 +24,11 @@ async def read_lines(receive: Receive) -> list[bytes]:
 
 async def start(send: Send, status: int = 200) -> None:
     await send(
-        {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/x-ndjson")]}
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/x-ndjson")],
+        }
     )
 
 

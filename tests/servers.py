@@ -8,12 +8,14 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
-from uvicorn._types import ASGIApplication
 
-WS_IMPLEMENTATIONS = ["websockets", "websockets-sansio", "wsproto"]
+from wsproxy._types import ASGIApp
+
+# uvicorn's legacy "websockets" implementation is deprecated (it now warns); "auto" picks websockets-sansio.
+WS_IMPLEMENTATIONS = ["websockets-sansio", "wsproto"]
 
 
 @dataclass(frozen=True)
@@ -39,18 +41,17 @@ def bind_loopback() -> socket.socket:
     return sock
 
 
-def _config(app: ASGIApplication, **options: Any) -> uvicorn.Config:
+def _config(app: ASGIApp, **options: Any) -> uvicorn.Config:
     options.setdefault("log_level", "warning")
     options.setdefault("lifespan", "off")
-    return uvicorn.Config(app, **options)
+    return uvicorn.Config(cast(Any, app), **options)
 
 
 @contextlib.asynccontextmanager
-async def serve(app: ASGIApplication, **options: Any) -> AsyncIterator[Running]:
+async def serve(app: ASGIApp, **options: Any) -> AsyncIterator[Running]:
     """Run uvicorn in the current event loop; `options` go to uvicorn.Config (e.g. ws="wsproto")."""
     sock = bind_loopback()
     server = uvicorn.Server(_config(app, **options))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:
@@ -62,16 +63,17 @@ async def serve(app: ASGIApplication, **options: Any) -> AsyncIterator[Running]:
     finally:
         server.should_exit = True
         server.force_exit = True
-        await asyncio.wait_for(task, timeout=10)
-        sock.close()
+        try:
+            await asyncio.wait_for(task, timeout=10)
+        finally:
+            sock.close()
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: ASGIApplication, **options: Any) -> Iterator[Running]:
+def serve_in_thread(app: ASGIApp, **options: Any) -> Iterator[Running]:
     """Run uvicorn in a background thread with its own loop, for synchronous callers."""
     sock = bind_loopback()
     server = uvicorn.Server(_config(app, **options))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

@@ -40,7 +40,9 @@ def test_close_for_exception_keeps_exception_text_out(exc: BaseException, code: 
     assert str(exc) not in reason
 
 
-@pytest.mark.parametrize(("code", "status"), [(4404, 404), (4100, 100), (1000, None), (1011, None), (3000, None)])
+@pytest.mark.parametrize(
+    ("code", "status"), [(4404, 404), (4100, 100), (1000, None), (1011, None), (3000, None)]
+)
 def test_http_status_from_close(code: int, status: int | None) -> None:
     assert closecodes.http_status_from_close(code) == status
 

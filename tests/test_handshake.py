@@ -17,7 +17,9 @@ from wsproxy._options import ProxyOptions
 from wsproxy.errors import HandshakeRejected
 
 
-def ws_scope(query: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None, **extra: Any) -> dict[str, Any]:
+def ws_scope(
+    query: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None, **extra: Any
+) -> dict[str, Any]:
     scope: dict[str, Any] = {
         "type": "websocket",
         "asgi": {"version": "3.0"},
@@ -91,7 +93,13 @@ def test_method_override_rejects_non_tokens(bad: bytes) -> None:
 
 @pytest.mark.parametrize(
     ("hint", "single"),
-    [("Unary", True), ("ServerStreaming", True), ("unary", True), ("ClientStreaming", False), ("BidiStreaming", False)],
+    [
+        ("Unary", True),
+        ("ServerStreaming", True),
+        ("unary", True),
+        ("ClientStreaming", False),
+        ("BidiStreaming", False),
+    ],
 )
 def test_method_type_hint(hint: str, single: bool) -> None:
     result = plan(ws_scope(query=b"methodType=" + hint.encode() + b"&a=1"))
@@ -122,7 +130,12 @@ def test_only_allowlisted_headers_reach_the_app() -> None:
 
 
 def test_forwarded_headers_as_names_or_predicate_never_pass_websocket_headers() -> None:
-    headers = [(b"X-Trace", b"1"), (b"sec-websocket-key", b"k"), (b"upgrade", b"websocket"), (b"x-other", b"2")]
+    headers = [
+        (b"X-Trace", b"1"),
+        (b"sec-websocket-key", b"k"),
+        (b"upgrade", b"websocket"),
+        (b"x-other", b"2"),
+    ]
     by_name = plan(ws_scope(headers=headers), forwarded_headers=["x-trace"]).scope["headers"]
     assert by_name == [(b"X-Trace", b"1")]
     everything = plan(ws_scope(headers=headers), forwarded_headers=lambda name: True).scope["headers"]
@@ -148,7 +161,9 @@ def test_bearer_from_raw_header_when_server_gives_no_subprotocols() -> None:
 
 def test_bearer_replaces_a_forwarded_authorization_header() -> None:
     headers = [(b"authorization", b"Basic x")]
-    scope = plan(ws_scope(headers=headers, subprotocols=["Bearer", "t"]), forwarded_headers=["authorization"]).scope
+    scope = plan(
+        ws_scope(headers=headers, subprotocols=["Bearer", "t"]), forwarded_headers=["authorization"]
+    ).scope
     assert scope["headers"] == [(b"authorization", b"Bearer t")]
 
 

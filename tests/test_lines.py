@@ -72,7 +72,9 @@ def test_long_line_in_many_chunks_is_bounded_by_the_tail() -> None:
 
 
 @given(
-    lines=st.lists(st.binary(min_size=1).filter(lambda b: b"\n" not in b and not b.endswith(b"\r")), max_size=20),
+    lines=st.lists(
+        st.binary(min_size=1).filter(lambda b: b"\n" not in b and not b.endswith(b"\r")), max_size=20
+    ),
     cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=30),
 )
 def test_any_chunking_yields_the_same_lines(lines: list[bytes], cuts: list[int]) -> None:

@@ -26,7 +26,9 @@ async def noop(scope: Any, receive: Any, send: Any) -> None:
         ({"idle_timeout": 0}, ValueError, "idle_timeout"),
     ],
 )
-def test_bad_options_fail_at_construction(options: dict[str, Any], error: type[Exception], words: str) -> None:
+def test_bad_options_fail_at_construction(
+    options: dict[str, Any], error: type[Exception], words: str
+) -> None:
     with pytest.raises(error, match=words):
         WebSocketProxyMiddleware(noop, **options)
 

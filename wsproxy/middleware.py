@@ -6,10 +6,11 @@ app asks for more body: that is the backpressure, and it keeps the hot path free
 Its `send` splits the body into lines and sends each as a frame at once.
 
 A client can also vanish while the app is not reading (it is busy, streaming a response, or done
-with the body). So once the body has ended a watcher task reads the socket, and while the body is
-open a once-a-second tick reads one message ahead whenever the app is not inside `receive`: a
-disconnect is seen within about a second either way, and the app gets `http.disconnect`, a raising
-`send`, and after a grace period a cancellation.
+with the body). So whenever the app has been away from `receive` for a tick (one second), and for
+good once the body has ended, a reader task reads the socket ahead into a small bounded inbox: a
+disconnect is seen within about a second, and the app gets `http.disconnect`, a raising `send`,
+and after a grace period a cancellation. When the app comes back to `receive` it drains the inbox
+and then reads inline again. A message after the end of the body is a protocol violation (1008).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Collection
 
 from wsproxy import closecodes
@@ -38,6 +40,7 @@ from wsproxy.errors import ClientDisconnected, HandshakeRejected, MessageTooBig
 logger = logging.getLogger("wsproxy")
 
 TICK_SECONDS = 1.0  # how often an open stream checks for a vanished client and idleness
+READ_AHEAD_BYTES = 64 * 1024  # what a stream may hold unread while its app is away (plus one message)
 DISCONNECT_GRACE_SECONDS = 1.0  # how long the app may run on after its client is gone
 
 _DISCONNECT: Message = {"type": "http.disconnect"}
@@ -145,8 +148,10 @@ class _Stream:
 
         self.body_open = True
         self.in_receive = False
-        self.readahead: asyncio.Future[Message] | None = None
-        self.watcher: asyncio.Task[None] | None = None
+        self.inbox: deque[Message] = deque()  # read ahead while the app was away
+        self.inbox_bytes = 0
+        self.end_read = False  # the inbox holds the message that ends the body
+        self.reader: asyncio.Task[None] | None = None
         self.closer: asyncio.Future[None] | None = None
         self.gone = asyncio.Event()  # the client left or we closed: no more frames either way
         self.closed = False  # we sent the close frame (or the client's close arrived)
@@ -226,10 +231,14 @@ class _Stream:
         if not self.body_open or self.gone.is_set():
             await self.gone.wait()
             return _DISCONNECT
-        if self.readahead is not None:
-            task, self.readahead = self.readahead, None
-            message = await task
+        if self.inbox:
+            message = self.inbox.popleft()
+            self.inbox_bytes -= _size(message)
         else:
+            if self.reader is not None:
+                # Back in receive: stop reading ahead (uvicorn's receive is a cancel-safe queue get).
+                self.reader.cancel()
+                self.reader = None
             self.in_receive = True
             try:
                 message = await self.ws_receive()
@@ -241,9 +250,7 @@ class _Stream:
         if message["type"] != "websocket.receive":
             self._client_left(message)
             return _DISCONNECT
-        data = message.get("bytes")
-        if data is None:
-            data = message.get("text", "").encode()
+        data = _data(message)
         self.last_activity = time.monotonic()
         if data == self.half_close:
             self._end_body()
@@ -263,16 +270,35 @@ class _Stream:
 
     def _end_body(self) -> None:
         self.body_open = False
-        if not self.gone.is_set():
-            self.watcher = asyncio.get_running_loop().create_task(self._watch())
+        if self.gone.is_set():
+            return
+        if self.inbox:
+            self.closer = asyncio.ensure_future(self._violation())
+        elif self.reader is None:
+            self.reader = asyncio.get_running_loop().create_task(self._read_ahead())
 
-    async def _watch(self) -> None:
-        """After the body ended: the next message is either the client's close or a violation."""
-        message = await self.ws_receive()
-        if message["type"] != "websocket.receive":
-            self._client_left(message)
-        elif not self.gone.is_set():
-            await self._close(closecodes.POLICY_VIOLATION, "message after end of request body")
+    async def _read_ahead(self) -> None:
+        """Read while the app is away: to the inbox while the body is open, a violation after it."""
+        try:
+            while self.inbox_bytes <= READ_AHEAD_BYTES or not self.body_open:
+                message = await self.ws_receive()
+                if message["type"] != "websocket.receive":
+                    self._client_left(message)
+                    return
+                if self.end_read or not self.body_open:
+                    await self._violation()
+                    return
+                self.inbox.append(message)
+                self.inbox_bytes += _size(message)
+                self.end_read = self.plan.single_message or _data(message) == self.half_close
+        except OSError:
+            self._client_left(None)
+        finally:
+            if self.reader is asyncio.current_task():
+                self.reader = None
+
+    async def _violation(self) -> None:
+        await self._close(closecodes.POLICY_VIOLATION, "message after end of request body")
 
     # The app's send: lines out as frames, the close frame at the end.
 
@@ -357,27 +383,35 @@ class _Stream:
             logger.debug("%s: idle for %.0fs, closing", self.path, now - self.last_activity)
             self.closer = asyncio.ensure_future(self._close(closecodes.GOING_AWAY, "idle timeout"))
             return
-        if self.body_open and not self.in_receive and self.readahead is None:
-            self.readahead = asyncio.ensure_future(self.ws_receive())
-            self.readahead.add_done_callback(self._readahead_done)
+        if (
+            self.body_open
+            and not self.in_receive
+            and self.reader is None
+            and self.inbox_bytes <= READ_AHEAD_BYTES
+        ):
+            self.reader = asyncio.get_running_loop().create_task(self._read_ahead())
         self.tick_handle = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
-
-    def _readahead_done(self, task: asyncio.Future[Message]) -> None:
-        if task.cancelled():
-            return
-        if task.exception() is not None:
-            self._client_left(None)
-            return
-        if task.result()["type"] != "websocket.receive":
-            self._client_left(task.result())
 
     def _stop_background(self) -> None:
         for handle in (self.tick_handle, self.cancel_handle):
             if handle is not None:
                 handle.cancel()
-        for task in (self.readahead, self.watcher):
+        for task in (self.reader, self.closer):
             if task is not None and not task.done():
                 task.cancel()
+
+
+def _data(message: Message) -> bytes:
+    data: bytes | None = message.get("bytes")
+    if data is None:
+        text: str = message.get("text", "")
+        return text.encode()
+    return data
+
+
+def _size(message: Message) -> int:
+    data = message.get("bytes")
+    return len(data if data is not None else message.get("text", ""))
 
 
 async def _deny(scope: Scope, send: Send, status: int, message: str) -> None:
