@@ -1,48 +1,106 @@
-"""The Python client against the real demo: gRPC EchoService behind the gateway and wsproxy."""
+"""The Python client against the real demo: gRPC EchoService behind the gateway and wsproxy.
+
+Run twice: with the middleware in this process, and with the demo's gateway in its own process behind
+the `wsproxy --upstream` command, so the remote-upstream mode passes the same WebSocket checks.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, cast
 
+import httpx
 import pytest
 
 from example_service.app import demo
-from tests.servers import Running, serve
+from tests.servers import bind_loopback, serve
+from tests.upstream_apps import ROOT, spawn_listening
 from wsproxy.client import HTTPStatusError, bidi, client_stream, connect, server_stream, unary
 
 
 @contextlib.asynccontextmanager
-async def running_demo() -> AsyncIterator[Running]:
+async def in_process() -> AsyncIterator[str]:
     async with demo() as running, serve(cast(Any, running.app)) as server:
-        yield server
+        yield server.ws
 
 
-async def test_four_call_kinds_and_the_bearer_identity() -> None:
-    async with running_demo() as srv:
-        assert await unary(f"{srv.ws}/v1/echo", {"message": "hi"}, method="POST") == {"message": "hi"}
+@contextlib.contextmanager
+def demo_process() -> Iterator[str]:
+    """`python -m example_service` on a free port: the gateway as a separate, remote-like upstream."""
+    sock = bind_loopback()
+    port = sock.getsockname()[1]
+    sock.close()  # the demo binds the port itself; the window for another taker is tiny
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "example_service", "--port", str(port)],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
-        ticks = [tick async for tick in server_stream(f"{srv.ws}/v1/ticker?count=3&interval_ms=0")]
-        assert [tick.get("seq", 0) for tick in ticks] == [0, 1, 2]
-        assert all("time" in tick for tick in ticks)
 
-        values = ({"value": n} for n in (5, 6, 7))
-        assert await client_stream(f"{srv.ws}/v1/sum", values, method="POST") == {"total": "18", "count": 3}
+async def wait_until_serving(url: str) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(200):
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get(url + "/")).status_code == 200:
+                    return
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url} did not start serving")
 
-        async with bidi(f"{srv.ws}/v1/chat", method="POST") as call:
-            await call.send({"text": "ping"})
-            assert await anext(call) == {"text": "ping", "seq": 0}
-            await call.send({"text": "pong"})
-            assert await anext(call) == {"text": "pong", "seq": 1}
-            await call.close_send()
-            assert [reply async for reply in call] == []
-            assert call.close_code == 1000
 
-        async with connect(f"{srv.ws}/v1/whoami", token="demo-token") as call:
-            await call.close_send()
-            assert await call.result() == {"authorization": "Bearer demo-token"}
-            assert call.subprotocol == "Bearer"
+@contextlib.asynccontextmanager
+async def through_upstream_command() -> AsyncIterator[str]:
+    with demo_process() as gateway_url:
+        await wait_until_serving(gateway_url)
+        argv = [sys.executable, "-m", "wsproxy", "--upstream", gateway_url, "--log-level", "warning"]
+        with spawn_listening(argv) as proxy:
+            await wait_until_serving(proxy.http)
+            yield proxy.ws
+
+
+@pytest.fixture(params=["in-process", "wsproxy --upstream"])
+async def base(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    running = in_process() if request.param == "in-process" else through_upstream_command()
+    async with running as url:
+        yield url
+
+
+async def test_four_call_kinds_and_the_bearer_identity(base: str) -> None:
+    assert await unary(f"{base}/v1/echo", {"message": "hi"}, method="POST") == {"message": "hi"}
+
+    ticks = [tick async for tick in server_stream(f"{base}/v1/ticker?count=3&interval_ms=0")]
+    assert [tick.get("seq", 0) for tick in ticks] == [0, 1, 2]
+    assert all("time" in tick for tick in ticks)
+
+    values = ({"value": n} for n in (5, 6, 7))
+    assert await client_stream(f"{base}/v1/sum", values, method="POST") == {"total": "18", "count": 3}
+
+    async with bidi(f"{base}/v1/chat", method="POST") as call:
+        await call.send({"text": "ping"})
+        assert await asyncio.wait_for(anext(call), 10) == {"text": "ping", "seq": 0}  # before any half-close
+        await call.send({"text": "pong"})
+        assert await asyncio.wait_for(anext(call), 10) == {"text": "pong", "seq": 1}
+        await call.close_send()
+        assert [reply async for reply in call] == []
+        assert call.close_code == 1000
+
+    async with connect(f"{base}/v1/whoami", token="demo-token") as call:
+        await call.close_send()
+        assert await call.result() == {"authorization": "Bearer demo-token"}
+        assert call.subprotocol == "Bearer"
 
 
 @pytest.mark.parametrize(
@@ -53,9 +111,8 @@ async def test_four_call_kinds_and_the_bearer_identity() -> None:
         ("/v1/nowhere", None, "HTTP 404 NOT_FOUND Not Found"),
     ],
 )
-async def test_error_statuses_with_their_details(path: str, message: Any, expected: str) -> None:
-    async with running_demo() as srv:
-        with pytest.raises(HTTPStatusError) as caught:
-            await unary(f"{srv.ws}{path}", message)
+async def test_error_statuses_with_their_details(base: str, path: str, message: Any, expected: str) -> None:
+    with pytest.raises(HTTPStatusError) as caught:
+        await unary(f"{base}{path}", message)
     assert str(caught.value) == expected
     assert caught.value.code == 4000 + caught.value.status
