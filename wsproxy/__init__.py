@@ -1,4 +1,7 @@
-"""wsproxy: serve streaming HTTP/JSON APIs (grpc-gateway style) over WebSocket, as ASGI middleware."""
+"""wsproxy: serve streaming HTTP/JSON APIs (grpc-gateway style) over WebSocket, as ASGI middleware.
+
+The clients live in `wsproxy.client`; the gRPC gateway, which needs the `grpc` extra, in `wsproxy.gateway`.
+"""
 
 from wsproxy import closecodes
 from wsproxy.errors import (
@@ -9,6 +12,7 @@ from wsproxy.errors import (
     WSProxyError,
 )
 from wsproxy.middleware import WebSocketProxyMiddleware
+from wsproxy.upstream import UpstreamApp
 
 __version__ = "0.1.0"
 
@@ -16,6 +20,7 @@ __all__ = [
     "ClientDisconnected",
     "HandshakeRejected",
     "MessageTooBig",
+    "UpstreamApp",
     "UpstreamError",
     "WSProxyError",
     "WebSocketProxyMiddleware",
