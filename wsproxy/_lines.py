@@ -23,9 +23,13 @@ class LineSplitter:
         """Return the lines that `chunk` completes. Raises MessageTooBig for a line over the limit."""
         if self._tail:
             return self._feed_after_tail(chunk)
-        if chunk.endswith(b"\n") and len(chunk) <= self._max_line_size:
-            # The common case of one body chunk per message: no copy into the tail buffer.
-            return _clean(chunk.split(b"\n"))
+        end = len(chunk) - 1
+        if end >= 0 and chunk.find(b"\n") == end:
+            # The common case, one line per body chunk: a single memchr scan (bytes.split walks the
+            # chunk byte by byte, which dominated the cost of 64 KiB lines) and no tail buffer copy.
+            if end > self._max_line_size:
+                raise MessageTooBig(f"response line over {self._max_line_size} bytes")
+            return _clean([chunk[:end]])
         lines = chunk.split(b"\n")
         self._keep(lines.pop())
         self._check(lines)
