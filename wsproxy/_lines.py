@@ -7,7 +7,11 @@ chunks is scanned once (linear), not once per chunk (quadratic), as h11's receiv
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from wsproxy.errors import MessageTooBig
+
+_CR = ord("\r")
 
 
 class LineSplitter:
@@ -21,15 +25,25 @@ class LineSplitter:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Return the lines that `chunk` completes. Raises MessageTooBig for a line over the limit."""
+        return [line if isinstance(line, bytes) else bytes(line) for line in self.feed_views(chunk)]
+
+    def feed_views(self, chunk: bytes) -> Sequence[bytes | memoryview]:
+        """Like feed(), but a chunk that is exactly one line comes back as a view of it, not a copy.
+
+        For callers that decode the line at once (before the chunk's owner may change it): with
+        large messages every copy counts.
+        """
         if self._tail:
             return self._feed_after_tail(chunk)
         end = len(chunk) - 1
         if end >= 0 and chunk.find(b"\n") == end:
             # The common case, one line per body chunk: a single memchr scan (bytes.split walks the
-            # chunk byte by byte, which dominated the cost of 64 KiB lines) and no tail buffer copy.
+            # chunk byte by byte, which dominated the cost of 64 KiB lines) and no copy at all.
             if end > self._max_line_size:
                 raise MessageTooBig(f"response line over {self._max_line_size} bytes")
-            return _clean([chunk[:end]])
+            if end and chunk[end - 1] == _CR:
+                end -= 1
+            return [memoryview(chunk)[:end]] if end else []
         lines = chunk.split(b"\n")
         self._keep(lines.pop())
         self._check(lines)

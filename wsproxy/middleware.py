@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from wsproxy import closecodes
 from wsproxy._handshake import RequestPlan, plan_request
@@ -316,7 +316,7 @@ class _Stream:
             more_body = message.get("more_body", False)
             try:
                 if body:
-                    await self._send_lines(self.splitter.feed(body))
+                    await self._send_lines(self.splitter.feed_views(body))
                 if not more_body:
                     self.response_complete = True
                     await self._send_lines(self.splitter.flush())
@@ -335,12 +335,12 @@ class _Stream:
                 f'Expected ASGI message "http.response.start" or "http.response.body", but got {kind!r}'
             )
 
-    async def _send_lines(self, lines: list[bytes]) -> None:
+    async def _send_lines(self, lines: Sequence[bytes | memoryview]) -> None:
         for line in lines:
             try:
-                frame: Message = {"type": "websocket.send", "text": line.decode()}
+                frame: Message = {"type": "websocket.send", "text": str(line, "utf-8")}
             except UnicodeDecodeError:
-                frame = {"type": "websocket.send", "bytes": line}
+                frame = {"type": "websocket.send", "bytes": bytes(line)}
             try:
                 await self.ws_send(frame)
             except OSError as exc:
