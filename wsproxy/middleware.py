@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 
 from wsproxy import closecodes
 from wsproxy._handshake import RequestPlan, plan_request
@@ -145,6 +145,7 @@ class _Stream:
         self.max_message_size = proxy.options.max_message_size
         self.idle_timeout = proxy.options.idle_timeout
         self.splitter = LineSplitter(proxy.options.max_line_size)
+        self.single_message = plan.single_message
 
         self.body_open = True
         self.in_receive = False
@@ -244,26 +245,36 @@ class _Stream:
                 message = await self.ws_receive()
             finally:
                 self.in_receive = False
-        return await self._to_request(message)
+        request = self._to_request(message)
+        if request is None:
+            await self._close(closecodes.MESSAGE_TOO_BIG, "message too big")
+            return _DISCONNECT
+        return request
 
-    async def _to_request(self, message: Message) -> Message:
+    def _to_request(self, message: Message) -> Message | None:
+        """The request event for a WebSocket message; None if the message is over the size limit.
+
+        Not a coroutine: this runs for every message, and one more await level costs more than the
+        rest of the work for small messages.
+        """
         if message["type"] != "websocket.receive":
             self._client_left(message)
             return _DISCONNECT
-        data = _data(message)
+        data = message.get("bytes")
+        if data is None:
+            data = message.get("text", "").encode()
         self.last_activity = time.monotonic()
         if data == self.half_close:
             self._end_body()
             return _END_OF_BODY
         if len(data) > self.max_message_size:
             logger.info("%s: incoming message of %d bytes over the limit", self.path, len(data))
-            await self._close(closecodes.MESSAGE_TOO_BIG, "message too big")
-            return _DISCONNECT
+            return None
         self.messages_in += 1
-        if b"\n" in data or b"\r" in data:
+        if 10 in data or 13 in data:  # b"\n", b"\r" (an int test skips the substring search setup)
             # Raw line breaks would split one message into two requests; in JSON they are whitespace.
             data = data.replace(b"\r", b" ").replace(b"\n", b" ")
-        if self.plan.single_message:
+        if self.single_message:
             self._end_body()
             return {"type": "http.request", "body": data + b"\n", "more_body": False}
         return {"type": "http.request", "body": data + b"\n", "more_body": True}
@@ -290,7 +301,7 @@ class _Stream:
                     return
                 self.inbox.append(message)
                 self.inbox_bytes += _size(message)
-                self.end_read = self.plan.single_message or _data(message) == self.half_close
+                self.end_read = self.single_message or _data(message) == self.half_close
         except OSError:
             self._client_left(None)
         finally:
@@ -304,50 +315,48 @@ class _Stream:
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
-        if kind == "http.response.body":
-            status = self.status
-            if status is None or self.response_complete:
-                raise RuntimeError(
-                    f'Unexpected ASGI message "{kind}" before "http.response.start" or after the end'
-                )
-            if self.gone.is_set():
-                raise ClientDisconnected("the WebSocket client has gone away")
-            body = message.get("body", b"")
-            more_body = message.get("more_body", False)
-            try:
-                if body:
-                    await self._send_lines(self.splitter.feed_views(body))
-                if not more_body:
-                    self.response_complete = True
-                    await self._send_lines(self.splitter.flush())
-            except MessageTooBig:
-                logger.info("%s: response line over the limit", self.path)
-                await self._close(closecodes.MESSAGE_TOO_BIG, "response line too big")
-                raise ClientDisconnected("response line too big: stream closed with 1009") from None
-            if not more_body:
-                await self._close(*closecodes.close_for_status(status))
-        elif kind == "http.response.start":
-            if self.status is not None:
-                raise RuntimeError('Unexpected ASGI message "http.response.start" sent twice')
-            self.status = int(message["status"])
-        else:
+        if kind != "http.response.body":
+            self._start_response(message, kind)
+            return
+        status = self.status
+        if status is None or self.response_complete:
             raise RuntimeError(
-                f'Expected ASGI message "http.response.start" or "http.response.body", but got {kind!r}'
+                f'Unexpected ASGI message "{kind}" before "http.response.start" or after the end'
             )
-
-    async def _send_lines(self, lines: Sequence[bytes | memoryview]) -> None:
+        if self.gone.is_set():
+            raise ClientDisconnected("the WebSocket client has gone away")
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        try:
+            lines = self.splitter.feed_views(body) if body else ()
+            if not more_body:
+                self.response_complete = True
+                lines = [*lines, *self.splitter.flush()]
+        except MessageTooBig:
+            logger.info("%s: response line over the limit", self.path)
+            await self._close(closecodes.MESSAGE_TOO_BIG, "response line too big")
+            raise ClientDisconnected("response line too big: stream closed with 1009") from None
+        # The frames are sent right here, not in a helper coroutine: this runs for every message.
         for line in lines:
             try:
-                frame: Message = {"type": "websocket.send", "text": str(line, "utf-8")}
-            except UnicodeDecodeError:
-                frame = {"type": "websocket.send", "bytes": bytes(line)}
-            try:
-                await self.ws_send(frame)
+                await self.ws_send(_frame(line))
             except OSError as exc:
                 self._client_left(None)
                 raise ClientDisconnected("the WebSocket client has gone away") from exc
-        self.lines_out += len(lines)
-        self.last_activity = time.monotonic()
+        if lines:
+            self.lines_out += len(lines)
+            self.last_activity = time.monotonic()
+        if not more_body:
+            await self._close(*closecodes.close_for_status(status))
+
+    def _start_response(self, message: Message, kind: str) -> None:
+        if kind != "http.response.start":
+            raise RuntimeError(
+                f'Expected ASGI message "http.response.start" or "http.response.body", but got {kind!r}'
+            )
+        if self.status is not None:
+            raise RuntimeError('Unexpected ASGI message "http.response.start" sent twice')
+        self.status = int(message["status"])
 
     # Ending the stream.
 
@@ -399,6 +408,14 @@ class _Stream:
         for task in (self.reader, self.closer):
             if task is not None and not task.done():
                 task.cancel()
+
+
+def _frame(line: bytes | memoryview) -> Message:
+    """A text frame if the line is UTF-8, else a binary one (str() also decodes a view, uncopied)."""
+    try:
+        return {"type": "websocket.send", "text": str(line, "utf-8")}
+    except UnicodeDecodeError:
+        return {"type": "websocket.send", "bytes": bytes(line)}
 
 
 def _data(message: Message) -> bytes:
