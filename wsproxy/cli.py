@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-connections",
         type=_positive_int,
         metavar="N",
-        help="open WebSockets per worker; more are refused with 1013 (default: no limit)",
+        help="open WebSockets per worker; more are refused with HTTP 503 (default: no limit)",
     )
     proxy.add_argument(
         "--idle-timeout",
