@@ -1,0 +1,88 @@
+"""The benchmark runs and reports every measure (its speed is never asserted: that is bench/'s job)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from websockets.frames import Close, Frame, Opcode
+
+from bench.report import Row, table
+from bench.run import QUICK, all_rows
+from bench.wsclient import Connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def server_frames(*frames: Frame) -> bytes:
+    return b"".join(frame.serialize(mask=False) for frame in frames)
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3, 5, 11, 64, 70_000, 10**9])
+async def test_client_counts_frames_split_anywhere(cut: int) -> None:
+    sizes = [0, 5, 125, 126, 65_535, 65_536, 70_000]
+    stream = server_frames(
+        *(Frame(Opcode.TEXT, b"x" * size) for size in sizes),
+        Frame(Opcode.CLOSE, Close(4404, "Not Found").serialize()),
+    )
+    conn = Connection("h", "/")
+    conn.opened.set_result(None)
+    seen: list[int] = []
+    conn.on_replies = lambda _, count, __: seen.append(count)
+    for start in range(0, len(stream), cut):
+        conn.data_received(stream[start : start + cut])
+    assert conn.replies == len(sizes)
+    assert sum(seen) == len(sizes)
+    assert conn.close_code == 4404
+
+
+async def test_client_flags_replies_of_the_wrong_size() -> None:
+    conn = Connection("h", "/", expected_size=3)
+    conn.opened.set_result(None)
+    conn.data_received(server_frames(Frame(Opcode.TEXT, b"abc"), Frame(Opcode.TEXT, b"abcd")))
+    assert (conn.replies, conn.wrong_size) == (2, 1)
+
+
+async def test_client_reports_a_refused_handshake() -> None:
+    conn = Connection("h", "/")
+    conn.data_received(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+    with pytest.raises(Exception, match="403 Forbidden"):
+        await asyncio.wait_for(conn.opened, 1)
+
+
+def test_ratio_is_the_median_of_paired_rounds_and_targets_are_checked() -> None:
+    row = Row("k", "throughput", "msg/s", ">= 0.85")
+    for base, proxy in [(100.0, 90.0), (200.0, 100.0), (100.0, 95.0)]:
+        row.add(base, proxy)
+    assert row.ratio == pytest.approx(0.9)
+    assert row.met == "yes"
+    absolute = Row("a", "RSS after/before", "ratio", "<= 1.1", absolute=True)
+    absolute.add(1.0, 1.2)
+    assert absolute.met == "NO"
+    assert "| throughput (msg/s) | 100 | 95.0 | 0.90 | >= 0.85 | yes | 3 |" in table([row])
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the bench pins server and client to two CPUs")
+def test_quick_bench_runs_and_reports_every_measure(tmp_path: Path) -> None:
+    out = tmp_path / "rounds.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| 64 B: echo throughput (msg/s) |" in result.stdout
+    assert "| Chat RPC, HTTP vs WS: echo throughput (msg/s) |" in result.stdout
+    rounds = json.loads(out.read_text())
+    assert set(rounds) == set(all_rows(QUICK))
+    for key in ("64 B rate", "64 KiB rate", "1 MiB rate", "churn rss", "chat rate"):
+        assert len(rounds[key]["baseline"]) == len(rounds[key]["wsproxy"]) >= 1, key
+        assert all(value > 0 for value in rounds[key]["baseline"] + rounds[key]["wsproxy"]), key
