@@ -133,6 +133,38 @@ class WebSocketProxyMiddleware:
 class _Stream:
     """One WebSocket connection proxied as one HTTP request."""
 
+    # Slots: thousands of streams may be open at once, and a per-instance dict is about 1 KiB.
+    __slots__ = (
+        "app",
+        "app_task",
+        "body_open",
+        "cancel_handle",
+        "close_code",
+        "closed",
+        "closer",
+        "end_read",
+        "gone",
+        "half_close",
+        "idle_timeout",
+        "in_receive",
+        "inbox",
+        "inbox_bytes",
+        "last_activity",
+        "lines_out",
+        "max_message_size",
+        "messages_in",
+        "path",
+        "plan",
+        "reader",
+        "response_complete",
+        "single_message",
+        "splitter",
+        "status",
+        "tick_handle",
+        "ws_receive",
+        "ws_send",
+    )
+
     def __init__(
         self, proxy: WebSocketProxyMiddleware, plan: RequestPlan, receive: Receive, send: Send
     ) -> None:
@@ -149,7 +181,9 @@ class _Stream:
 
         self.body_open = True
         self.in_receive = False
-        self.inbox: deque[Message] = deque()  # read ahead while the app was away
+        # Read ahead while the app was away; made on first use (an empty deque is 760 bytes, and
+        # most streams never need one: memory per open stream counts with thousands of them).
+        self.inbox: deque[Message] | None = None
         self.inbox_bytes = 0
         self.end_read = False  # the inbox holds the message that ends the body
         self.reader: asyncio.Task[None] | None = None
@@ -299,6 +333,8 @@ class _Stream:
                 if self.end_read or not self.body_open:
                     await self._violation()
                     return
+                if self.inbox is None:
+                    self.inbox = deque()
                 self.inbox.append(message)
                 self.inbox_bytes += _size(message)
                 self.end_read = self.single_message or _data(message) == self.half_close
