@@ -31,10 +31,6 @@ from wsproxy.gateway._routes import Kind, Route, service_routes
 from wsproxy.gateway._status import GatewayError, http_status, rpc_error_body
 from wsproxy.gateway._types import Receive, Scope, Send
 
-_NOT_FOUND = GatewayError(grpc.StatusCode.NOT_FOUND, "Not Found")
-# grpc-gateway answers a known path with the wrong method with code UNIMPLEMENTED but HTTP 405.
-_NOT_ALLOWED = GatewayError(grpc.StatusCode.UNIMPLEMENTED, "Method Not Allowed", http_status=405)
-
 
 @dataclass(frozen=True)
 class _Endpoint:
@@ -122,7 +118,12 @@ class Gateway:
                 if endpoint.route.http_method == scope["method"]:
                     return endpoint, params
                 path_known = True
-        raise _NOT_ALLOWED if path_known else _NOT_FOUND
+        # A fresh exception each time: a module-level instance would keep the last request's frames
+        # (and its whole stream) alive through its __traceback__. grpc-gateway answers a known path
+        # with the wrong method with code UNIMPLEMENTED but HTTP 405.
+        if path_known:
+            raise GatewayError(grpc.StatusCode.UNIMPLEMENTED, "Method Not Allowed", http_status=405)
+        raise GatewayError(grpc.StatusCode.NOT_FOUND, "Not Found")
 
     async def _handle(
         self,
