@@ -82,3 +82,24 @@ def test_any_chunking_yields_the_same_lines(lines: list[bytes], cuts: list[int])
     points = sorted({min(cut, len(stream)) for cut in cuts})
     chunks = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
     assert split_all(chunks) == [line for line in lines if line]
+
+
+@pytest.mark.parametrize(
+    ("chunk", "tail", "expected"),
+    [
+        (b'{"a":1}\n', b"", b'{"a":1}'),
+        (b"x\n", b"", b"x"),
+        (b"\n", b"", None),  # empty line: the general path skips it
+        (b"a\r\n", b"", None),  # CR to strip: general path
+        (b"a\nb\n", b"", None),  # two lines
+        (b"no newline", b"", None),
+        (b"x" * 20 + b"\n", b"", None),  # over the limit: the general path raises
+        (b"x\n", b"partial", None),  # something buffered first
+        (b"x" * 5000 + b"\n", b"", None),  # long: the general path returns a view
+    ],
+)
+def test_single_line_fast_path(chunk: bytes, tail: bytes, expected: bytes | None) -> None:
+    splitter = LineSplitter(4096 if len(chunk) > 4096 else 10)
+    if tail:
+        splitter.feed(tail)
+    assert splitter.single_line(chunk) == expected

@@ -18,10 +18,10 @@ _VIEW_MIN_SIZE = 4096  # below this, copying a line is cheaper than making a vie
 class LineSplitter:
     """Feed body chunks, get back complete lines: "\\n"-terminated, a trailing "\\r" stripped, empties skipped."""
 
-    __slots__ = ("_max_line_size", "_tail")
+    __slots__ = ("_tail", "max_line_size")
 
     def __init__(self, max_line_size: int) -> None:
-        self._max_line_size = max_line_size
+        self.max_line_size = max_line_size
         self._tail = bytearray()  # the unterminated last line so far; never holds b"\n"
 
     def feed(self, chunk: bytes) -> list[bytes]:
@@ -40,8 +40,8 @@ class LineSplitter:
         if end >= 0 and chunk.find(10) == end:  # 10 is b"\n"; an int skips the substring search setup
             # The common case, one line per body chunk: a single memchr scan (bytes.split walks the
             # chunk byte by byte, which dominated the cost of 64 KiB lines), and no copy of a long line.
-            if end > self._max_line_size:
-                raise MessageTooBig(f"response line over {self._max_line_size} bytes")
+            if end > self.max_line_size:
+                raise MessageTooBig(f"response line over {self.max_line_size} bytes")
             if end and chunk[end - 1] == _CR:
                 end -= 1
             if end >= _VIEW_MIN_SIZE:
@@ -62,6 +62,23 @@ class LineSplitter:
     def buffered(self) -> int:
         return len(self._tail)
 
+    def single_line(self, chunk: bytes) -> bytes | None:
+        """The line, if `chunk` is exactly one short clean line and nothing is buffered; else None.
+
+        The common case of a message-per-chunk stream, answered without building a list. Callers
+        fall back to feed_views() on None.
+        """
+        end = len(chunk) - 1
+        if (
+            0 < end < _VIEW_MIN_SIZE
+            and end <= self.max_line_size
+            and not self._tail
+            and chunk.find(10) == end
+            and chunk[end - 1] != _CR
+        ):
+            return chunk[:end]
+        return None
+
     def _feed_after_tail(self, chunk: bytes) -> list[bytes]:
         newline = chunk.find(b"\n")
         if newline < 0:
@@ -78,11 +95,11 @@ class LineSplitter:
 
     def _keep(self, partial: bytes) -> None:
         self._tail += partial
-        if len(self._tail) > self._max_line_size:
-            raise MessageTooBig(f"response line over {self._max_line_size} bytes")
+        if len(self._tail) > self.max_line_size:
+            raise MessageTooBig(f"response line over {self.max_line_size} bytes")
 
     def _check(self, lines: list[bytes]) -> None:
-        limit = self._max_line_size
+        limit = self.max_line_size
         if any(len(line) > limit for line in lines):
             raise MessageTooBig(f"response line over {limit} bytes")
 

@@ -1,6 +1,6 @@
 """The I/O shell: one WebSocket connection driven as one streaming HTTP request to the wrapped app.
 
-Theory of operation. The app runs in its own task with our `receive` and `send`. Its `receive` reads
+Theory of operation. The app runs in the server's task with our `receive` and `send`. Its `receive` reads
 the WebSocket directly (no pump task, no queue), so a message is taken from the socket only when the
 app asks for more body: that is the backpressure, and it keeps the hot path free of task switches.
 Its `send` splits the body into lines and sends each as a frame at once.
@@ -42,9 +42,6 @@ logger = logging.getLogger("wsproxy")
 TICK_SECONDS = 1.0  # how often an open stream checks for a vanished client and idleness
 READ_AHEAD_BYTES = 64 * 1024  # what a stream may hold unread while its app is away (plus one message)
 DISCONNECT_GRACE_SECONDS = 1.0  # how long the app may run on after its client is gone
-
-_DISCONNECT: Message = {"type": "http.disconnect"}
-_END_OF_BODY: Message = {"type": "http.request", "body": b"", "more_body": False}
 
 
 class WebSocketProxyMiddleware:
@@ -136,20 +133,22 @@ class _Stream:
     # Slots: thousands of streams may be open at once, and a per-instance dict is about 1 KiB.
     __slots__ = (
         "app",
-        "app_task",
         "body_open",
         "cancel_handle",
+        "cancelled_by_us",
         "close_code",
         "closed",
         "closer",
         "end_read",
         "gone",
+        "gone_waiter",
         "half_close",
+        "idle_ticks",
         "idle_timeout",
         "in_receive",
         "inbox",
         "inbox_bytes",
-        "last_activity",
+        "last_counts",
         "lines_out",
         "max_message_size",
         "messages_in",
@@ -157,9 +156,11 @@ class _Stream:
         "plan",
         "reader",
         "response_complete",
+        "running",
         "single_message",
         "splitter",
         "status",
+        "task",
         "tick_handle",
         "ws_receive",
         "ws_send",
@@ -188,15 +189,22 @@ class _Stream:
         self.end_read = False  # the inbox holds the message that ends the body
         self.reader: asyncio.Task[None] | None = None
         self.closer: asyncio.Future[None] | None = None
-        self.gone = asyncio.Event()  # the client left or we closed: no more frames either way
+        # The client left or we closed: no more frames either way. A bool plus a future made only
+        # when the app waits for it, rather than an asyncio.Event (about 1 KiB per stream).
+        self.gone = False
+        self.gone_waiter: asyncio.Future[None] | None = None
         self.closed = False  # we sent the close frame (or the client's close arrived)
         self.close_code: int | None = None
         self.status: int | None = None
         self.response_complete = False
-        self.app_task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[object] | None = None  # the server's task, which runs the app
+        self.running = False
+        self.cancelled_by_us = False
         self.messages_in = 0
         self.lines_out = 0
-        self.last_activity = time.monotonic()
+        # Idleness is counted in ticks without traffic: no clock read per message.
+        self.last_counts = (0, 0, True)
+        self.idle_ticks = 0
         self.tick_handle: asyncio.TimerHandle | None = None
         self.cancel_handle: asyncio.TimerHandle | None = None
 
@@ -206,17 +214,14 @@ class _Stream:
             await self.ws_send({"type": "websocket.accept", "subprotocol": self.plan.subprotocol})
         except OSError:
             return  # the client left during the handshake
-        loop = asyncio.get_running_loop()
-        self.tick_handle = loop.call_later(TICK_SECONDS, self._tick)
-        self.app_task = loop.create_task(self._run_app())
+        # The app runs right here in the server's task (no task of its own: memory per stream).
+        self.task = asyncio.current_task()
+        self.tick_handle = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
+        self.running = True
         try:
-            await asyncio.shield(self.app_task)
-        except asyncio.CancelledError:
-            # The server is cancelling this connection: take the app down with it.
-            self.app_task.cancel()
-            await asyncio.gather(self.app_task, return_exceptions=True)
-            raise
+            await self._run_app()
         finally:
+            self.running = False
             self._stop_background()
             logger.debug(
                 "%s %s closed %s: %d messages in, %d lines out, %.3fs",
@@ -229,21 +234,40 @@ class _Stream:
             )
 
     async def _run_app(self) -> None:
+        failure: BaseException | None = None
         try:
             await self.app(self.plan.scope, self.receive, self.send)
         except asyncio.CancelledError:
-            if not self.gone.is_set():
-                raise
+            if not self._cancelled_only_by_us():
+                raise  # the server is cancelling this connection
             return  # cancelled by us after the client left
         except BaseException as exc:  # one app's failure ends only its own stream
-            self._app_raised(exc)
-            await self._close(*closecodes.close_for_exception(exc))
-            return
-        if not self.response_complete:
+            failure = exc
+        finally:
+            self.running = False
+            if self.cancel_handle is not None:
+                self.cancel_handle.cancel()
+        if failure is not None:
+            self._app_raised(failure)
+            await self._close(*closecodes.close_for_exception(failure))
+        elif not self.response_complete:
             await self._app_returned_early()
 
+    def _cancelled_only_by_us(self) -> bool:
+        if not self.cancelled_by_us:
+            return False
+        task = self.task
+        if task is not None and hasattr(task, "uncancel"):  # Python 3.11+ counts cancellations
+            return task.uncancel() == 0
+        return True
+
+    def _cancel_app(self) -> None:
+        if self.running and self.task is not None:
+            self.cancelled_by_us = True
+            self.task.cancel()
+
     def _app_raised(self, exc: BaseException) -> None:
-        if self.gone.is_set() and isinstance(exc, OSError):
+        if self.gone and isinstance(exc, OSError):
             return  # the app tripped over the client's absence: expected, not a bug
         if isinstance(exc, MessageTooBig):
             logger.info("%s: %s", self.path, exc)
@@ -263,9 +287,9 @@ class _Stream:
     # The app's receive: the WebSocket read directly, one message per call.
 
     async def receive(self) -> Message:
-        if not self.body_open or self.gone.is_set():
-            await self.gone.wait()
-            return _DISCONNECT
+        if not self.body_open or self.gone:
+            await self._wait_gone()
+            return {"type": "http.disconnect"}
         if self.inbox:
             message = self.inbox.popleft()
             self.inbox_bytes -= _size(message)
@@ -279,31 +303,21 @@ class _Stream:
                 message = await self.ws_receive()
             finally:
                 self.in_receive = False
-        request = self._to_request(message)
-        if request is None:
-            await self._close(closecodes.MESSAGE_TOO_BIG, "message too big")
-            return _DISCONNECT
-        return request
-
-    def _to_request(self, message: Message) -> Message | None:
-        """The request event for a WebSocket message; None if the message is over the size limit.
-
-        Not a coroutine: this runs for every message, and one more await level costs more than the
-        rest of the work for small messages.
-        """
+        # What follows runs for every message, so it stays inline: a helper call costs more than
+        # the rest of the work for small messages.
         if message["type"] != "websocket.receive":
             self._client_left(message)
-            return _DISCONNECT
+            return {"type": "http.disconnect"}
         data = message.get("bytes")
         if data is None:
             data = message.get("text", "").encode()
-        self.last_activity = time.monotonic()
         if data == self.half_close:
             self._end_body()
-            return _END_OF_BODY
+            return {"type": "http.request", "body": b"", "more_body": False}
         if len(data) > self.max_message_size:
             logger.info("%s: incoming message of %d bytes over the limit", self.path, len(data))
-            return None
+            await self._close(closecodes.MESSAGE_TOO_BIG, "message too big")
+            return {"type": "http.disconnect"}
         self.messages_in += 1
         if 10 in data or 13 in data:  # b"\n", b"\r" (an int test skips the substring search setup)
             # Raw line breaks would split one message into two requests; in JSON they are whitespace.
@@ -313,9 +327,16 @@ class _Stream:
             return {"type": "http.request", "body": data + b"\n", "more_body": False}
         return {"type": "http.request", "body": data + b"\n", "more_body": True}
 
+    async def _wait_gone(self) -> None:
+        if self.gone:
+            return
+        if self.gone_waiter is None:
+            self.gone_waiter = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self.gone_waiter)
+
     def _end_body(self) -> None:
         self.body_open = False
-        if self.gone.is_set():
+        if self.gone:
             return
         if self.inbox:
             self.closer = asyncio.ensure_future(self._violation())
@@ -350,19 +371,33 @@ class _Stream:
     # The app's send: lines out as frames, the close frame at the end.
 
     async def send(self, message: Message) -> None:
-        kind = message["type"]
-        if kind != "http.response.body":
-            self._start_response(message, kind)
+        if message["type"] != "http.response.body":
+            self._start_response(message)
             return
         status = self.status
         if status is None or self.response_complete:
             raise RuntimeError(
-                f'Unexpected ASGI message "{kind}" before "http.response.start" or after the end'
+                'Unexpected ASGI message "http.response.body" before "http.response.start" or after the end'
             )
-        if self.gone.is_set():
+        if self.gone:
             raise ClientDisconnected("the WebSocket client has gone away")
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
+        if more_body:
+            single = self.splitter.single_line(body)
+            if single is not None:  # the common case, kept short: it runs for every message
+                frame: Message
+                try:
+                    frame = {"type": "websocket.send", "text": single.decode()}
+                except UnicodeDecodeError:
+                    frame = {"type": "websocket.send", "bytes": single}
+                try:
+                    await self.ws_send(frame)
+                except OSError as exc:
+                    self._client_left(None)
+                    raise ClientDisconnected("the WebSocket client has gone away") from exc
+                self.lines_out += 1
+                return
         try:
             lines = self.splitter.feed_views(body) if body else ()
             if not more_body:
@@ -375,17 +410,20 @@ class _Stream:
         # The frames are sent right here, not in a helper coroutine: this runs for every message.
         for line in lines:
             try:
-                await self.ws_send(_frame(line))
+                frame = {"type": "websocket.send", "text": str(line, "utf-8")}
+            except UnicodeDecodeError:
+                frame = {"type": "websocket.send", "bytes": bytes(line)}
+            try:
+                await self.ws_send(frame)
             except OSError as exc:
                 self._client_left(None)
                 raise ClientDisconnected("the WebSocket client has gone away") from exc
-        if lines:
-            self.lines_out += len(lines)
-            self.last_activity = time.monotonic()
+            self.lines_out += 1
         if not more_body:
             await self._close(*closecodes.close_for_status(status))
 
-    def _start_response(self, message: Message, kind: str) -> None:
+    def _start_response(self, message: Message) -> None:
+        kind = message["type"]
         if kind != "http.response.start":
             raise RuntimeError(
                 f'Expected ASGI message "http.response.start" or "http.response.body", but got {kind!r}'
@@ -412,20 +450,26 @@ class _Stream:
         self._mark_gone()
 
     def _mark_gone(self) -> None:
-        if self.gone.is_set():
+        if self.gone:
             return
-        self.gone.set()
-        task = self.app_task
-        if task is not None and not task.done() and task is not asyncio.current_task():
+        self.gone = True
+        if self.gone_waiter is not None and not self.gone_waiter.done():
+            self.gone_waiter.set_result(None)
+        if self.running and not self.response_complete:
             # The app hears of it through receive() and send(); if it does not finish, end it.
-            self.cancel_handle = asyncio.get_running_loop().call_later(DISCONNECT_GRACE_SECONDS, task.cancel)
+            # (After a complete response it may run on, as with Starlette's background tasks.)
+            self.cancel_handle = asyncio.get_running_loop().call_later(
+                DISCONNECT_GRACE_SECONDS, self._cancel_app
+            )
 
     def _tick(self) -> None:
-        if self.gone.is_set():
+        if self.gone:
             return
-        now = time.monotonic()
-        if self.idle_timeout is not None and now - self.last_activity > self.idle_timeout:
-            logger.debug("%s: idle for %.0fs, closing", self.path, now - self.last_activity)
+        counts = (self.messages_in, self.lines_out, self.body_open)
+        self.idle_ticks = self.idle_ticks + 1 if counts == self.last_counts else 0
+        self.last_counts = counts
+        if self.idle_timeout is not None and self.idle_ticks * TICK_SECONDS >= self.idle_timeout:
+            logger.debug("%s: idle for %.0fs, closing", self.path, self.idle_ticks * TICK_SECONDS)
             self.closer = asyncio.ensure_future(self._close(closecodes.GOING_AWAY, "idle timeout"))
             return
         if (
@@ -444,14 +488,6 @@ class _Stream:
         for task in (self.reader, self.closer):
             if task is not None and not task.done():
                 task.cancel()
-
-
-def _frame(line: bytes | memoryview) -> Message:
-    """A text frame if the line is UTF-8, else a binary one (str() also decodes a view, uncopied)."""
-    try:
-        return {"type": "websocket.send", "text": str(line, "utf-8")}
-    except UnicodeDecodeError:
-        return {"type": "websocket.send", "bytes": bytes(line)}
 
 
 def _data(message: Message) -> bytes:
