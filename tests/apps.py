@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from wsproxy._types import Message, Receive, Scope, Send
+from wsproxy.middleware import DISCONNECT_GRACE_SECONDS
 
 
 async def read_lines(receive: Receive) -> list[bytes]:
@@ -171,6 +172,14 @@ async def big_line(scope: Scope, receive: Receive, send: Send, rec: Recorder) ->
     await body(send, b"x" * size + b"\n", more=False)
 
 
+async def background(scope: Scope, receive: Receive, send: Send, rec: Recorder) -> None:
+    """Finishes its response, then keeps working, as Starlette's background tasks do."""
+    await start(send)
+    await body(send, b'{"done": true}\n', more=False)
+    await asyncio.sleep(DISCONNECT_GRACE_SECONDS + 0.5)
+    rec.events.append({"type": "background.done"})
+
+
 async def no_response(scope: Scope, receive: Receive, send: Send, rec: Recorder) -> None:
     return
 
@@ -188,6 +197,7 @@ ROUTES = {
     "/stream": stream_forever,
     "/big": big_line,
     "/none": no_response,
+    "/background": background,
 }
 
 

@@ -299,6 +299,14 @@ async def test_client_gone_after_half_close_cancels_a_hanging_app(
     assert recorder.cancelled
 
 
+async def test_work_after_a_complete_response_is_not_cancelled(server: Running, recorder: Recorder) -> None:
+    async with connect(server.ws + "/background") as ws:
+        assert await drain(ws) == (['{"done": true}'], 1000, "")
+    await asyncio.wait_for(recorder.finished.wait(), 5)
+    assert not recorder.cancelled
+    assert {"type": "background.done"} in recorder.events
+
+
 async def test_no_task_is_left_behind(server: Running, recorder: Recorder) -> None:
     before = len(asyncio.all_tasks())
     for path in ["/hang", "/echo", "/stream"]:
