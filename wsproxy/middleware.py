@@ -103,7 +103,7 @@ class WebSocketProxyMiddleware:
             return
         limit = self.options.max_connections
         if limit is not None and self.active_streams >= limit:
-            logger.warning("refused %s: %d streams open, the limit", scope.get("path"), limit)
+            logger.info("refused %s: %d streams open, the limit", scope.get("path"), limit)
             await _refuse_busy(scope, send)
             return
         self.active_streams += 1
