@@ -247,6 +247,9 @@ class _Stream:
             self.running = False
             if self.cancel_handle is not None:
                 self.cancel_handle.cancel()
+        if self.cancelled_by_us and self.task is not None and hasattr(self.task, "uncancel"):
+            # The app swallowed our cancellation and returned: leave the server's task as it was.
+            self.task.uncancel()
         if failure is not None:
             self._app_raised(failure)
             await self._close(*closecodes.close_for_exception(failure))
