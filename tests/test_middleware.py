@@ -11,7 +11,10 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import connect
+from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidStatus
+from websockets.frames import Frame, Opcode
+from websockets.uri import parse_uri
 
 from tests.apps import Recorder, make_app
 from tests.servers import Running, drain, serve
@@ -337,6 +340,41 @@ async def test_outgoing_line_over_the_limit_closes_1009(ws_impl: str, recorder: 
         assert (frames, code) == (["x" * 100], 1000)
         async with connect(running.ws + "/big?size=101") as ws:
             assert await drain(ws) == ([], 1009, "response line too big")
+
+
+async def test_a_client_that_stops_reading_holds_the_app_back_and_loses_nothing(ws_impl: str) -> None:
+    sent = 0
+    line = b"y" * (64 * 1024 - 8)
+
+    async def firehose(scope: Scope, receive: Receive, send: Send) -> None:
+        nonlocal sent
+        await send({"type": "http.response.start", "status": 200})
+        for i in range(2000):  # 128 MiB if nothing held it back
+            await send({"type": "http.response.body", "body": b"%07d" % i + line + b"\n", "more_body": True})
+            sent += 1
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async with serve(WebSocketProxyMiddleware(firehose), ws=ws_impl) as running:
+        # A raw client (websockets' sans-I/O protocol on asyncio streams): it can truly stop reading,
+        # where a client library keeps draining the socket into its own buffers.
+        protocol = ClientProtocol(parse_uri(running.ws + "/"), max_size=None)
+        reader, writer = await asyncio.open_connection(running.host, running.port)
+        protocol.send_request(protocol.connect())
+        writer.write(b"".join(protocol.data_to_send()))
+        await asyncio.sleep(1.0)  # the client reads nothing: buffers fill, then the app's send() waits
+        held = sent
+        await asyncio.sleep(1.0)
+        assert 0 < held == sent  # the app is held back, not buffering in memory
+        assert held * len(line) < 32 * 1024 * 1024
+        texts: list[str] = []
+        while not protocol.close_rcvd:
+            protocol.receive_data(await reader.read(1 << 20))
+            for event in protocol.events_received():
+                if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+                    texts.append(bytes(event.data[:7]).decode())
+        writer.close()
+    assert protocol.close_rcvd.code == 1000
+    assert [int(text) for text in texts] == list(range(2000))  # every line, in order
 
 
 # 9. Origin policy.
