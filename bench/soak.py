@@ -34,6 +34,7 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from bench.apps import ndjson_echo
 from wsproxy import WebSocketProxyMiddleware
 from wsproxy._types import Receive, Scope, Send
 
@@ -64,16 +65,7 @@ def build_app() -> WebSocketProxyMiddleware:
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": json.dumps(stats).encode()})
         elif path == "/echo":
-            await start(send)
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                if message.get("body"):
-                    await send({"type": "http.response.body", "body": message["body"], "more_body": True})
-                if not message.get("more_body", False):
-                    break
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await ndjson_echo(scope, receive, send)
         elif path == "/crash":
             await start(send)
             await send({"type": "http.response.body", "body": b'{"partial": 1}\n', "more_body": True})

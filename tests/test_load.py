@@ -8,25 +8,12 @@ import resource
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench.apps import ndjson_echo
 from tests.servers import drain, serve
 from wsproxy import WebSocketProxyMiddleware
-from wsproxy._types import Receive, Scope, Send
 
 STREAMS = 5000
 CONNECTING_AT_ONCE = 100  # below uvicorn's listen backlog, so no handshake waits on a SYN retry
-
-
-async def echo(scope: Scope, receive: Receive, send: Send) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-        if message.get("body"):
-            await send({"type": "http.response.body", "body": message["body"], "more_body": True})
-        if not message.get("more_body", False):
-            break
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 @pytest.fixture
@@ -43,7 +30,7 @@ def enough_file_descriptors() -> None:
 
 @pytest.mark.usefixtures("enough_file_descriptors")
 async def test_five_thousand_concurrent_streams_keep_working(ws_impl: str) -> None:
-    proxy = WebSocketProxyMiddleware(echo)
+    proxy = WebSocketProxyMiddleware(ndjson_echo)
     async with serve(proxy, ws=ws_impl, backlog=2048) as running:
         gate = asyncio.Semaphore(CONNECTING_AT_ONCE)
 
