@@ -1,11 +1,31 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import httpx
 import pytest
 
-from tests.servers import WS_IMPLEMENTATIONS
+from tests.servers import WS_IMPLEMENTATIONS, bind_loopback
+from tests.upstream_apps import Process, upstream_process
 
 
 @pytest.fixture(params=WS_IMPLEMENTATIONS)
 def ws_impl(request: pytest.FixtureRequest) -> str:
     """Each uvicorn WebSocket implementation, so behaviour is proven on every one."""
     return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Process]:
+    """tests/upstream_apps.py's app served by uvicorn in its own process, once per test module."""
+    with upstream_process() as process:
+        httpx.get(process.http + "/active", timeout=30).raise_for_status()
+        yield process
+
+
+@pytest.fixture
+def refused_url() -> Iterator[str]:
+    """A loopback port that is bound but not listening: connecting to it is refused."""
+    sock = bind_loopback()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()

@@ -6,31 +6,16 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.servers import bind_loopback, drain
+from tests.servers import drain
 from tests.upstream_apps import ROOT, Process, open_requests, spawn_listening, upstream_process
 from wsproxy import cli
 
 WSPROXY = [sys.executable, "-m", "wsproxy", "--log-level", "warning"]
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Process]:
-    with upstream_process() as process:
-        httpx.get(process.http + "/active", timeout=30).raise_for_status()
-        yield process
-
-
-@pytest.fixture
-def refused_url() -> Iterator[str]:
-    sock = bind_loopback()  # bound, not listening: connections are refused
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    sock.close()
 
 
 def one_error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:

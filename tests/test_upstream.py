@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.servers import bind_loopback, drain
+from tests.servers import drain
 from tests.upstream_apps import Process, open_requests, proxying, upstream_process
 from wsproxy import WebSocketProxyMiddleware
 from wsproxy.upstream import UpstreamApp, forwarded_request_headers
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Process]:
-    with upstream_process() as process:
-        httpx.get(process.http + "/active", timeout=30).raise_for_status()
-        yield process
-
-
-@pytest.fixture
-def refused_url() -> Iterator[str]:
-    """A loopback port that is bound but not listening: connecting to it is refused."""
-    sock = bind_loopback()
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    sock.close()
-
 
 # The header mapping, no I/O.
 
