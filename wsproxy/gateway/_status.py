@@ -8,32 +8,14 @@ import grpc
 from google.protobuf import json_format
 from google.rpc import status_pb2  # type: ignore[import-untyped]
 
-# runtime.HTTPStatusFromCode in grpc-gateway v2.
-_HTTP_STATUS = {
-    grpc.StatusCode.OK: 200,
-    grpc.StatusCode.CANCELLED: 499,
-    grpc.StatusCode.UNKNOWN: 500,
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    # Deliberately not 412: grpc-gateway maps FAILED_PRECONDITION to 400.
-    grpc.StatusCode.FAILED_PRECONDITION: 400,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.INTERNAL: 500,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DATA_LOSS: 500,
-}
+from wsproxy._grpc_codes import http_status_for_grpc_code
+
 _DETAILS_KEY = "grpc-status-details-bin"
 
 
 def http_status(code: grpc.StatusCode) -> int:
-    return _HTTP_STATUS.get(code, 500)
+    """runtime.HTTPStatusFromCode in grpc-gateway v2 (FAILED_PRECONDITION is 400 there, not 412)."""
+    return http_status_for_grpc_code(code.value[0])
 
 
 class GatewayError(Exception):
@@ -43,7 +25,9 @@ class GatewayError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-        self.http_status = http_status if http_status is not None else _HTTP_STATUS.get(code, 500)
+        self.http_status = (
+            http_status if http_status is not None else http_status_for_grpc_code(code.value[0])
+        )
 
     def body(self) -> dict[str, Any]:
         return {"code": self.code.value[0], "message": self.message, "details": []}
