@@ -124,6 +124,7 @@ class StreamCore:
         "lines_out",
         "max_message_size",
         "messages_in",
+        "received",
         "response_complete",
         "single_message",
         "spent_bytes",
@@ -163,6 +164,7 @@ class StreamCore:
         self.bytes_out = 0
         self.spent_frames = 0
         self.spent_bytes = 0
+        self.received = False  # the app took a message since the last yield
         self.yield_due = False
 
     # client -> app
@@ -176,6 +178,7 @@ class StreamCore:
         if data is None:
             data = message.get("text", "").encode()
         size = len(data)
+        self.received = True
         # The budget inline: this runs for every message, and a call costs more than the rest.
         self.spent_frames += 1
         self.spent_bytes += size
@@ -292,11 +295,18 @@ class StreamCore:
             self.close(*closecodes.close_for_status(status))
         return frames
 
-    def yielded(self) -> None:
-        """The shell gave the loop a turn: the budget starts over."""
+    def yielded(self) -> bool:
+        """The shell gives the loop a turn: the budget starts over.
+
+        Returns True if the app took no message during the budget just spent: it only sends, so the
+        shell should watch the socket for it (a vanished client is seen only by reading).
+        """
+        only_sent = not self.received
         self.yield_due = False
         self.spent_frames = 0
         self.spent_bytes = 0
+        self.received = False
+        return only_sent
 
     # The end.
 

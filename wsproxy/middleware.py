@@ -302,9 +302,7 @@ class _Stream:
             core.took_from_inbox(message)
         else:
             if self.reader is not None:
-                # Back in receive: stop reading ahead (the servers' receive is a cancel-safe queue get).
-                self.reader.cancel()
-                self.reader = None
+                await self._stop_reader()
             self.in_receive = True
             try:
                 message = await self.ws_receive()
@@ -339,6 +337,15 @@ class _Stream:
             self.closer = asyncio.ensure_future(self._send_close())
         elif self.reader is None and not self.core.gone:
             self._start_reader()
+
+    async def _stop_reader(self) -> None:
+        """Back in receive: stop reading ahead. The servers' receive is cancel-safe, but legacy
+        websockets' refuses a second reader until the cancelled one has unwound: wait for it."""
+        reader = self.reader
+        self.reader = None
+        if reader is not None and not reader.done():
+            reader.cancel()
+            await asyncio.wait((reader,))
 
     def _start_reader(self) -> None:
         self.reader = asyncio.get_running_loop().create_task(self._read_ahead())
@@ -398,8 +405,8 @@ class _Stream:
     async def _yield_sending(self) -> None:
         """The app has sent its budget's worth: give the loop a turn, and make sure a client that
         vanished is noticed even if the app never reads (the read-ahead watches the socket)."""
-        self.core.yielded()
-        if self.reader is None and not self.in_receive and self.core.may_read_ahead():
+        core = self.core
+        if core.yielded() and self.reader is None and not self.in_receive and core.may_read_ahead():
             self._start_reader()
         await asyncio.sleep(0)
 
