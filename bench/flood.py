@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import select
 import subprocess
 import sys
@@ -41,8 +42,8 @@ def flood(url: str, size: int) -> None:
 
 
 @contextlib.contextmanager
-def flooding(url: str, size: int = 1024) -> Iterator[subprocess.Popen[bytes]]:
-    """A flood process on `url`, once its flood is flowing; killed at the end."""
+def flooding(url: str, size: int = 1024, cpu: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """A flood process on `url` (pinned to `cpu` if given), once its flood is flowing; killed at the end."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.flood", url, "--size", str(size)],
         cwd=ROOT,
@@ -50,6 +51,8 @@ def flooding(url: str, size: int = 1024) -> Iterator[subprocess.Popen[bytes]]:
         stdout=subprocess.PIPE,
     )
     try:
+        if cpu is not None:
+            os.sched_setaffinity(proc.pid, {cpu})
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], 60)
         if not ready or proc.stdout.readline().strip() != b"FLOODING":

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib.metadata import version
 
-from bench import scenarios
+from bench import fairness, scenarios
 from bench.apps import BARE_PATH, PROXY_PATH
 from bench.procstat import rss_bytes
 from bench.report import Row
@@ -262,6 +262,7 @@ def all_rows(plan: Plan) -> dict[str, Row]:
         ),
         Row("churn rate", "connection churn", "streams/s"),
         *_flow_rows("chat", "Chat RPC, HTTP vs WS"),
+        *fairness.rows(),
     ]
     return {row.key: row for row in rows}
 
@@ -271,4 +272,13 @@ async def run(plan: Plan) -> dict[str, Row]:
     await echo_rounds(plan, rows)
     await resource_rounds(plan, rows)
     await e2e_rounds(plan, rows)
+    await fairness.fairness_rounds(
+        server,
+        plan.ws,
+        plan.rounds,
+        fairness.calls_per_round(plan.duration),
+        rows,
+        flood_cpu=CLIENT_CPU,
+        progress=progress,
+    )
     return rows

@@ -1,6 +1,7 @@
 """A server in a process of its own, for tests where the server itself may freeze.
 
-`python -m tests.server_process SERVER module:app --fd N [--ping-interval S --ping-timeout S]` serves
+`python -m tests.server_process SERVER module:app --fd N [--ping-interval S --ping-timeout S]
+[--ws-max-size BYTES]` serves
 `app` on the listening socket N with SERVER (one of tests.servers.SERVERS), prints "READY" and runs
 until SIGTERM. Logging goes to stderr as "LEVEL logger: message", so a test can check that nothing
 was logged at ERROR. `server_process()` starts one; `ServerProcess.stop()` sends SIGTERM and tells
@@ -54,10 +55,13 @@ class ServerProcess:
         self._stderr.seek(0)
         return str(self._stderr.read().decode(errors="replace"))
 
-    def error_lines(self) -> list[str]:
-        """What the server logged at ERROR or above (uvicorn, hypercorn, wsproto, wsproxy alike)."""
+    def error_lines(self, *, ignore: tuple[str, ...] = ()) -> list[str]:
+        """What the server logged at ERROR or above (uvicorn, hypercorn, asyncio, wsproxy alike), but
+        for the loggers named in `ignore`. A traceback always follows such a line."""
         return [
-            line for line in self.stderr().splitlines() if line.startswith(("ERROR", "CRITICAL", "Traceback"))
+            line
+            for line in self.stderr().splitlines()
+            if line.startswith(("ERROR ", "CRITICAL ")) and line.split()[1].rstrip(":") not in ignore
         ]
 
 
@@ -109,13 +113,14 @@ def _load(ref: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-async def _serve(
-    server: str, app: Any, sock: socket.socket, ping_interval: float, ping_timeout: float
-) -> None:
+async def _serve(server: str, app: Any, sock: socket.socket, args: argparse.Namespace) -> None:
+    ping_interval, ping_timeout = args.ping_interval, args.ping_timeout
     if server == "hypercorn":
         from hypercorn.asyncio import serve
 
         config = hypercorn_config(sock, websocket_ping_interval=ping_interval or None)
+        if args.ws_max_size:
+            config.websocket_max_message_size = args.ws_max_size
         print("READY", flush=True)
         await serve(app, config)  # installs its own SIGTERM handler
         return
@@ -128,6 +133,7 @@ async def _serve(
         log_config=None,
         ws_ping_interval=ping_interval or None,
         ws_ping_timeout=ping_timeout or None,
+        ws_max_size=args.ws_max_size or 16 * 1024 * 1024,
     )
     print("READY", flush=True)
     await uvicorn.Server(config).serve(sockets=[sock])  # installs its own SIGTERM handler
@@ -140,13 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--ping-interval", type=float, default=0.0)
     parser.add_argument("--ping-timeout", type=float, default=0.0)
+    parser.add_argument("--ws-max-size", type=int, default=0, help="the server's own message size limit")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
     warnings.simplefilter("ignore", DeprecationWarning)  # uvicorn's legacy websockets implementation
     sock = socket.socket(fileno=args.fd)
-    asyncio.run(_serve(args.server, cast(Any, _load(args.app)), sock, args.ping_interval, args.ping_timeout))
+    asyncio.run(_serve(args.server, cast(Any, _load(args.app)), sock, args))
     return 0
 
 

@@ -125,3 +125,36 @@ async def test_a_keepalive_timeout_while_the_app_streams_is_a_client_gone_not_an
         assert counts == {"running": 0, "ended": 1}
         assert server.stop(), "the server ignored SIGTERM and was killed"
         assert server.error_lines() == [], server.stderr()
+
+
+async def test_a_shutdown_while_the_app_streams_is_a_client_gone_and_the_server_exits(
+    server_impl: str,
+) -> None:
+    with server_process(server_impl, APP) as server:
+        ws = await connect(server.running.ws + "/produce", max_size=None)
+        for _ in range(10):
+            await ws.recv()
+        stopped = asyncio.create_task(asyncio.to_thread(server.stop))
+        _, code, _ = await asyncio.wait_for(drain(ws), CALL_SECONDS)
+        assert await stopped, "the server ignored SIGTERM and was killed"
+        # uvicorn closes with 1012 "service restart"; hypercorn cancels the app after its grace and
+        # then closes with 1011 itself (wsproxy re-raises the server's cancellation).
+        assert code == (1011 if server_impl == "hypercorn" else 1012)
+        # hypercorn's cancellation of its connection tasks is logged by asyncio at ERROR, whatever the app.
+        ignore = ("asyncio",) if server_impl == "hypercorn" else ()
+        assert server.error_lines(ignore=ignore) == [], server.stderr()
+
+
+async def test_the_servers_own_frame_limit_while_the_app_streams_is_a_client_gone(server_impl: str) -> None:
+    with server_process(server_impl, APP, "--ws-max-size", "1024") as server:
+        url = server.running.ws
+        async with connect(url + "/produce", max_size=None) as ws:
+            for _ in range(10):
+                await ws.recv()
+            await ws.send("x" * 4096)
+            _, code, _ = await asyncio.wait_for(drain(ws), CALL_SECONDS)
+        assert code == 1009  # the server's own close
+        counts = await asyncio.wait_for(state(url, wait=True), CALL_SECONDS)
+        assert counts == {"running": 0, "ended": 1}
+        assert server.stop(), "the server ignored SIGTERM and was killed"
+        assert server.error_lines() == [], server.stderr()
