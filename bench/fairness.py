@@ -93,3 +93,33 @@ async def fairness_rounds(
                 f"bare {results[True][0]:.1f}/{results[True][1]:.1f} ms, "
                 f"proxy {results[False][0]:.1f}/{results[False][1]:.1f} ms"
             )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.fairness [--rounds N] [--calls N] [--ws IMPL]`: the fairness row alone."""
+    import argparse
+    import os
+
+    from bench.report import table
+    from bench.run import CLIENT_CPU, progress, server
+    from bench.server import raise_fd_limit
+
+    parser = argparse.ArgumentParser(prog="python -m bench.fairness")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=100, help="new calls per variant and round")
+    parser.add_argument("--ws", default="websockets-sansio")
+    args = parser.parse_args(argv)
+    os.sched_setaffinity(0, {CLIENT_CPU})
+    raise_fd_limit()
+    found = {row.key: row for row in rows()}
+    asyncio.run(
+        fairness_rounds(
+            server, args.ws, args.rounds, args.calls, found, flood_cpu=CLIENT_CPU, progress=progress
+        )
+    )
+    print(table(list(found.values())))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -199,7 +199,7 @@ def test_what_the_response_becomes(
     sent = [frame for event in events for frame in c.response_body(event)]
     assert sent == frames
     assert c.take_close() == closing
-    assert c.lines_out == len(frames)
+    assert c.messages_out == len(frames)
 
 
 @pytest.mark.parametrize(
@@ -220,7 +220,7 @@ def test_the_single_line_fast_path_takes_only_what_it_can_answer_alone(
 ) -> None:
     c = core() if status is None else started(status)
     assert c.single_frame(event) == single
-    assert c.lines_out == (single is not None)
+    assert c.messages_out == (single is not None)
     c.client_left(None)
     assert c.single_frame(body(b"a\n")) is None  # gone: response_body raises for it
 
@@ -286,7 +286,7 @@ OUTCOMES: list[tuple[str, Callable[[], StreamCore], BaseException | None, int, C
     ("returned-mid-response", started, None, logging.ERROR, Close(1011, "incomplete response")),
     ("raised", started, ValueError("secret"), logging.ERROR, Close(1011, "internal error")),
     ("raised-too-big", started, MessageTooBig("x"), logging.INFO, Close(1009, "message too big")),
-    ("raised-upstream", started, UpstreamError("x"), logging.ERROR, Close(1014, "bad gateway")),
+    ("raised-upstream", started, UpstreamError("x"), logging.WARNING, Close(1014, "bad gateway")),
     ("oserror-client-present", started, OSError("x"), logging.ERROR, Close(1011, "internal error")),
 ]
 
@@ -526,7 +526,10 @@ async def test_on_stream_end_gets_each_streams_record(ws_impl: str) -> None:
     from wsproxy import WebSocketProxyMiddleware
 
     records: asyncio.Queue[StreamStats] = asyncio.Queue()
-    app = WebSocketProxyMiddleware(ndjson_echo, on_stream_end=records.put_nowait)
+    started: list[StreamStats] = []
+    app = WebSocketProxyMiddleware(
+        ndjson_echo, on_stream_start=started.append, on_stream_end=records.put_nowait
+    )
     async with serve(app, ws=ws_impl) as server:
         async with connect(server.ws + "/echo?method=POST") as ws:
             for message in ("ab", "cd", "ef"):
@@ -535,6 +538,8 @@ async def test_on_stream_end_gets_each_streams_record(ws_impl: str) -> None:
             frames, code, _ = await drain(ws)
         assert (frames, code) == (["ab", "cd", "ef"], 1000)
         stats = await asyncio.wait_for(records.get(), 10)
+    assert started == [stats]
+    assert started[0] is stats  # one live record, counted in place
     assert (stats.method, stats.path, stats.close_code) == ("POST", "/echo", 1000)
     assert (stats.messages_in, stats.bytes_in, stats.messages_out, stats.bytes_out) == (3, 6, 3, 6)
     assert stats.client is not None
@@ -558,7 +563,7 @@ async def test_an_observer_that_raises_is_logged_and_harms_nothing(caplog: pytes
                 await ws.send("x")
                 await ws.send("")
                 assert (await drain(ws))[:2] == (["x"], 1000)
-    assert any("on_stream_end raised" in r.getMessage() for r in caplog.records)
+    assert any("stream observer" in r.getMessage() and "raised" in r.getMessage() for r in caplog.records)
 
 
 # The gateway's pumps charge the same budget.
@@ -601,3 +606,37 @@ async def test_the_gateways_pumps_yield_every_64_messages() -> None:
         turns.append(count)
         assert count >= 1000
         assert max(b - a for a, b in itertools.pairwise(turns)) <= DOCUMENTED_FRAMES
+
+
+async def test_the_record_is_live_and_ends_even_when_the_server_cancels_the_stream() -> None:
+    seen: list[tuple[str, int, int]] = []
+    ended = asyncio.Event()
+    sent_one = asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        await send(body(b"one\n"))
+        sent_one.set()
+        await asyncio.Event().wait()  # hangs until cancelled
+
+    def start(stats: StreamStats) -> None:
+        seen.append(("start", stats.messages_in, stats.messages_out))
+
+    def end(stats: StreamStats) -> None:
+        seen.append(("end", stats.messages_in, stats.messages_out))
+        ended.set()
+
+    sock = MemorySocket(incoming=2)
+    settings = StreamSettings(on_stream_start=start, on_stream_end=end)
+    task = asyncio.create_task(run_stream(app, PLAN, settings, sock.receive, sock.send))
+    await sent_one.wait()
+    task.cancel()  # as a server does at a forced shutdown
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ended.is_set()
+    assert seen == [("start", 0, 0), ("end", 0, 1)]
+
+
+def test_observers_must_be_callable() -> None:
+    with pytest.raises(TypeError, match="on_stream_end must be callable"):
+        StreamSettings(on_stream_end=42)  # type: ignore[arg-type]

@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -43,7 +43,7 @@ from wsproxy import closecodes
 from wsproxy._lines import LineSplitter
 from wsproxy._options import ProxyOptions
 from wsproxy._types import Message
-from wsproxy.errors import ClientDisconnected, MessageTooBig
+from wsproxy.errors import ClientDisconnected, MessageTooBig, UpstreamError
 
 # The yield budget: at most this many frames, or this many bytes, counting both directions, between
 # two turns of the event loop. Chosen with `python -m bench` (docs/performance.md): small enough
@@ -87,33 +87,16 @@ class Close(NamedTuple):
     reason: str = ""
 
 
-@dataclass(frozen=True)
-class StreamSettings:
-    """What every stream of one middleware shares, computed once from its options."""
-
-    half_close: bytes | None = b""
-    max_message_size: int = 1 << 20
-    max_line_size: int = 1 << 20
-    idle_timeout: float | None = None
-    yield_frames: int = YIELD_EVERY_FRAMES
-    yield_bytes: int = YIELD_EVERY_BYTES
-
-    @classmethod
-    def from_options(cls, options: ProxyOptions) -> StreamSettings:
-        return cls(
-            half_close=options.half_close_bytes(),
-            max_message_size=options.max_message_size,
-            max_line_size=options.max_line_size,
-            idle_timeout=options.idle_timeout,
-        )
-
-
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class StreamStats:
-    """The record of one stream, made when it ends (for logs, metrics and access logs).
+    """The record of one stream, for logs, metrics and access logs: live, counted in place.
 
-    `close_code` is the code of the close frame we sent, or the client's own close code, or None
-    when the connection was lost without a close frame.
+    The same object is passed to `on_stream_start` (after the accept) and `on_stream_end` (when the
+    stream has ended, cancelled or not); read it, never write it. Messages and bytes are counted as
+    they pass (in: client -> app, the half-close not counted; out: app -> client, one per line;
+    bytes are payload sizes). `close_code` is the code of the close frame we sent, the client's own
+    close code, or None when the connection was lost without one. `duration` is set at the end;
+    `started` is `time.monotonic()` at the start.
     """
 
     method: str = ""
@@ -128,15 +111,56 @@ class StreamStats:
     started: float = field(default_factory=time.monotonic)
 
 
-class StreamCore:
-    """The state and decisions of one stream; see the module docstring."""
+StreamObserver = Callable[[StreamStats], None]
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """What every stream of one middleware shares, computed once from its options."""
+
+    half_close: bytes | None = b""
+    max_message_size: int = 1 << 20
+    max_line_size: int = 1 << 20
+    idle_timeout: float | None = None
+    yield_frames: int = YIELD_EVERY_FRAMES
+    yield_bytes: int = YIELD_EVERY_BYTES
+    on_stream_start: StreamObserver | None = None
+    on_stream_end: StreamObserver | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("on_stream_start", "on_stream_end"):
+            hook = getattr(self, name)
+            if hook is not None and not callable(hook):
+                raise TypeError(f"{name} must be callable: (StreamStats) -> None")
+
+    @classmethod
+    def from_options(
+        cls,
+        options: ProxyOptions,
+        *,
+        on_stream_start: StreamObserver | None = None,
+        on_stream_end: StreamObserver | None = None,
+    ) -> StreamSettings:
+        return cls(
+            half_close=options.half_close_bytes(),
+            max_message_size=options.max_message_size,
+            max_line_size=options.max_line_size,
+            idle_timeout=options.idle_timeout,
+            on_stream_start=on_stream_start,
+            on_stream_end=on_stream_end,
+        )
+
+
+class StreamCore(StreamStats):
+    """The state and decisions of one stream; see the module docstring.
+
+    It is its own StreamStats record: the counts live in the object the decisions already touch,
+    so counting costs nothing extra per message.
+    """
 
     # Slots: thousands of streams may be open at once.
     __slots__ = (
         "body_open",
-        "bytes_in",
-        "bytes_out",
-        "close_code",
         "closed",
         "closing",
         "end_read",
@@ -147,11 +171,9 @@ class StreamCore:
         "idle_ticks",
         "inbox_bytes",
         "last_counts",
-        "lines_out",
         "max_line_size",
         "max_message_size",
         "messages_at_yield",
-        "messages_in",
         "pending",
         "response_complete",
         "single_message",
@@ -162,7 +184,16 @@ class StreamCore:
         "yield_due",
     )
 
-    def __init__(self, settings: StreamSettings, *, single_message: bool = False) -> None:
+    def __init__(
+        self,
+        settings: StreamSettings,
+        *,
+        single_message: bool = False,
+        method: str = "",
+        path: str = "",
+        client: str | None = None,
+    ) -> None:
+        StreamStats.__init__(self, method=method, path=path, client=client)
         self.half_close = settings.half_close
         self.max_message_size = settings.max_message_size
         self.splitter = LineSplitter(settings.max_line_size)
@@ -185,12 +216,7 @@ class StreamCore:
         self.response_complete = False
         self.gone = False  # no frame can go either way any more
         self.closed = False  # a close frame was sent, or the client's arrived
-        self.close_code: int | None = None
         self.closing: Close | None = None  # a close frame the shell must send now
-        self.messages_in = 0
-        self.bytes_in = 0
-        self.lines_out = 0
-        self.bytes_out = 0
         self.spent = 0
         self.messages_at_yield = 0  # messages_in at the last yield: did the app read since?
         self.yield_due = False
@@ -297,7 +323,7 @@ class StreamCore:
             return None
         line = chunk[:end]
         size = end
-        self.lines_out += 1
+        self.messages_out += 1
         self.bytes_out += size
         self.spent += size + self.frame_cost
         if self.spent >= self.yield_budget:
@@ -340,7 +366,7 @@ class StreamCore:
                 frames.append({"type": "websocket.send", "text": str(line, "utf-8")})
             except UnicodeDecodeError:
                 frames.append({"type": "websocket.send", "bytes": bytes(line)})
-        self.lines_out += len(frames)
+        self.messages_out += len(frames)
         self.bytes_out += size
         if len(frames) <= 1:
             # One frame, or none (an event with no complete line still costs a turn's share: an app
@@ -412,6 +438,10 @@ class StreamCore:
             self.close(*closecodes.close_for_exception(failure))
             if isinstance(failure, MessageTooBig):
                 return logging.INFO, str(failure)
+            if isinstance(failure, UpstreamError):
+                # The upstream's failure, logged once per call where it happened (wsproxy.upstream):
+                # when a shared upstream connection dies, hundreds of streams end at once.
+                return logging.WARNING, "upstream failed"
             return logging.ERROR, "app raised"
         if self.response_complete or self.closed:
             return logging.DEBUG, "app returned"
@@ -425,7 +455,7 @@ class StreamCore:
         """Called every TICK_SECONDS: True if the idle timeout ran out (then `closing` holds 1001)."""
         if self.gone:
             return False
-        counts = (self.messages_in, self.lines_out, self.body_open)
+        counts = (self.messages_in, self.messages_out, self.body_open)
         self.idle_ticks = self.idle_ticks + 1 if counts == self.last_counts else 0
         self.last_counts = counts
         if self.idle_limit is not None and self.idle_ticks >= self.idle_limit:

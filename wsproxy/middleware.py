@@ -30,7 +30,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 
 from wsproxy import closecodes
 from wsproxy._handshake import RequestPlan, plan_request
@@ -49,6 +49,7 @@ from wsproxy._stream import (
     YIELD_EVERY_BYTES,
     YIELD_EVERY_FRAMES,
     StreamCore,
+    StreamObserver,
     StreamSettings,
     StreamStats,
 )
@@ -69,7 +70,6 @@ __all__ = [
     "run_stream",
 ]
 
-StreamObserver = Callable[[StreamStats], None]
 DISCONNECT_GRACE_SECONDS = 1.0  # how long the app may run on after its client is gone
 
 
@@ -97,6 +97,7 @@ class WebSocketProxyMiddleware:
         allowed_origins: Collection[str] | None = None,
         max_connections: int | None = None,
         idle_timeout: float | None = None,
+        on_stream_start: StreamObserver | None = None,
         on_stream_end: StreamObserver | None = None,
     ) -> None:
         self.app = app
@@ -115,10 +116,9 @@ class WebSocketProxyMiddleware:
         )
         self._forwards = self.options.forwards()
         self._origins = self.options.origins()
-        self.settings = StreamSettings.from_options(self.options)
-        if on_stream_end is not None and not callable(on_stream_end):
-            raise TypeError("on_stream_end must be callable: (StreamStats) -> None")
-        self.on_stream_end = on_stream_end
+        self.settings = StreamSettings.from_options(
+            self.options, on_stream_start=on_stream_start, on_stream_end=on_stream_end
+        )
         self.active_streams = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -141,14 +141,9 @@ class WebSocketProxyMiddleware:
             return
         self.active_streams += 1
         try:
-            stats = await _Stream(self.app, plan, self.settings, receive, send).run()
+            await _Stream(self.app, plan, self.settings, receive, send).run()
         finally:
             self.active_streams -= 1
-        if self.on_stream_end is not None:
-            try:
-                self.on_stream_end(stats)
-            except Exception:
-                logger.exception("on_stream_end raised for %s", stats.path)
 
     def _plan(self, scope: Scope) -> RequestPlan:
         plan = plan_request(scope, self.options, forwards=self._forwards, origins=self._origins)
@@ -182,10 +177,10 @@ class _Stream(StreamCore):
         "gone_waiter",
         "in_receive",
         "inbox",
-        "path",
         "plan",
         "reader",
         "running",
+        "settings",
         "task",
         "tick_handle",
         "ws_receive",
@@ -195,12 +190,20 @@ class _Stream(StreamCore):
     def __init__(
         self, app: ASGIApp, plan: RequestPlan, settings: StreamSettings, receive: Receive, send: Send
     ) -> None:
+        scope = plan.scope
+        client = scope.get("client")
+        super().__init__(
+            settings,
+            single_message=plan.single_message,
+            method=scope.get("method", ""),
+            path=scope.get("path", ""),
+            client=f"{client[0]}:{client[1]}" if client else None,
+        )
         self.app = app
         self.plan = plan
-        self.path: str = plan.scope.get("path", "")
+        self.settings = settings
         self.ws_receive = receive
         self.ws_send = send
-        super().__init__(settings, single_message=plan.single_message)
         self.in_receive = False
         # Read ahead while the app was away; made on first use (an empty deque is 760 bytes, and
         # most streams never need one: memory per open stream counts with thousands of them).
@@ -218,17 +221,11 @@ class _Stream(StreamCore):
         self.cancel_handle: asyncio.TimerHandle | None = None
 
     async def run(self) -> StreamStats:
-        scope = self.plan.scope
-        client = scope.get("client")
-        stats = StreamStats(
-            method=scope.get("method", ""),
-            path=self.path,
-            client=f"{client[0]}:{client[1]}" if client else None,
-        )
         try:
             await self.ws_send({"type": "websocket.accept", "subprotocol": self.plan.subprotocol})
         except OSError:
-            return stats  # the client left during the handshake
+            return self  # the client left during the handshake: no stream to report
+        self._notify(self.settings.on_stream_start)
         # The app runs right here in the server's task (no task of its own: memory per stream).
         self.task = asyncio.current_task()
         self.tick_handle = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
@@ -238,22 +235,26 @@ class _Stream(StreamCore):
         finally:
             self.running = False
             self._stop_background()
-            stats.close_code = self.close_code
-            stats.messages_in = self.messages_in
-            stats.bytes_in = self.bytes_in
-            stats.messages_out = self.lines_out
-            stats.bytes_out = self.bytes_out
-            stats.duration = time.monotonic() - stats.started
+            self.duration = time.monotonic() - self.started
             logger.debug(
                 "%s %s closed %s: %d messages in, %d lines out, %.3fs",
-                stats.method,
+                self.method,
                 self.path,
-                stats.close_code,
-                stats.messages_in,
-                stats.messages_out,
-                stats.duration,
+                self.close_code,
+                self.messages_in,
+                self.messages_out,
+                self.duration,
             )
-        return stats
+            self._notify(self.settings.on_stream_end)  # also when the server cancels the stream
+        return self
+
+    def _notify(self, observer: StreamObserver | None) -> None:
+        if observer is None:
+            return
+        try:
+            observer(self)
+        except Exception:
+            logger.exception("stream observer %r raised for %s", observer, self.path)
 
     async def _run_app(self) -> None:
         failure: BaseException | None = None
@@ -317,7 +318,7 @@ class _Stream(StreamCore):
     async def _after_receive(self) -> None:
         self.pending = False
         if self.gone:
-            if self.close_code == closecodes.MESSAGE_TOO_BIG:
+            if self.closing is not None and self.closing.code == closecodes.MESSAGE_TOO_BIG:
                 logger.info("%s: incoming message over the limit", self.path)
             await self._send_close()
         elif not self.body_open:
