@@ -11,7 +11,7 @@ import time
 
 from bench.harness import ASYNCIO, CLIENT_CPU, UVLOOP, has_uvloop, progress, run_on
 from bench.report import interleave, table
-from bench.run import QUICK, Plan, machine, run
+from bench.run import GROUPS, QUICK, Plan, machine, run
 from bench.server import raise_fd_limit
 
 LOOPS = {"asyncio": (ASYNCIO,), "uvloop": (UVLOOP,), "both": (ASYNCIO, UVLOOP)}
@@ -36,6 +36,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         choices=["websockets-sansio", "wsproto"],
         help="uvicorn's WebSocket implementation (default: %(default)s)",
     )
+    parser.add_argument(
+        "--group",
+        action="append",
+        choices=[group.name for group in GROUPS],
+        help="measure only this row group; repeat for several (default: all)",
+    )
     parser.add_argument("--rounds", type=int, help="rounds per row (default: 7, --quick: 1)")
     parser.add_argument("--json", metavar="FILE", help="also write every round's values to FILE")
     return parser.parse_args(argv)
@@ -54,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         # The load client runs on uvloop where it can, so it is never the bottleneck.
-        results = run_on("uvloop" if has_uvloop() else "asyncio", run(plan))
+        groups = tuple(group for group in GROUPS if not args.group or group.name in args.group)
+        results = run_on("uvloop" if has_uvloop() else "asyncio", run(plan, groups))
     except (OSError, RuntimeError) as exc:
         progress(f"python -m bench: {exc}")
         return 1
