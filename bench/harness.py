@@ -172,6 +172,7 @@ def flow_rows(prefix: str, label: str, *, rate_target: str = "", p99_target: str
         Row(f"{prefix} p50", f"{label}: latency p50", "ms"),
         Row(f"{prefix} p99", f"{label}: latency p99", "ms", p99_target),
         Row(f"{prefix} cpu/msg", f"{label}: server CPU per message", "µs"),
+        Row(f"{prefix} faults/msg", f"{label}: server page faults per message", "faults"),
         Row(f"{prefix} server cpu", f"{label}: server CPU, core {SERVER_CPU}", "%"),
         Row(f"{prefix} client cpu", f"{label}: load client CPU, core {CLIENT_CPU}", "%"),
     ]
@@ -180,6 +181,7 @@ def flow_rows(prefix: str, label: str, *, rate_target: str = "", p99_target: str
 def add_flow(bench: Bench, prefix: str, baseline: Flow, variant: Flow) -> None:
     bench.add(f"{prefix} rate", baseline.messages_per_s, variant.messages_per_s)
     bench.add(f"{prefix} cpu/msg", baseline.server_us_per_message, variant.server_us_per_message)
+    bench.add(f"{prefix} faults/msg", baseline.server_faults_per_message, variant.server_faults_per_message)
     bench.add(f"{prefix} server cpu", baseline.server_cpu * 100, variant.server_cpu * 100)
     bench.add(f"{prefix} client cpu", baseline.client_cpu * 100, variant.client_cpu * 100)
     if baseline.p50_ms and variant.p50_ms and baseline.p99_ms and variant.p99_ms:
