@@ -16,7 +16,7 @@ class Row:
     unit: str
     target: str = ""  # e.g. ">= 0.85": on the ratio variant/baseline, or on the variant's value if absolute
     absolute: bool = False
-    loop: str = ""  # the server's event loop (and HTTP parser), e.g. "uvloop+httptools"
+    loop: str = ""  # the server's event loop (and HTTP parser), e.g. "uvloop+h11"
     base: list[float] = field(default_factory=list)
     proxy: list[float] = field(default_factory=list)
 
