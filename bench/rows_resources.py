@@ -18,11 +18,11 @@ from bench.scenarios import payload_of
 
 
 def memory_streams(plan: Plan) -> int:
-    return 20 if plan.quick else 2000
+    return 20 if plan.quick else 1500
 
 
 def churn_streams(plan: Plan) -> int:
-    return 40 if plan.quick else 4000
+    return 40 if plan.quick else 2500
 
 
 def rows(plan: Plan) -> list[Row]:
@@ -50,10 +50,10 @@ async def resource_round(bench: Bench, bare: bool) -> tuple[float, float, float]
         await asyncio.sleep(0.3)
         before = rss_bytes(srv.pid)
         rate = await scenarios.churn(srv.port, path, payload, churn_streams(bench.plan))
-        await asyncio.sleep(1.0)  # streams finishing their close handshakes
+        await asyncio.sleep(0.6)  # streams finishing their close handshakes (loopback: milliseconds)
         after = rss_bytes(srv.pid)
         conns = await scenarios.open_streams(srv.port, path, payload, count)
-        await asyncio.sleep(1.2)  # every stream's timers have run once
+        await asyncio.sleep(1.1)  # every stream has had its first tick (within a second)
         opened = rss_bytes(srv.pid)
         for conn in conns:  # the server is stopped next: no need for closing handshakes
             if conn.transport is not None:

@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import Collection
 
@@ -182,7 +183,7 @@ class _Stream(StreamCore):
         "running",
         "settings",
         "task",
-        "tick_handle",
+        "ticker",
         "ws_receive",
         "ws_send",
     )
@@ -217,7 +218,7 @@ class _Stream(StreamCore):
         self.task: asyncio.Task[object] | None = None  # the server's task, which runs the app
         self.running = False
         self.cancelled_by_us = False
-        self.tick_handle: asyncio.TimerHandle | None = None
+        self.ticker: _Ticker | None = None
         self.cancel_handle: asyncio.TimerHandle | None = None
 
     async def run(self) -> StreamStats:
@@ -228,7 +229,8 @@ class _Stream(StreamCore):
         self._notify(self.settings.on_stream_start)
         # The app runs right here in the server's task (no task of its own: memory per stream).
         self.task = asyncio.current_task()
-        self.tick_handle = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
+        self.ticker = _Ticker.of(asyncio.get_running_loop())
+        self.ticker.add(self)
         self.running = True
         try:
             await self._run_app()
@@ -465,24 +467,71 @@ class _Stream(StreamCore):
                 DISCONNECT_GRACE_SECONDS, self._cancel_app
             )
 
-    def _tick(self) -> None:
+    def _tick(self, *, first: bool = False) -> None:
+        """Once a second (the shared `_Ticker`). The first tick of a stream comes 0-1 s after it
+        started, so it starts no idle count: idleness is counted from the second tick on."""
         if self.gone:
             return
-        if self.tick():
+        if not first and self.tick():
             logger.debug("%s: idle, closing", self.path)
             self.closer = asyncio.ensure_future(self._send_close())
             return
         if self.body_open and not self.in_receive and self.reader is None and self.may_read_ahead():
             self._start_reader()
-        self.tick_handle = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
 
     def _stop_background(self) -> None:
-        for handle in (self.tick_handle, self.cancel_handle):
-            if handle is not None:
-                handle.cancel()
+        if self.ticker is not None:
+            self.ticker.discard(self)
+        if self.cancel_handle is not None:
+            self.cancel_handle.cancel()
         for task in (self.reader, self.closer):
             if task is not None and not task.done():
                 task.cancel()
+
+
+class _Ticker:
+    """One timer per event loop ticks every open stream once a second.
+
+    A timer per stream costs about 400 bytes on asyncio and 780 on uvloop (a libuv timer each);
+    a set entry costs a few dozen, and memory per open stream is a target (docs/performance.md).
+    """
+
+    __slots__ = ("__weakref__", "fresh", "handle", "loop", "streams")
+    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Ticker] = weakref.WeakKeyDictionary()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.streams: set[_Stream] = set()
+        self.fresh: set[_Stream] = set()  # joined since the last tick
+        self.handle: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _Ticker:
+        ticker = cls._by_loop.get(loop)
+        if ticker is None:
+            ticker = cls._by_loop[loop] = cls(loop)
+        return ticker
+
+    def add(self, stream: _Stream) -> None:
+        self.fresh.add(stream)
+        if self.handle is None:
+            self.handle = self.loop.call_later(TICK_SECONDS, self._tick)
+
+    def discard(self, stream: _Stream) -> None:
+        self.streams.discard(stream)
+        self.fresh.discard(stream)
+
+    def _tick(self) -> None:
+        self.handle = None
+        for stream in list(self.streams):  # a tick may end a stream (and so change the set)
+            stream._tick()
+        fresh = list(self.fresh)
+        self.streams.update(fresh)
+        self.fresh.clear()
+        for stream in fresh:
+            stream._tick(first=True)
+        if self.streams or self.fresh:
+            self.handle = self.loop.call_later(TICK_SECONDS, self._tick)
 
 
 async def run_stream(
