@@ -301,6 +301,11 @@ class _Stream(StreamCore):
         if not self.body_open or self.gone:
             await self._wait_gone()
             return {"type": "http.disconnect"}
+        if self.yield_due:
+            # The turn owed since the last message, taken before reading the next one: no large
+            # message is held over it (see the page faults in docs/performance.md).
+            self.yielded()
+            await asyncio.sleep(0)
         if self.inbox:
             message = self.inbox.popleft()
             self.took_from_inbox(message)
@@ -325,7 +330,7 @@ class _Stream(StreamCore):
             await self._send_close()
         elif not self.body_open:
             self._end_body()
-        if self.yield_due:
+        if self.yield_due and (self.gone or not self.body_open):
             self.yielded()
             await asyncio.sleep(0)
 
@@ -413,6 +418,10 @@ class _Stream(StreamCore):
                     raise self._send_failed(exc) from exc
                 if self.charge_frame(frame):
                     await self._yield_sending()
+        # Drop the frames before a yield: a large line held over a turn of the loop makes glibc
+        # give heap back and fault it in again on the next message (page faults, docs/performance.md).
+        frames = ()
+        frame = None
         if self.pending:
             await self._after_send()
 
