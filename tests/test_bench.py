@@ -123,3 +123,24 @@ def test_quick_bench_runs_and_reports_every_measure_on_both_loops(tmp_path: Path
             values = loop_rounds[key]
             assert len(values["baseline"]) == len(values["wsproxy"]) >= 1, key
             assert all(value > 0 for value in values["baseline"] + values["wsproxy"]), key
+
+
+def test_overhead_tool_measures_the_proxy_in_process_on_both_loops() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.overhead", "--rounds", "1", "--size", "64 B", "--size", "1 MiB"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines()[2:]]
+    assert [(size.strip(), loop.strip()) for size, loop, *_ in rows] == [
+        ("64 B", "asyncio"),
+        ("64 B", "uvloop"),
+        ("1 MiB", "asyncio"),
+        ("1 MiB", "uvloop"),
+    ]
+    for _, _, bare, proxy, *_ in rows:
+        assert 0 < float(bare) < float(proxy)  # the proxy does the bare echo's work and more
