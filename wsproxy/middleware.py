@@ -22,10 +22,15 @@ import logging
 import time
 from collections import deque
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 from wsproxy import closecodes
+from wsproxy._access_log import AccessLog
+from wsproxy._auth import Authenticate, authenticate_request
 from wsproxy._handshake import RequestPlan, plan_request
 from wsproxy._lines import LineSplitter
+from wsproxy._metrics import metrics_for
+from wsproxy._observers import observers_of
 from wsproxy._options import (
     DEFAULT_FORWARDED_HEADERS,
     DEFAULT_MAX_LINE_SIZE,
@@ -36,6 +41,9 @@ from wsproxy._options import (
 )
 from wsproxy._types import ASGIApp, Message, Receive, Scope, Send
 from wsproxy.errors import ClientDisconnected, HandshakeRejected, MessageTooBig
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 logger = logging.getLogger("wsproxy")
 
@@ -68,6 +76,9 @@ class WebSocketProxyMiddleware:
         allowed_origins: Collection[str] | None = None,
         max_connections: int | None = None,
         idle_timeout: float | None = None,
+        authenticate: Authenticate | None = None,
+        metrics: bool | CollectorRegistry = False,
+        access_log: bool = False,
     ) -> None:
         self.app = app
         self.options = ProxyOptions(
@@ -86,6 +97,11 @@ class WebSocketProxyMiddleware:
         self._forwards = self.options.forwards()
         self._origins = self.options.origins()
         self._half_close = self.options.half_close_bytes()
+        if authenticate is not None and not callable(authenticate):
+            raise TypeError("authenticate must be an async function: (http_scope) -> None")
+        self._authenticate = authenticate
+        self._metrics = None if metrics is False else metrics_for(None if metrics is True else metrics)
+        self._observers = observers_of(self._metrics, AccessLog() if access_log else None)
         self.active_streams = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -97,13 +113,19 @@ class WebSocketProxyMiddleware:
             return  # the client left before the handshake completed
         try:
             plan = self._plan(scope)
+            if self._authenticate is not None:
+                await authenticate_request(self._authenticate, plan.scope)
         except HandshakeRejected as exc:
             logger.debug("refused %s: %d %s", scope.get("path"), exc.status, exc.message)
+            if self._metrics is not None:
+                self._metrics.handshake_refused(exc.status)
             await _deny(scope, send, exc.status, exc.message)
             return
         limit = self.options.max_connections
         if limit is not None and self.active_streams >= limit:
             logger.info("refused %s: %d streams open, the limit", scope.get("path"), limit)
+            if self._metrics is not None:
+                self._metrics.handshake_refused(503)
             await _refuse_busy(scope, send)
             return
         self.active_streams += 1
