@@ -33,6 +33,11 @@ async def _app(kind: str) -> AsyncIterator[ASGIApp]:
     if kind == "echo":
         yield echo_server()
         return
+    if kind == "metrics":
+        from bench.metrics_overhead import metrics_server
+
+        yield metrics_server()
+        return
     from example_service.app import demo  # grpc is only needed for the end-to-end figures
 
     async with demo() as running:
@@ -57,7 +62,7 @@ async def _serve(kind: str, ws: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.server")
-    parser.add_argument("kind", choices=["echo", "demo"])
+    parser.add_argument("kind", choices=["echo", "demo", "metrics"])
     parser.add_argument("--ws", default="websockets-sansio")
     args = parser.parse_args(argv)
     raise_fd_limit()
