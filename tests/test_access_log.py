@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from wsproxy._access_log import AccessLog, format_line
+from wsproxy._access_log import format_line, log_stream
 
 
 @dataclass
 class Record:
-    client: tuple[str, int] | None = ("127.0.0.1", 52814)
+    client: str | None = "127.0.0.1:52814"
     method: str = "POST"
     path: str = "/v1/chat"
     close_code: int | None = 1000
@@ -32,8 +32,8 @@ class Record:
         ),
         (Record(client=None), '- - "WebSocket POST /v1/chat" 1000 in 3 msg 96 B, out 2 msg 120 B, 0.012 s'),
         (
-            Record(client=("::1", 9), method="GET", close_code=4404, duration=2),
-            '[::1]:9 - "WebSocket GET /v1/chat" 4404 in 3 msg 96 B, out 2 msg 120 B, 2.000 s',
+            Record(client="::1:9", method="GET", close_code=4404, duration=2),
+            '::1:9 - "WebSocket GET /v1/chat" 4404 in 3 msg 96 B, out 2 msg 120 B, 2.000 s',
         ),
         # No close frame either way (the client vanished): 1006, as RFC 6455 reports it.
         (
@@ -59,7 +59,7 @@ def test_format_line(record: Record, line: str) -> None:
 
 def test_the_line_goes_to_the_wsproxy_access_logger_at_info(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="wsproxy.access"):
-        AccessLog().stream_ended(Record())
+        log_stream(Record())
     assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
         ("wsproxy.access", logging.INFO, format_line(Record()))
     ]

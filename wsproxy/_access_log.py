@@ -22,8 +22,10 @@ _ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)} | {ord('"')
 
 
 class AccessRecord(Protocol):
+    """The fields of the stream core's StreamStats that the line shows."""
+
     @property
-    def client(self) -> tuple[str, int] | None: ...
+    def client(self) -> str | None: ...
     @property
     def method(self) -> str: ...
     @property
@@ -51,12 +53,9 @@ def format_line(record: AccessRecord) -> str:
     )
 
 
-def format_client(client: tuple[str, int] | list[object] | None) -> str:
-    if not client:
-        return "-"
-    host, port = client[0], client[1]
-    host = str(host)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+def format_client(client: str | None) -> str:
+    """The client as the stats record has it ("host:port"), escaped like the path; "-" if unknown."""
+    return client.translate(_ESCAPES) if client else "-"
 
 
 def safe_path(path: str) -> str:
@@ -64,14 +63,7 @@ def safe_path(path: str) -> str:
     return path.partition("?")[0].translate(_ESCAPES)
 
 
-class AccessLog:
-    """The stream observer that writes the line (at INFO, so the logging setup decides)."""
-
-    __slots__ = ()
-
-    def stream_started(self, record: AccessRecord) -> None:
-        pass
-
-    def stream_ended(self, record: AccessRecord) -> None:
-        if logger.isEnabledFor(logging.INFO):
-            logger.info("%s", format_line(record))
+def log_stream(record: AccessRecord) -> None:
+    """The stream observer (`on_stream_end`) that writes the line, at INFO: the logging setup decides."""
+    if logger.isEnabledFor(logging.INFO):
+        logger.info("%s", format_line(record))

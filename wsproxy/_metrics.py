@@ -1,7 +1,7 @@
 """Prometheus metrics for the proxied streams, kept off the per-message path.
 
-Theory of operation. A stream counts its own messages and bytes as plain ints on its stats record
-(the stream core does that anyway, for the log line). Nothing here runs per message: the metric
+Theory of operation. A stream counts its own messages and bytes as plain ints on its sans-I/O core
+(wsproxy/_stream.py does that anyway, for the stats record). Nothing here runs per message: the metric
 families are touched when a stream starts (the open gauge), when it ends (its remaining counts, its
 close code, its duration) and on a coarse tick (every `tick_seconds`), when the counts that the open
 streams gathered since the last publication are added, so a stream that lasts for hours still shows
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -33,21 +34,19 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 NO_CLOSE_FRAME = 1006
 
 
-class StreamRecord(Protocol):
-    """What metrics read from a stream's stats record; the counts grow while it is open."""
+class LiveCounts(Protocol):
+    """What metrics read from an open stream: its core's counters, which grow while it runs."""
 
     @property
     def messages_in(self) -> int: ...
     @property
-    def messages_out(self) -> int: ...
-    @property
     def bytes_in(self) -> int: ...
+    @property
+    def lines_out(self) -> int: ...
     @property
     def bytes_out(self) -> int: ...
     @property
     def close_code(self) -> int | None: ...
-    @property
-    def duration(self) -> float: ...
 
 
 class StreamMetrics:
@@ -98,36 +97,37 @@ class StreamMetrics:
         # Label lookups done once: the children are what the updates touch.
         self.messages_in, self.messages_out = messages.labels("in"), messages.labels("out")
         self.bytes_in, self.bytes_out = payload.labels("in"), payload.labels("out")
-        # id(record) -> (record, what was published of it: messages in/out, bytes in/out)
-        self._open: dict[int, tuple[StreamRecord, list[int]]] = {}
+        # id(stream) -> (stream, start time, what was published of it: messages in/out, bytes in/out)
+        self._open: dict[int, tuple[LiveCounts, float, list[int]]] = {}
         self._tick: asyncio.TimerHandle | None = None
         self._tick_loop: asyncio.AbstractEventLoop | None = None
 
     def handshake_refused(self, status: int) -> None:
         self.refused.labels(str(status)).inc()
 
-    def stream_started(self, record: StreamRecord) -> None:
+    def stream_started(self, stream: LiveCounts) -> None:
+        """A stream was accepted: count it open, and publish its counts on the tick until it ends."""
         self.streams_open.inc()
-        self._open[id(record)] = (record, [0, 0, 0, 0])
+        self._open[id(stream)] = (stream, time.monotonic(), [0, 0, 0, 0])
         self._ensure_tick()
 
-    def stream_ended(self, record: StreamRecord) -> None:
-        entry = self._open.pop(id(record), None)
+    def stream_ended(self, stream: LiveCounts) -> None:
+        entry = self._open.pop(id(stream), None)
         if entry is None:
             return  # not started here, or ended twice
         self.streams_open.dec()
-        self._publish(record, entry[1])
-        code = record.close_code if record.close_code is not None else NO_CLOSE_FRAME
+        self._publish(stream, entry[2])
+        code = stream.close_code if stream.close_code is not None else NO_CLOSE_FRAME
         self.streams.labels(str(code)).inc()
-        self.duration.observe(record.duration)
+        self.duration.observe(time.monotonic() - entry[1])
 
     def publish_open(self) -> None:
         """Add what the open streams counted since their last publication (the tick does this)."""
-        for record, published in list(self._open.values()):
-            self._publish(record, published)
+        for stream, _, published in list(self._open.values()):
+            self._publish(stream, published)
 
-    def _publish(self, record: StreamRecord, published: list[int]) -> None:
-        counts = (record.messages_in, record.messages_out, record.bytes_in, record.bytes_out)
+    def _publish(self, stream: LiveCounts, published: list[int]) -> None:
+        counts = (stream.messages_in, stream.lines_out, stream.bytes_in, stream.bytes_out)
         children = (self.messages_in, self.messages_out, self.bytes_in, self.bytes_out)
         for index, (count, child) in enumerate(zip(counts, children, strict=True)):
             delta = count - published[index]

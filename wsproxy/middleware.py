@@ -25,12 +25,12 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from wsproxy import closecodes
-from wsproxy._access_log import AccessLog
+from wsproxy._access_log import log_stream
 from wsproxy._auth import Authenticate, authenticate_request
 from wsproxy._handshake import RequestPlan, plan_request
 from wsproxy._lines import LineSplitter
 from wsproxy._metrics import metrics_for
-from wsproxy._observers import observers_of
+from wsproxy._observers import chain
 from wsproxy._options import (
     DEFAULT_FORWARDED_HEADERS,
     DEFAULT_MAX_LINE_SIZE,
@@ -101,7 +101,7 @@ class WebSocketProxyMiddleware:
             raise TypeError("authenticate must be an async function: (http_scope) -> None")
         self._authenticate = authenticate
         self._metrics = None if metrics is False else metrics_for(None if metrics is True else metrics)
-        self._observers = observers_of(self._metrics, AccessLog() if access_log else None)
+        self._on_stream_end = chain(log_stream if access_log else None)
         self.active_streams = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
