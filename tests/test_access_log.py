@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from wsproxy._access_log import format_line, log_stream
+from wsproxy._access_log import QueryValuesHidden, format_line, log_stream
 
 
 @dataclass
@@ -63,3 +63,27 @@ def test_the_line_goes_to_the_wsproxy_access_logger_at_info(caplog: pytest.LogCa
     assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
         ("wsproxy.access", logging.INFO, format_line(Record()))
     ]
+
+
+@pytest.mark.parametrize(
+    ("message", "args", "shown"),
+    [
+        (
+            '%s - "WebSocket %s" [accepted]',
+            ("1.2.3.4:5", "/v1/chat?api_key=s3cret"),
+            '1.2.3.4:5 - "WebSocket /v1/chat" [accepted]',
+        ),
+        (
+            '%s - "WebSocket %s" %d',
+            ("1.2.3.4:5", "/v1/chat?t=s3cret", 401),
+            '1.2.3.4:5 - "WebSocket /v1/chat" 401',
+        ),
+        ("Started server process [%d]", (42,), "Started server process [42]"),  # other lines untouched
+    ],
+)
+def test_uvicorns_handshake_lines_lose_their_query(
+    message: str, args: tuple[object, ...], shown: str
+) -> None:
+    record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, message, args, None)
+    assert QueryValuesHidden().filter(record)
+    assert record.getMessage() == shown

@@ -67,3 +67,19 @@ def log_stream(record: AccessRecord) -> None:
     """The stream observer (`on_stream_end`) that writes the line, at INFO: the logging setup decides."""
     if logger.isEnabledFor(logging.INFO):
         logger.info("%s", format_line(record))
+
+
+class QueryValuesHidden(logging.Filter):
+    """For uvicorn's own handshake lines (`"WebSocket /path?query" [accepted]`): the path only.
+
+    The `wsproxy` command puts it on the `uvicorn.error` logger, so no line it writes shows query values.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(record.msg, str) and '"WebSocket %s"' in record.msg and isinstance(args, tuple):
+            record.args = tuple(
+                safe_path(arg) if index == 1 and isinstance(arg, str) else arg
+                for index, arg in enumerate(args)
+            )
+        return True

@@ -396,6 +396,9 @@ def _check_port(parser: argparse.ArgumentParser, flag: str, port: int) -> None:
 def _log_config(level: str) -> dict[str, Any]:
     config = copy.deepcopy(LOGGING_CONFIG)
     config["loggers"]["wsproxy"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    # uvicorn logs each handshake with its query string; its values may be secrets.
+    config.setdefault("filters", {})["query_values_hidden"] = {"()": "wsproxy._access_log.QueryValuesHidden"}
+    config["loggers"]["uvicorn.error"]["filters"] = ["query_values_hidden"]
     return config
 
 

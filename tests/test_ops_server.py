@@ -1,0 +1,269 @@
+"""Metrics and the access log on real servers: the middleware under uvicorn (each WebSocket
+implementation), and the `wsproxy` command with two workers, its metrics listener and its log.
+
+Each test makes a mix of calls (clean, failed, refused, abandoned) and checks every figure against
+counts written out here, not against the code's own constants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import socket
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.asyncio.client import ClientConnection, connect
+
+from tests.servers import Running, drain, serve
+from tests.test_auth import authenticate
+from tests.test_security import logged, refusal
+from tests.upstream_apps import Process, app, spawn_listening
+from wsproxy import WebSocketProxyMiddleware
+
+TOKEN = "alice-token"  # tests.test_auth's hook accepts it
+APP_ORIGIN = "https://app.example"
+QUERY_SECRET = "q-s3cret"
+ECHO_0, ECHO_1 = '{"echo": {"n": 0}}', '{"echo": {"n": 1}}'
+ACCESS_LINE = re.compile(
+    r'^127\.0\.0\.1:\d+ - "WebSocket (?P<method>\w+) (?P<path>\S+)" (?P<code>\d+) '
+    r"in (?P<min>\d+) msg (?P<bin>\d+) B, out (?P<mout>\d+) msg (?P<bout>\d+) B, \d+\.\d{3} s$"
+)
+
+
+def samples(registry_text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(registry_text):
+        for sample in family.samples:
+            found[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+def figure(found: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    return found.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def abandon(ws: ClientConnection) -> None:
+    """The client vanishes: the TCP connection is dropped without a close frame."""
+    ws.transport.abort()
+    await asyncio.sleep(0)
+
+
+async def mixed_calls(base: str) -> None:
+    """2 clean calls, 1 error answer, 1 abandoned call, 2 refusals (origin 403, token 401)."""
+    bearer: Any = ["Bearer", TOKEN]
+    cookies = {"cookie": f"token={TOKEN}; session=cookie-s3cret"}
+    async with connect(f"{base}/bidi?method=POST&api_key={QUERY_SECRET}", subprotocols=bearer) as ws:
+        for n in (0, 1):
+            await ws.send(json.dumps({"n": n}))  # '{"n": 0}': 8 bytes
+        await ws.send("")
+        assert await drain(ws) == ([ECHO_0, ECHO_1], 1000, "")
+    async with connect(f"{base}/stream?count=2", additional_headers=cookies) as ws:
+        assert (await drain(ws))[1] == 1000  # '{"n": 0}', '{"n": 1}' out
+    async with connect(f"{base}/status/404", subprotocols=bearer) as ws:
+        assert (await drain(ws))[1] == 4404  # '{"error": "status 404", "code": 404}' out: 36 bytes
+    ws = await connect(f"{base}/forever", subprotocols=bearer)
+    assert json.loads(await ws.recv()) == {"n": 0}
+    await abandon(ws)
+    with contextlib.suppress(Exception):
+        await ws.close()
+    assert (await refusal(f"{base}/bidi", subprotocols=bearer, origin=APP_ORIGIN + ".evil"))[0] == 403
+    assert (await refusal(f"{base}/bidi", subprotocols=["Bearer", "stolen"]))[0] == 401
+
+
+EXPECTED = {
+    ("wsproxy_streams_total", "1000"): 2,
+    ("wsproxy_streams_total", "4404"): 1,
+    ("wsproxy_streams_total", "1006"): 1,
+    ("wsproxy_handshakes_refused_total", "403"): 1,
+    ("wsproxy_handshakes_refused_total", "401"): 1,
+}
+# in: two 8-byte messages. out: 2 echoes (18 B each), 2 stream lines (8 B each), the 404 body (36 B), the
+# abandoned call's first line (8 B).
+EXPECTED_MESSAGES = {"in": 2, "out": 6}
+EXPECTED_BYTES = {"in": 16, "out": 18 * 2 + 8 * 2 + 36 + 8}
+
+
+def check_figures(found: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> None:
+    got = {
+        (name, label): figure(found, name, **{"code" if "streams" in name else "status": label})
+        for name, label in EXPECTED
+    }
+    assert got == EXPECTED
+    for direction in ("in", "out"):
+        assert figure(found, "wsproxy_messages_total", direction=direction) == EXPECTED_MESSAGES[direction]
+        assert figure(found, "wsproxy_bytes_total", direction=direction) == EXPECTED_BYTES[direction]
+    assert figure(found, "wsproxy_streams_open") == 0
+    assert figure(found, "wsproxy_stream_duration_seconds_count") == 4
+
+
+def check_access_lines(lines: list[str]) -> None:
+    access = [ACCESS_LINE.match(line) for line in lines if '"WebSocket ' in line and " msg " in line]
+    assert None not in access, lines
+    seen = sorted(
+        (m["method"], m["path"], m["code"], m["min"], m["bin"], m["mout"], m["bout"]) for m in access if m
+    )
+    assert seen == [
+        ("GET", "/forever", "1006", "0", "0", "1", "8"),
+        ("GET", "/status/404", "4404", "0", "0", "1", "36"),
+        ("GET", "/stream", "1000", "0", "0", "2", "16"),
+        ("POST", "/bidi", "1000", "2", "16", "2", "36"),
+    ]
+    text = "\n".join(lines)
+    for secret in (TOKEN, "cookie-s3cret", QUERY_SECRET, "stolen"):
+        assert secret not in text
+
+
+async def settled(read: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The figures once every stream has ended (the abandoned one within a few seconds)."""
+    for _ in range(200):
+        found = await read()
+        if figure(found, "wsproxy_stream_duration_seconds_count") >= 4:
+            return found  # type: ignore[no-any-return]
+        await asyncio.sleep(0.05)
+    return await read()  # type: ignore[no-any-return]
+
+
+# The middleware in this process, under uvicorn.
+
+
+@dataclass
+class Watched:
+    running: Running
+    registry: CollectorRegistry
+
+
+@pytest.fixture
+async def watched(ws_impl: str) -> AsyncIterator[Watched]:
+    registry = CollectorRegistry()
+    proxy = WebSocketProxyMiddleware(
+        app, metrics=registry, access_log=True, authenticate=authenticate, allowed_origins=[APP_ORIGIN]
+    )
+    async with serve(proxy, ws=ws_impl) as running:
+        yield Watched(running, registry)
+
+
+async def test_metrics_and_access_lines_of_a_mix_of_calls(watched: Watched) -> None:
+    from prometheus_client import generate_latest
+
+    with logged({"wsproxy.access": logging.INFO}) as log:
+        await mixed_calls(watched.running.ws)
+
+        async def read() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+            return samples(generate_latest(watched.registry).decode())
+
+        check_figures(await settled(read))
+    check_access_lines(log.lines)
+
+
+async def test_open_streams_are_counted_while_open_and_long_ones_published_on_the_tick(
+    watched: Watched,
+) -> None:
+    registry = watched.registry
+    bearer: Any = ["Bearer", TOKEN]
+    async with contextlib.AsyncExitStack() as stack:
+        streams = [
+            await stack.enter_async_context(
+                connect(watched.running.ws + "/bidi?method=POST", subprotocols=bearer)
+            )
+            for _ in range(3)
+        ]
+        for ws in streams:
+            await ws.send('{"n": 0}')
+            assert await ws.recv() == ECHO_0
+        assert registry.get_sample_value("wsproxy_streams_open") == 3
+        # Published on the tick (every 5 s), before any of them ends.
+        for _ in range(140):
+            if registry.get_sample_value("wsproxy_messages_total", {"direction": "in"}) == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert registry.get_sample_value("wsproxy_messages_total", {"direction": "in"}) == 3
+        assert registry.get_sample_value("wsproxy_streams_total", {"code": "1000"}) is None
+        for ws in streams:
+            await ws.send("")
+            assert (await drain(ws))[1] == 1000
+    assert registry.get_sample_value("wsproxy_streams_open") == 0
+    assert registry.get_sample_value("wsproxy_messages_total", {"direction": "in"}) == 3  # not twice
+
+
+# The `wsproxy` command: two workers, the metrics listener, the access log on stderr.
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def healthy(url: str) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(300):
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get(url + "/healthz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.05)
+    raise AssertionError("the metrics listener never answered")
+
+
+WSPROXY = [sys.executable, "-m", "wsproxy", "--log-level", "info"]
+
+
+async def test_the_command_counts_across_two_workers_and_logs_each_stream(
+    upstream: Process, tmp_path: Path
+) -> None:
+    port = free_port()
+    metrics = f"http://127.0.0.1:{port}"
+    multiproc = tmp_path / "prometheus"
+    argv = [
+        *WSPROXY,
+        "--upstream",
+        upstream.http,
+        "--workers",
+        "2",
+        "--metrics-port",
+        str(port),
+        "--authenticate",
+        "tests.test_auth:authenticate",
+        "--allowed-origin",
+        APP_ORIGIN,
+    ]
+    with (
+        (tmp_path / "stderr").open("wb") as stderr,
+        spawn_listening(argv, env={"PROMETHEUS_MULTIPROC_DIR": str(multiproc)}, stderr=stderr) as proxy,
+    ):
+        await healthy(metrics)
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(metrics + "/healthz")).json() == {"status": "ok"}
+            assert (await client.get(metrics + "/other")).status_code == 404
+
+            async def read() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+                return samples((await client.get(metrics + "/metrics")).text)
+
+            await mixed_calls(proxy.ws)
+            check_figures(await settled(read))
+        workers = {
+            name.rsplit("_", 1)[1] for name in os.listdir(multiproc) if name.startswith("gauge_livesum_")
+        }
+        assert len(workers - {str(proxy.proc.pid)}) == 2, os.listdir(multiproc)  # both workers write there
+    check_access_lines((tmp_path / "stderr").read_text().splitlines())
+
+
+async def test_no_access_log_means_no_line(upstream: Process, tmp_path: Path) -> None:
+    with (
+        (tmp_path / "stderr").open("wb") as stderr,
+        spawn_listening([*WSPROXY, "--upstream", upstream.http, "--no-access-log"], stderr=stderr) as proxy,
+    ):
+        async with connect(proxy.ws + "/stream?count=1", open_timeout=30) as ws:
+            assert (await drain(ws))[1] == 1000
+    assert " msg " not in (tmp_path / "stderr").read_text()
