@@ -35,7 +35,7 @@ class Record:
             Record(client="::1:9", method="GET", close_code=4404, duration=2),
             '::1:9 - "WebSocket GET /v1/chat" 4404 in 3 msg 96 B, out 2 msg 120 B, 2.000 s',
         ),
-        # No close frame either way (the client vanished): 1006, as RFC 6455 reports it.
+        # No close code recorded at all: 1006, as RFC 6455 reports an abnormal closure.
         (
             Record(close_code=None),
             '127.0.0.1:52814 - "WebSocket POST /v1/chat" 1006 in 3 msg 96 B, out 2 msg 120 B, 0.012 s',

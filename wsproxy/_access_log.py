@@ -2,8 +2,9 @@
 
     127.0.0.1:52814 - "WebSocket POST /v1/chat" 1000 in 3 msg 96 B, out 3 msg 120 B, 0.012 s
 
-Client address, the HTTP method and path of the request the stream became, the close code (1006 when
-no close frame was exchanged: the client vanished), messages and payload bytes each way (in = client
+Client address, the HTTP method and path of the request the stream became, the close code (as the
+stream core recorded it: uvicorn reports a vanished client as 1005; 1006 when no code was reported at
+all), messages and payload bytes each way (in = client
 to app, out = app to client) and how long the stream lasted. The query string is left out, as its
 values may be secrets, and so are every header, the Bearer token and the cookies: the line is built
 from the stream's stats record only. Control characters and quotes in the path are escaped so a

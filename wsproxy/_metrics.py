@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 TICK_SECONDS = 5.0
 # Seconds: a unary call takes milliseconds, a subscription hours.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400)
-# What a stream that ended without a close frame either way (the client vanished) is counted as.
+# What a stream whose core recorded no close code is counted as (RFC 6455: closed abnormally).
 NO_CLOSE_FRAME = 1006
 
 
@@ -55,10 +55,9 @@ class StreamMetrics:
     def __init__(
         self, registry: CollectorRegistry | None = None, *, tick_seconds: float = TICK_SECONDS
     ) -> None:
-        try:
-            from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ImportError("metrics need prometheus_client: pip install 'wsproxy[metrics]'") from exc
+        _require_prometheus_client()
+        from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
         registry = REGISTRY if registry is None else registry
         self.tick_seconds = tick_seconds
         self.streams_open = Gauge(
@@ -157,6 +156,7 @@ _by_registry: dict[int, tuple[object, StreamMetrics]] = {}
 
 def metrics_for(registry: CollectorRegistry | None = None) -> StreamMetrics:
     """The process's StreamMetrics for `registry` (prometheus_client's default one if None)."""
+    _require_prometheus_client()
     if registry is None:
         from prometheus_client import REGISTRY
 
@@ -167,3 +167,10 @@ def metrics_for(registry: CollectorRegistry | None = None) -> StreamMetrics:
             entry = (registry, StreamMetrics(registry))
             _by_registry[id(registry)] = entry
         return entry[1]
+
+
+def _require_prometheus_client() -> None:
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError as exc:  # depends on the install
+        raise ImportError("metrics need prometheus_client: pip install 'wsproxy[metrics]'") from exc
