@@ -98,4 +98,4 @@ def test_make_demo_takes_a_port() -> None:
         ["make", "-n", "demo"], cwd=_protoc.PACKAGE_ROOT, capture_output=True, text=True, timeout=60
     )
     assert with_port.stdout.splitlines()[-1].endswith("-m example_service --port 8011")
-    assert without.stdout.splitlines()[-1].endswith("-m example_service")
+    assert without.stdout.splitlines()[-1].rstrip().endswith("-m example_service")
