@@ -13,10 +13,10 @@ from wsproxy._metrics import StreamMetrics, metrics_for
 
 @dataclass(eq=True)  # eq: unhashable, as a dataclass may well be
 class Stream:
-    """A stand-in for a stream core's live counters."""
+    """A stand-in for a live StreamStats."""
 
     messages_in: int = 0
-    lines_out: int = 0
+    messages_out: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
     close_code: int | None = None
@@ -43,7 +43,7 @@ def test_a_stream_is_published_at_its_end_only() -> None:
     record = Stream()
     metrics.stream_started(record)
     assert figures(registry) == {"open": 1, "in": 0, "out": 0, "bytes_in": 0, "bytes_out": 0}
-    record.messages_in, record.bytes_in, record.lines_out, record.bytes_out = 3, 30, 2, 200
+    record.messages_in, record.bytes_in, record.messages_out, record.bytes_out = 3, 30, 2, 200
     assert figures(registry)["in"] == 0  # nothing per message
     record.close_code = 1000
     metrics.stream_ended(record)
@@ -85,7 +85,7 @@ async def test_a_long_stream_is_published_on_the_tick_without_counting_twice() -
     await asyncio.sleep(0.2)
     assert figures(registry)["in"] == 5
     assert figures(registry)["bytes_in"] == 50
-    record.messages_in, record.bytes_in, record.lines_out = 7, 70, 1
+    record.messages_in, record.bytes_in, record.messages_out = 7, 70, 1
     record.close_code = 1000
     metrics.stream_ended(record)
     assert figures(registry) == {"open": 0, "in": 7, "out": 1, "bytes_in": 70, "bytes_out": 0}

@@ -1,7 +1,7 @@
 """Prometheus metrics for the proxied streams, kept off the per-message path.
 
-Theory of operation. A stream counts its own messages and bytes as plain ints on its sans-I/O core
-(wsproxy/_stream.py does that anyway, for the stats record). Nothing here runs per message: the metric
+Theory of operation. A stream counts its own messages and bytes as plain ints on its stats record
+(wsproxy/_stream.py's StreamStats, counted in place while the stream runs). Nothing here runs per message: the metric
 families are touched when a stream starts (the open gauge), when it ends (its remaining counts, its
 close code, its duration) and on a coarse tick (every `tick_seconds`), when the counts that the open
 streams gathered since the last publication are added, so a stream that lasts for hours still shows
@@ -35,14 +35,14 @@ NO_CLOSE_FRAME = 1006
 
 
 class LiveCounts(Protocol):
-    """What metrics read from an open stream: its core's counters, which grow while it runs."""
+    """What metrics read from a stream's stats record (StreamStats), whose counts grow while it runs."""
 
     @property
     def messages_in(self) -> int: ...
     @property
     def bytes_in(self) -> int: ...
     @property
-    def lines_out(self) -> int: ...
+    def messages_out(self) -> int: ...
     @property
     def bytes_out(self) -> int: ...
     @property
@@ -126,7 +126,7 @@ class StreamMetrics:
             self._publish(stream, published)
 
     def _publish(self, stream: LiveCounts, published: list[int]) -> None:
-        counts = (stream.messages_in, stream.lines_out, stream.bytes_in, stream.bytes_out)
+        counts = (stream.messages_in, stream.messages_out, stream.bytes_in, stream.bytes_out)
         children = (self.messages_in, self.messages_out, self.bytes_in, self.bytes_out)
         for index, (count, child) in enumerate(zip(counts, children, strict=True)):
             delta = count - published[index]
