@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 
@@ -229,3 +230,38 @@ async def test_sigterm_closes_streams_1012_and_their_upstream_calls(upstream: Pr
             assert (await drain(ws))[1] == 1012
         assert proxy.proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
     assert await open_requests(upstream, 0) == 0
+
+
+@pytest.mark.parametrize("how", ["proto 0", "tcp", "fromfd as uvicorn does"])
+def test_listening_sockets_are_tcp_so_accepted_ones_get_nodelay(how: str) -> None:
+    """asyncio sets TCP_NODELAY only under an IPPROTO_TCP listener; uvicorn's --fd/--workers make proto 0."""
+    made = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP if how == "tcp" else 0)
+    if how.startswith("fromfd"):
+        with made:
+            made = socket.fromfd(made.fileno(), socket.AF_UNIX, socket.SOCK_STREAM)
+    with cli.tcp_socket(made) as sock:
+        assert (sock.family, sock.type, sock.proto) == (
+            socket.AF_INET,
+            socket.SOCK_STREAM,
+            socket.IPPROTO_TCP,
+        )
+
+
+def test_a_unix_socket_stays_one() -> None:
+    with cli.tcp_socket(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)) as sock:
+        assert sock.family == socket.AF_UNIX
+
+
+def test_the_port_taken_exits_3_as_uvicorn_does() -> None:
+    with bind_loopback() as taken:
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*WSPROXY, "--app", "tests.upstream_apps:app", "--port", str(port)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 3
+    assert "address already in use" in result.stderr
