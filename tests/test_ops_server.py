@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import re
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -299,3 +300,54 @@ async def test_no_access_log_means_no_line(upstream: Process, tmp_path: Path) ->
         async with connect(proxy.ws + "/stream?count=1", open_timeout=30) as ws:
             assert (await drain(ws))[1] == 1000
     assert " msg " not in (tmp_path / "stderr").read_text()
+
+
+def worker_pids(parent: int) -> list[int]:
+    """uvicorn's worker processes: the children of the command started by multiprocessing's spawn."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [
+        int(pid)
+        for pid in children
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        and b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+async def test_workers_killed_mid_stream_leave_no_open_stream_behind(
+    upstream: Process, tmp_path: Path
+) -> None:
+    port = free_port()
+    metrics = f"http://127.0.0.1:{port}"
+    argv = [
+        *WSPROXY,
+        "--upstream",
+        upstream.http,
+        "--workers",
+        "2",
+        "--metrics-port",
+        str(port),
+        "--no-access-log",
+    ]
+    multiproc = tmp_path / "prometheus"
+    with spawn_listening(argv, env={"PROMETHEUS_MULTIPROC_DIR": str(multiproc)}) as proxy:
+        await healthy(metrics)
+        async with httpx.AsyncClient() as client:
+
+            async def read() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+                return samples((await client.get(metrics + "/metrics")).text)
+
+            async with connect(proxy.ws + "/stream?count=1", open_timeout=30) as ws:
+                assert (await drain(ws))[1] == 1000
+            ws = await connect(proxy.ws + "/forever", open_timeout=30)
+            assert json.loads(await ws.recv()) == {"n": 0}
+            assert figure(await read(), "wsproxy_streams_open") == 1
+            for pid in worker_pids(proxy.proc.pid):
+                os.kill(pid, signal.SIGKILL)
+            assert (await drain(ws))[1] == 1006  # the worker died: no close frame
+            for _ in range(200):  # uvicorn reaps the dead workers and starts new ones
+                found = await read()
+                if figure(found, "wsproxy_streams_open") == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert figure(found, "wsproxy_streams_open") == 0
+            assert figure(found, "wsproxy_streams_total", code="1000") == 1  # what the dead counted stays

@@ -164,14 +164,15 @@ class WebSocketProxyMiddleware:
         self.active_streams += 1
         stream = _Stream(self.app, plan, self.settings, receive, send)
         metrics = self._metrics
+        live = _TrialLive(stream.core)  # TRIAL: until core's on_stream_start gives the live StreamStats
         if metrics is not None:
-            metrics.stream_started(stream.core)  # its live counters, read on the metrics tick
+            metrics.stream_started(live)  # its live counters, read on the metrics tick
         try:
             stats = await stream.run()
         finally:
             self.active_streams -= 1
             if metrics is not None:
-                metrics.stream_ended(stream.core)
+                metrics.stream_ended(live)
         if self._observe_end is not None:
             try:
                 self._observe_end(stats)
@@ -191,6 +192,19 @@ class WebSocketProxyMiddleware:
             logger.exception("request_mutator raised for %s", scope.get("path"))
             raise HandshakeRejected(500, "internal error") from exc
         return RequestPlan(mutated, plan.subprotocol, plan.single_message)
+
+
+class _TrialLive:
+    __slots__ = ("core",)
+
+    def __init__(self, core: StreamCore) -> None:
+        self.core = core
+
+    messages_in = property(lambda self: self.core.messages_in)
+    bytes_in = property(lambda self: self.core.bytes_in)
+    messages_out = property(lambda self: self.core.lines_out)
+    bytes_out = property(lambda self: self.core.bytes_out)
+    close_code = property(lambda self: self.core.close_code)
 
 
 class _Stream:
