@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.servers import Running, drain, serve
+from tests.servers import Running, drain, serve_on
 from tests.test_security import logged, refusal
 from wsproxy import HandshakeRejected, WebSocketProxyMiddleware
 from wsproxy._auth import header_problem
@@ -21,6 +21,13 @@ from wsproxy._types import Message, Receive, Scope, Send
 
 TOKENS = {"alice-token": "alice", "bob-token": "bob"}
 APP_ORIGIN = "https://app.example"
+
+
+# In-loop servers: uvicorn's two current implementations and hypercorn. uvicorn's legacy "websockets"
+# implementation is deprecated and, served in the test's own loop, trips a DeprecationWarning of websockets.
+@pytest.fixture(params=["websockets-sansio", "wsproto", "hypercorn"])
+def server_impl(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @dataclass
@@ -55,6 +62,8 @@ async def authenticate(scope: Scope) -> None:
 
 def app_for(calls: Calls) -> Any:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # hypercorn's lifespan
         calls.app.append(scope)
         await send({"type": "http.response.start", "status": 200, "headers": []})
         seen = {"user": scope["state"].get("user"), "x-user-id": dict(scope["headers"]).get(b"x-user-id")}
@@ -71,7 +80,7 @@ class Server:
 
 
 @pytest.fixture
-async def server(ws_impl: str) -> AsyncIterator[Server]:
+async def server(server_impl: str) -> AsyncIterator[Server]:
     calls = Calls()
 
     async def hook(scope: Scope) -> None:
@@ -84,7 +93,7 @@ async def server(ws_impl: str) -> AsyncIterator[Server]:
         allowed_origins=[APP_ORIGIN],
         forwarded_headers=["x-user-id"],
     )
-    async with serve(proxy, ws=ws_impl) as running:
+    async with serve_on(server_impl, proxy) as running:
         yield Server(running, calls)
 
 
