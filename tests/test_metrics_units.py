@@ -97,3 +97,20 @@ def test_metrics_for_shares_one_set_of_families_per_registry() -> None:
     assert metrics_for(CollectorRegistry()) is not metrics_for(registry)
     with pytest.raises(ValueError, match="Duplicated timeseries"):
         StreamMetrics(registry)  # why metrics_for exists
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"metrics": "yes"}, "metrics must be True, False or a prometheus_client CollectorRegistry"),
+        ({"access_log": "on"}, "access_log must be True or False"),
+    ],
+)
+def test_bad_option_values_are_refused_at_construction(options: dict[str, object], message: str) -> None:
+    from wsproxy import WebSocketProxyMiddleware
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        pass
+
+    with pytest.raises(TypeError, match=message):
+        WebSocketProxyMiddleware(app, **options)  # type: ignore[arg-type]

@@ -406,7 +406,7 @@ def _log_config(level: str) -> dict[str, Any]:
     config = copy.deepcopy(LOGGING_CONFIG)
     config["loggers"]["wsproxy"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
     # uvicorn logs each handshake with its query string; its values may be secrets.
-    config.setdefault("filters", {})["query_values_hidden"] = {"()": "wsproxy._access_log.QueryValuesHidden"}
+    config.setdefault("filters", {})["query_values_hidden"] = {"()": "wsproxy.QueryValuesHidden"}
     config["loggers"]["uvicorn.error"]["filters"] = ["query_values_hidden"]
     return config
 

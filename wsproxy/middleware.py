@@ -130,6 +130,10 @@ class WebSocketProxyMiddleware:
         if authenticate is not None and not callable(authenticate):
             raise TypeError("authenticate must be an async function: (http_scope) -> None")
         self._authenticate = authenticate
+        if not isinstance(metrics, bool) and not hasattr(metrics, "register"):
+            raise TypeError("metrics must be True, False or a prometheus_client CollectorRegistry")
+        if not isinstance(access_log, bool):
+            raise TypeError(f"access_log must be True or False, got {access_log!r}")
         self._metrics = None if metrics is False else metrics_for(None if metrics is True else metrics)
         started = self._metrics.stream_started if self._metrics else None
         ended = self._metrics.stream_ended if self._metrics else None
