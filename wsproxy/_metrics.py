@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -95,6 +95,7 @@ class StreamMetrics:
         )
         # Label lookups done once: the children are what the updates touch.
         self.messages_in, self.messages_out = messages.labels("in"), messages.labels("out")
+        self._by_code: dict[int, Any] = {}
         self.bytes_in, self.bytes_out = payload.labels("in"), payload.labels("out")
         # id(stream) -> (stream, start time, what was published of it: messages in/out, bytes in/out)
         self._open: dict[int, tuple[LiveCounts, float, list[int]]] = {}
@@ -117,7 +118,10 @@ class StreamMetrics:
         self.streams_open.dec()
         self._publish(stream, entry[2])
         code = stream.close_code if stream.close_code is not None else NO_CLOSE_FRAME
-        self.streams.labels(str(code)).inc()
+        child = self._by_code.get(code)
+        if child is None:  # a label lookup takes the family's lock: once per code, not per stream
+            child = self._by_code[code] = self.streams.labels(str(code))
+        child.inc()
         self.duration.observe(time.monotonic() - entry[1])
 
     def publish_open(self) -> None:
