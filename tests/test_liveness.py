@@ -24,7 +24,7 @@ from tests.server_process import server_process
 from tests.servers import drain
 
 APP = "tests.liveness_apps:app"
-CALL_SECONDS = 60  # generous: this proves the call completes at all; speed is bench/fairness.py's
+CALL_SECONDS = 60  # generous: this proves the call completes at all; speed is bench/rows_fairness.py's
 
 
 def reset(ws: ClientConnection) -> None:
