@@ -52,11 +52,12 @@ async def echo_call(url: str, text: str) -> tuple[list[str | bytes], int | None]
     return [reply, *frames], code
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 @pytest.mark.parametrize("chunk", [1, 100], ids=["line-per-send", "100-lines-per-send"])
 async def test_a_producer_that_never_yields_and_whose_client_resets_frees_the_server(
-    server_impl: str, chunk: int
+    server_impl: str, chunk: int, loop: str
 ) -> None:
-    with server_process(server_impl, APP) as server:
+    with server_process(server_impl, APP, "--loop", loop) as server:
         url = server.running.ws
         ws = await connect(f"{url}/produce?chunk={chunk}", max_size=None)
         for _ in range(10):
@@ -74,8 +75,9 @@ async def test_a_producer_that_never_yields_and_whose_client_resets_frees_the_se
         assert server.error_lines() == [], server.stderr()
 
 
-async def test_a_flooding_client_does_not_starve_new_calls(server_impl: str) -> None:
-    with server_process(server_impl, APP) as server:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_a_flooding_client_does_not_starve_new_calls(server_impl: str, loop: str) -> None:
+    with server_process(server_impl, APP, "--loop", loop) as server:
         url = server.running.ws
         with flooding(url + "/echo?method=POST") as flood:
             for i in range(20):
