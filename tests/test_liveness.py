@@ -21,7 +21,7 @@ from websockets.uri import parse_uri
 
 from bench.flood import flooding
 from tests.server_process import server_process
-from tests.servers import drain
+from tests.servers import drain, serve_on
 
 APP = "tests.liveness_apps:app"
 CALL_SECONDS = 60  # generous: this proves the call completes at all; speed is bench/rows_fairness.py's
@@ -160,3 +160,12 @@ async def test_the_servers_own_frame_limit_while_the_app_streams_is_a_client_gon
         assert counts == {"running": 0, "ended": 1}
         assert server.stop(), "the server ignored SIGTERM and was killed"
         assert server.error_lines() == [], server.stderr()
+
+
+async def test_every_server_also_runs_in_this_loop_for_other_tests(server_impl: str) -> None:
+    """tests.servers.serve_on(), the in-process fixture other test modules use with `server_impl`."""
+    from tests.liveness_apps import app
+
+    async with serve_on(server_impl, app) as running:
+        frames, code = await asyncio.wait_for(echo_call(running.ws, "in-loop"), CALL_SECONDS)
+    assert (frames, code) == (["in-loop"], 1000)
