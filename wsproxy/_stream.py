@@ -44,7 +44,7 @@ from wsproxy import closecodes
 from wsproxy._lines import LineSplitter
 from wsproxy._options import ProxyOptions
 from wsproxy._types import Message
-from wsproxy.errors import ClientDisconnected, MessageTooBig, UpstreamError
+from wsproxy.errors import ClientDisconnected, MessageTooBig
 
 # The yield budget: at most this many frames, or this many bytes, counting both directions, between
 # two turns of the event loop (docs/reliability.md). Measured (docs/performance.md): a turn costs
@@ -436,10 +436,11 @@ class StreamCore(StreamStats):
         if failure is not None:
             if self.gone and isinstance(failure, OSError):
                 return logging.DEBUG, "app ended on the client's absence"
-            self.close(*closecodes.close_for_exception(failure))
-            if isinstance(failure, MessageTooBig):
-                return logging.INFO, str(failure)
-            if isinstance(failure, UpstreamError):
+            code, reason = closecodes.close_for_exception(failure)
+            self.close(code, reason)
+            if code in (closecodes.MESSAGE_TOO_BIG, closecodes.POLICY_VIOLATION):
+                return logging.INFO, str(failure)  # wsproxy's own error about what the client sent
+            if code == closecodes.BAD_GATEWAY:
                 # The upstream's failure, logged once per call where it happened (wsproxy.upstream):
                 # when a shared upstream connection dies, hundreds of streams end at once.
                 return logging.WARNING, "upstream failed"
