@@ -45,15 +45,16 @@ async def resource_round(bench: Bench, bare: bool) -> tuple[float, float, float]
     path = BARE_PATH if bare else PROXY_ECHO
     payload = payload_of(64)
     count = memory_streams(bench.plan)
+    settle = 0.1 if bench.plan.quick else 1.0  # --quick only shows that it works
     async with bench.server(ECHO_SERVER) as srv:
         await scenarios.churn(srv.port, path, payload, 200)  # first streams import and allocate lazily
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3 * settle)
         before = rss_bytes(srv.pid)
         rate = await scenarios.churn(srv.port, path, payload, churn_streams(bench.plan))
-        await asyncio.sleep(0.6)  # streams finishing their close handshakes (loopback: milliseconds)
+        await asyncio.sleep(0.6 * settle)  # streams finishing their close handshakes (loopback: milliseconds)
         after = rss_bytes(srv.pid)
         conns = await scenarios.open_streams(srv.port, path, payload, count)
-        await asyncio.sleep(1.1)  # every stream has had its first tick (within a second)
+        await asyncio.sleep(1.1 * settle)  # every stream has had its first tick (within a second)
         opened = rss_bytes(srv.pid)
         for conn in conns:  # the server is stopped next: no need for closing handshakes
             if conn.transport is not None:

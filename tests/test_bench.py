@@ -101,6 +101,7 @@ def test_rows_of_every_group_have_unique_keys_and_appear_once_per_loop() -> None
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the bench pins server and client to two CPUs")
+@pytest.mark.timeout(300)  # every row group on both loops, each with servers of its own to start
 def test_quick_bench_runs_and_reports_every_measure_on_both_loops(tmp_path: Path) -> None:
     out = tmp_path / "rounds.json"
     result = subprocess.run(
@@ -108,7 +109,7 @@ def test_quick_bench_runs_and_reports_every_measure_on_both_loops(tmp_path: Path
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=280,
         check=False,
     )
     assert result.returncode == 0, result.stderr
