@@ -12,6 +12,7 @@ from websockets.asyncio.client import connect
 from tests.servers import drain
 from tests.upstream_apps import Process, open_requests, proxying, upstream_process
 from wsproxy import WebSocketProxyMiddleware
+from wsproxy._upstream_request import Framing, framing_of, http1_framing_headers
 from wsproxy.upstream import UpstreamApp, forwarded_request_headers
 
 # The header mapping, no I/O.
@@ -42,7 +43,6 @@ def test_forwarded_headers_drop_hop_by_hop_and_add_forwarding() -> None:
         (b"x-forwarded-for", b"203.0.113.9, 10.0.0.7"),
         (b"x-forwarded-proto", b"https"),
         (b"x-forwarded-host", b"public.example"),
-        (b"transfer-encoding", b"chunked"),
     ]
 
 
@@ -131,7 +131,7 @@ async def test_unreachable_upstream_is_502(refused_url: str) -> None:
     async with proxying(UpstreamApp(refused_url)) as proxy, httpx.AsyncClient() as client:
         response = await client.get(proxy.http + "/anything")
     assert response.status_code == 502
-    assert response.json() == {"error": "upstream unreachable", "reason": "Connection refused"}
+    assert response.json() == {"error": "upstream unreachable", "reason": "connection refused"}
 
 
 async def test_unresolvable_upstream_is_502() -> None:
@@ -236,7 +236,7 @@ async def test_upstream_not_running_closes_4502(refused_url: str) -> None:
         frames, code, reason = await drain(ws)
     assert (code, reason) == (4502, "Bad Gateway")
     assert [json.loads(frame) for frame in frames] == [
-        {"error": "upstream unreachable", "reason": "Connection refused"}
+        {"error": "upstream unreachable", "reason": "connection refused"}
     ]
 
 
@@ -254,3 +254,81 @@ async def test_websocket_client_leaving_closes_the_upstream_call(upstream: Proce
             await ws.recv()
             assert await open_requests(upstream, 1) == 1
         assert await open_requests(upstream, 0) == 0
+
+
+# Framing: GET and HEAD carry no body upstream; an open body asks the connection to close (Go).
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "expected"),
+    [
+        ("GET", [], "bodyless"),
+        ("HEAD", [], "bodyless"),
+        ("get", [], "bodyless"),
+        ("GET", [(b"content-length", b"4")], "fixed"),
+        ("GET", [(b"transfer-encoding", b"chunked")], "streaming"),
+        ("POST", [(b"content-length", b"4")], "fixed"),
+        ("POST", [], "streaming"),
+        ("DELETE", [], "streaming"),
+    ],
+)
+def test_framing_table(method: str, headers: list[tuple[bytes, bytes]], expected: str) -> None:
+    assert framing_of(method, headers).value == expected
+
+
+def test_only_an_open_http1_body_asks_for_the_connection_to_close() -> None:
+    assert http1_framing_headers(Framing.STREAMING) == [
+        (b"transfer-encoding", b"chunked"),
+        (b"connection", b"close"),
+    ]
+    assert http1_framing_headers(Framing.FIXED) == []
+    assert http1_framing_headers(Framing.BODYLESS) == []
+
+
+async def test_websocket_get_is_answered_without_a_half_close(upstream: Process, ws_impl: str) -> None:
+    # /inspect answers once the request body ends: a GET's has ended before it began.
+    app = WebSocketProxyMiddleware(UpstreamApp(upstream.http))
+    async with proxying(app, ws=ws_impl) as proxy, connect(proxy.ws + "/inspect") as ws:
+        frames, code, _ = await drain(ws)
+    assert code == 1000
+    seen = json.loads(frames[0])
+    headers = dict(seen["headers"])
+    assert (seen["method"], seen["body"]) == ("GET", "")
+    assert "transfer-encoding" not in headers
+    assert "content-length" not in headers
+
+
+async def test_websocket_post_streams_chunked_and_asks_to_close(upstream: Process) -> None:
+    app = WebSocketProxyMiddleware(UpstreamApp(upstream.http))
+    async with proxying(app) as proxy, connect(proxy.ws + "/inspect?method=POST") as ws:
+        await ws.send('{"a": 1}')
+        await ws.send("")
+        frames, code, _ = await drain(ws)
+    assert code == 1000
+    headers = dict(json.loads(frames[0])["headers"])
+    assert (headers["transfer-encoding"], headers["connection"]) == ("chunked", "close")
+
+
+async def test_a_message_on_a_get_call_closes_1008(upstream: Process, ws_impl: str) -> None:
+    app = WebSocketProxyMiddleware(UpstreamApp(upstream.http))
+    async with proxying(app, ws=ws_impl) as proxy, connect(proxy.ws + "/forever") as ws:
+        assert json.loads(await ws.recv()) == {"n": 0}
+        await ws.send('{"late": true}')
+        assert await drain(ws) == ([], 1008, "message after end of request body")
+        assert await open_requests(upstream, 0) == 0
+
+
+async def test_a_half_close_on_a_get_call_is_harmless(upstream: Process) -> None:
+    app = WebSocketProxyMiddleware(UpstreamApp(upstream.http))
+    async with proxying(app) as proxy, connect(proxy.ws + "/stream?count=2") as ws:
+        await ws.send("")
+        assert await drain(ws) == (['{"n": 0}', '{"n": 1}'], 1000, "")
+
+
+async def test_plain_get_and_head_keep_the_connection_alive(upstream: Process) -> None:
+    async with proxying(UpstreamApp(upstream.http)) as proxy, httpx.AsyncClient() as client:
+        head = await client.head(proxy.http + "/inspect")
+        first = (await client.get(proxy.http + "/inspect")).json()["client"]
+        second = (await client.get(proxy.http + "/inspect")).json()["client"]
+    assert head.status_code == 200
+    assert first == second

@@ -22,6 +22,8 @@ import contextlib
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -231,3 +233,39 @@ async def proxying(app: UpstreamApp | WebSocketProxyMiddleware, **options: Any) 
             yield running
     finally:
         await upstream_app.aclose()
+
+
+# Raw TCP upstreams that misbehave in one precise way, for the fixed failure messages.
+
+RAW_BEHAVIOURS = ("close", "reset", "garbage", "close-mid-body")
+
+
+@contextlib.asynccontextmanager
+async def raw_upstream(behaviour: str) -> AsyncIterator[str]:
+    """An upstream that reads a request head, then misbehaves; yields its http:// URL.
+
+    close: closes without answering. reset: resets the connection (SO_LINGER 0).
+    garbage: answers bytes that are not HTTP. close-mid-body: starts a chunked response, then closes.
+    """
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            if behaviour == "garbage":
+                writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+            elif behaviour == "close-mid-body":
+                writer.write(b'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n9\r\n{"n": 0}\n\r\n')
+                await writer.drain()
+                await asyncio.sleep(0.2)
+            elif behaviour == "reset":
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
