@@ -235,6 +235,18 @@ async def proxying(app: UpstreamApp | WebSocketProxyMiddleware, **options: Any) 
         await upstream_app.aclose()
 
 
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, made with openssl in `directory`."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
 # Raw TCP upstreams that misbehave in one precise way, for the fixed failure messages.
 
 RAW_BEHAVIOURS = ("close", "reset", "garbage", "close-mid-body")

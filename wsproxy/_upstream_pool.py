@@ -79,6 +79,10 @@ class UpstreamPool:
         self._h2_opening: asyncio.Future[None] | None = None
         self._h2_room = asyncio.Event()  # set whenever a stream closes
         self._use_h2 = http_version == "2"
+        # "auto" over TLS learns the protocol from the first connection's ALPN; until then one
+        # connection is opened at a time, so a burst of calls does not open one each.
+        self._protocol_known = http_version != "auto" or ssl_context is None
+        self._probe: asyncio.Future[None] | None = None
         self.connections_opened = 0  # for the bench and tests: how many connections were ever made
 
     @property
@@ -89,6 +93,8 @@ class UpstreamPool:
         self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], *, bodyless: bool
     ) -> UpstreamCall:
         """Start a call: the request head is written when this returns."""
+        while not self._protocol_known and self._probe is not None:
+            await asyncio.shield(self._probe)
         if not self._use_h2:
             conn = await self._acquire_h11()
             if conn is not None:
@@ -112,12 +118,21 @@ class UpstreamPool:
                 if not conn.is_stale(self._keepalive_expiry):
                     return conn
                 conn.close()
-            reader, writer = await self._connect()
-            if _selected_h2(writer):
-                self._release_slot()
-                await self._add_h2(reader, writer)
-                return None
-            return H11Connection(reader, writer)
+            probe = None
+            if not self._protocol_known:
+                probe = self._probe = asyncio.get_running_loop().create_future()
+            try:
+                reader, writer = await self._connect()
+                if _selected_h2(writer):
+                    self._release_slot()
+                    await self._add_h2(reader, writer)
+                    return None
+                self._protocol_known = True
+                return H11Connection(reader, writer)
+            finally:
+                if probe is not None:
+                    self._probe = None
+                    probe.set_result(None)
         except BaseException:
             self._release_slot()
             raise
@@ -195,7 +210,7 @@ class UpstreamPool:
             await conn.start(self._connect_timeout)
         except asyncio.TimeoutError:
             raise ConnectTimeout from None
-        self._use_h2 = True
+        self._use_h2 = self._protocol_known = True
         self._h2.append(conn)
 
     def _h2_stream_closed(self, conn: H2Connection) -> None:
