@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 from websockets.asyncio.client import connect
+from websockets.client import ClientProtocol
+from websockets.uri import parse_uri
 
 from example_service.service import grpc_server
 from tests.servers import drain
@@ -171,6 +173,41 @@ async def test_http_version_1_1_keeps_https_on_http1(
         await interactive_bidi(proxy.ws + "/echo?method=POST")
         assert upstream.pool.http2_connections == 0
     assert upstream.pool.connections_opened == 1
+
+
+@needs_go
+@pytest.mark.parametrize("http_version", ["2", "1.1"])
+async def test_a_client_that_stops_reading_holds_go_back(
+    go_echo_tls: Process, certificate: tuple[Path, Path], http_version: str
+) -> None:
+    count = 100_000  # about 100 MB if nothing held it back
+    upstream = UpstreamApp(
+        https(go_echo_tls),
+        ssl_context=trusting(certificate[0]),
+        http_version=http_version,  # type: ignore[arg-type]
+    )
+    async with (
+        proxying(WebSocketProxyMiddleware(upstream)) as proxy,
+        httpx.AsyncClient(base_url=https(go_echo_tls), verify=trusting(certificate[0])) as client,
+    ):
+        # A raw client (websockets' sans-I/O protocol on asyncio streams) that truly stops reading.
+        protocol = ClientProtocol(parse_uri(proxy.ws + f"/firehose?count={count}"), max_size=None)
+        _reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+        protocol.send_request(protocol.connect())
+        writer.write(b"".join(protocol.data_to_send()))
+        try:
+            await asyncio.sleep(1.5)  # buffers fill, then the stream's window stays closed
+            held = (await client.get("/firehose-sent")).json()["sent"]
+            await asyncio.sleep(1.0)
+            assert 0 < held == (await client.get("/firehose-sent")).json()["sent"]  # Go's handler waits
+            assert held < count // 4
+            if http_version == "2":
+                # The stalled stream holds only its own window: another stream on the connection flows.
+                async with connect(proxy.ws + "/stream?count=2") as other:
+                    assert await drain(other) == (['{"n":0}', '{"n":1}'], 1000, "")
+                assert upstream.pool.connections_opened == 1
+        finally:
+            writer.transport.abort()
 
 
 async def _open_over_tls(go: Process, cert: Path, expected: int) -> int:

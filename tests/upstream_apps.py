@@ -13,6 +13,8 @@ Routes (one JSON object per line both ways):
     *    /inspect           the request as seen here: method, path, query, headers, client, body
     GET  /hang              never answers
     GET  /active            {"open": N}: requests whose handler is still running
+    GET  /firehose?count=N  N lines of about 1 KiB as fast as the client takes them
+    GET  /firehose-sent     {"sent": N}: lines the last /firehose has written so far
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from wsproxy._types import Receive, Scope, Send
 from wsproxy.upstream import UpstreamApp
 
 _open_requests = 0
+_firehose_sent = 0
 
 
 async def _start(send: Send, status: int = 200, content_type: bytes = b"application/x-ndjson") -> None:
@@ -85,6 +88,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def _route(scope: Scope, receive: Receive, send: Send) -> None:
+    global _firehose_sent
     path: str = scope["path"]
     query = dict(part.split("=", 1) for part in scope["query_string"].decode().split("&") if "=" in part)
     if path == "/echo":
@@ -136,6 +140,17 @@ async def _route(scope: Scope, receive: Receive, send: Send) -> None:
     elif path == "/hang":
         while (await receive())["type"] != "http.disconnect":
             pass  # never answers; only the client's leaving ends the handler
+    elif path == "/firehose":
+        _firehose_sent = 0
+        await _start(send)
+        padding = "x" * 1000
+        for n in range(int(query.get("count", "1000"))):
+            await _line(send, {"n": n, "padding": padding})
+            _firehose_sent += 1
+        await _end(send)
+    elif path == "/firehose-sent":
+        await _start(send, 200, b"application/json")
+        await _line(send, {"sent": _firehose_sent}, more=False)
     elif path == "/active":
         await _start(send, 200, b"application/json")
         # This request itself is one of the open ones.
@@ -202,6 +217,20 @@ def spawn_listening(argv: list[str], *, graceful_stop: bool = True) -> Iterator[
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+def hypercorn_process(*hypercorn_args: str) -> contextlib.AbstractContextManager[Process]:
+    """This module's `app` served by hypercorn (HTTP/1.1, h2c prior knowledge, or TLS with h2)."""
+    argv = [sys.executable, "-c", _HYPERCORN_FD, *hypercorn_args]
+    return spawn_listening(argv, graceful_stop=False)
+
+
+# hypercorn's command wants `--bind fd://N`; spawn_listening appends `--fd N`.
+_HYPERCORN_FD = (
+    "import sys; from hypercorn.__main__ import main; args = sys.argv[1:]; "
+    "fd = args.pop(args.index('--fd') + 1); args.remove('--fd'); "
+    "sys.exit(main(['tests.upstream_apps:app', '--bind', 'fd://' + fd, '--log-level', 'warning', *args]))"
+)
 
 
 def upstream_process(*uvicorn_args: str) -> contextlib.AbstractContextManager[Process]:

@@ -4,6 +4,8 @@
 //	GET  /stream?count=N   {"n": 0} ... {"n": N-1}
 //	GET  /forever          {"n": 0}, then the response stays open until the client leaves
 //	GET  /active           {"open": N}: /echo and /forever handlers still running
+//	GET  /firehose?count=N N lines of about 1 KiB, as fast as the client takes them
+//	GET  /firehose-sent    {"sent": N}: lines the last /firehose has written so far
 //
 // Prints its port on stdout, then serves: HTTP/1.1, or with -cert/-key TLS where Go's server
 // offers HTTP/2 by ALPN (its default).
@@ -18,10 +20,11 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 )
 
-var open int64
+var open, firehoseSent int64
 
 func writeLine(w http.ResponseWriter, v interface{}) error {
 	line, _ := json.Marshal(v)
@@ -72,6 +75,28 @@ func forever(w http.ResponseWriter, r *http.Request) {
 	<-r.Context().Done()
 }
 
+func firehose(w http.ResponseWriter, r *http.Request) {
+	count, err := strconv.Atoi(r.URL.Query().Get("count"))
+	if err != nil {
+		count = 1000
+	}
+	atomic.StoreInt64(&firehoseSent, 0)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	padding := strings.Repeat("x", 1000)
+	for n := 0; n < count; n++ {
+		line, _ := json.Marshal(map[string]interface{}{"n": n, "padding": padding})
+		if _, err := w.Write(append(line, '\n')); err != nil {
+			return
+		}
+		atomic.AddInt64(&firehoseSent, 1)
+	}
+}
+
+func sent(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	writeLine(w, map[string]int64{"sent": atomic.LoadInt64(&firehoseSent)})
+}
+
 func active(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	writeLine(w, map[string]int64{"open": atomic.LoadInt64(&open)})
@@ -86,6 +111,8 @@ func main() {
 	mux.HandleFunc("/stream", stream)
 	mux.HandleFunc("/forever", forever)
 	mux.HandleFunc("/active", active)
+	mux.HandleFunc("/firehose", firehose)
+	mux.HandleFunc("/firehose-sent", sent)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
