@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -12,6 +13,7 @@ from websockets.asyncio.client import connect
 from tests.servers import drain
 from tests.upstream_apps import Process, open_requests, proxying, upstream_process
 from wsproxy import WebSocketProxyMiddleware
+from wsproxy._types import Message
 from wsproxy._upstream_request import Framing, framing_of, http1_framing_headers
 from wsproxy.upstream import UpstreamApp, forwarded_request_headers
 
@@ -332,3 +334,87 @@ async def test_plain_get_and_head_keep_the_connection_alive(upstream: Process) -
         second = (await client.get(proxy.http + "/inspect")).json()["client"]
     assert head.status_code == 200
     assert first == second
+
+
+# Fairness: a busy stream hands the event loop back (the numbers are docs/upstream.md's).
+
+
+class LoopTurns:
+    """Counts what a pump did between two turns of another task on the same loop."""
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.runs: list[int] = []
+
+    def record(self) -> None:
+        self.messages += 1
+
+    async def watch(self) -> None:
+        while True:
+            if self.messages:
+                self.runs.append(self.messages)
+                self.messages = 0
+            await asyncio.sleep(0)
+
+
+async def run_with_turns(app: UpstreamApp, scope: dict[str, Any], receive: Any, turns: LoopTurns) -> None:
+    async def send(message: Message) -> None:  # a server send that never yields
+        turns.record()
+
+    watcher = asyncio.ensure_future(turns.watch())
+    try:
+        await asyncio.wait_for(app(scope, receive, send), 60)
+    finally:
+        watcher.cancel()
+        await app.aclose()
+
+
+def http_scope(method: str, path: str, query: bytes = b"") -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "query_string": query,
+        "headers": [],
+        "scheme": "http",
+    }
+
+
+async def test_a_busy_download_yields_every_32_messages(upstream: Process) -> None:
+    turns = LoopTurns()
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    scope = http_scope("GET", "/firehose", b"count=3000&size=100")
+    await run_with_turns(UpstreamApp(upstream.http), scope, receive, turns)
+    assert sum(turns.runs) > 3000  # the whole body went through
+    assert max(turns.runs) <= 32
+
+
+async def test_a_busy_upload_yields_every_32_messages(upstream: Process) -> None:
+    turns = LoopTurns()
+    sent = 0
+
+    async def receive() -> dict[str, Any]:  # a server receive with messages queued: never yields
+        nonlocal sent
+        if sent == 2000:
+            await asyncio.sleep(3600)  # after the body, a server's receive waits for the disconnect
+        sent += 1
+        turns.record()
+        more = sent < 2000
+        return {"type": "http.request", "body": b'{"n": 1}\n' if more else b"", "more_body": more}
+
+    async def send(message: Message) -> None:
+        if message.get("body"):
+            assert json.loads(message["body"]) == {"sum": 1999}
+
+    watcher = asyncio.ensure_future(turns.watch())
+    app = UpstreamApp(upstream.http)
+    try:
+        await asyncio.wait_for(app(http_scope("POST", "/sum"), receive, send), 60)
+    finally:
+        watcher.cancel()
+        await app.aclose()
+    assert max(turns.runs) <= 32

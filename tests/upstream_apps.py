@@ -13,7 +13,7 @@ Routes (one JSON object per line both ways):
     *    /inspect           the request as seen here: method, path, query, headers, client, body
     GET  /hang              never answers
     GET  /active            {"open": N}: requests whose handler is still running
-    GET  /firehose?count=N  N lines of about 1 KiB as fast as the client takes them
+    GET  /firehose?count=N&size=B  N lines of about B bytes (1000) as fast as the client takes them
     GET  /firehose-sent     {"sent": N}: lines the last /firehose has written so far
 """
 
@@ -143,7 +143,7 @@ async def _route(scope: Scope, receive: Receive, send: Send) -> None:
     elif path == "/firehose":
         _firehose_sent = 0
         await _start(send)
-        padding = "x" * 1000
+        padding = "x" * int(query.get("size", "1000"))
         for n in range(int(query.get("count", "1000"))):
             await _line(send, {"n": n, "padding": padding})
             _firehose_sent += 1

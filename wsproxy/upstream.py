@@ -48,10 +48,10 @@ __all__ = ["HttpVersion", "UpstreamApp", "forwarded_request_headers"]
 
 logger = logging.getLogger("wsproxy.upstream")
 
-# A pump hands the event loop back at least this often, so one busy stream (data always ready on
-# its socket, a server `send` that does not yield) cannot starve the other streams.
+# A pump hands the event loop back at least every this many messages, so one busy stream (data
+# always ready on its socket, a server `send`/`receive` that does not yield) cannot starve the
+# others. A message is at most one read (64 KiB) over HTTP/1.1, one DATA frame over HTTP/2.
 YIELD_EVERY_MESSAGES = 32
-YIELD_EVERY_BYTES = 256 * 1024
 
 _TRANSPORT_ERRORS = (OSError, ReadTimeout, ClosedEarly, StreamReset, MalformedResponse)
 
@@ -228,6 +228,10 @@ class _Exchange:
         body_open = not self._bodyless
         since_yield = 0
         while True:
+            since_yield += 1
+            if since_yield >= YIELD_EVERY_MESSAGES:
+                since_yield = 0
+                await asyncio.sleep(0)
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 return
@@ -248,14 +252,9 @@ class _Exchange:
                 # The upstream stopped reading (it answered early, or died): the download
                 # side reports which; the rest of the body is not wanted.
                 body_open = False
-            since_yield += 1
-            if since_yield >= YIELD_EVERY_MESSAGES:
-                since_yield = 0
-                await asyncio.sleep(0)
 
     async def _download(self) -> None:
         since_yield = 0
-        bytes_since_yield = 0
         while True:
             event = await self._call.next_event(self._read_timeout)
             if isinstance(event, ResponseHead):
@@ -272,9 +271,8 @@ class _Exchange:
             else:
                 await self._forward({"type": "http.response.body", "body": event, "more_body": True})
                 since_yield += 1
-                bytes_since_yield += len(event)
-                if since_yield >= YIELD_EVERY_MESSAGES or bytes_since_yield >= YIELD_EVERY_BYTES:
-                    since_yield = bytes_since_yield = 0
+                if since_yield >= YIELD_EVERY_MESSAGES:
+                    since_yield = 0
                     await asyncio.sleep(0)
 
     async def _forward(self, message: Message) -> None:
