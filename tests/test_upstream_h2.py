@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import ssl
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from websockets.asyncio.client import connect
 
 from example_service.app import Demo, demo
 from tests.servers import Running, bind_loopback, drain
-from tests.upstream_apps import Process, hypercorn_process, make_certificate, proxying
+from tests.upstream_apps import Process, hypercorn_process, make_certificate, proxying, spawn_listening
 from wsproxy import WebSocketProxyMiddleware
 from wsproxy.upstream import UpstreamApp
 
@@ -209,4 +210,13 @@ async def test_plain_http_through_http2_keeps_status_headers_and_body(h2c_upstre
         '{"x": 1}\n',
     )
     assert dict(seen["headers"])["x-custom"] == "kept"
+    assert seen["http_version"] == "2"
     assert teapot.status_code == 418
+
+
+async def test_the_command_speaks_h2c_with_upstream_http_version_2(h2c_upstream: Process) -> None:
+    argv = [sys.executable, "-m", "wsproxy", "--log-level", "warning", "--upstream", h2c_upstream.http]
+    with spawn_listening([*argv, "--upstream-http-version", "2"]) as proxy:
+        async with connect(proxy.ws + "/inspect", open_timeout=30) as ws:
+            frames, code, _ = await drain(ws)
+    assert (json.loads(frames[0])["http_version"], code) == ("2", 1000)

@@ -10,7 +10,7 @@ Routes (one JSON object per line both ways):
     POST /sum               client stream: {"sum": total of every line's "n"} once the body ends
     POST /bidi              each request line echoed back at once, {"echo": line}
     GET  /status/CODE       answers CODE with {"error": "...", "code": CODE}
-    *    /inspect           the request as seen here: method, path, query, headers, client, body
+    *    /inspect           the request as seen here: method, HTTP version, path, query, headers, client, body
     GET  /hang              never answers
     GET  /active            {"open": N}: requests whose handler is still running
     GET  /firehose?count=N&size=B  N lines of about B bytes (1000) as fast as the client takes them
@@ -129,6 +129,7 @@ async def _route(scope: Scope, receive: Receive, send: Send) -> None:
             body += line + b"\n"
         seen = {
             "method": scope["method"],
+            "http_version": scope.get("http_version"),
             "path": path,
             "query": scope["query_string"].decode(),
             "headers": [[k.decode(), v.decode()] for k, v in scope["headers"]],

@@ -26,7 +26,7 @@ from uvicorn.importer import ImportFromStringError, import_from_string
 from wsproxy._options import DEFAULT_FORWARDED_HEADERS, DEFAULT_MAX_LINE_SIZE, DEFAULT_MAX_MESSAGE_SIZE
 from wsproxy._types import ASGIApp
 from wsproxy.middleware import WebSocketProxyMiddleware
-from wsproxy.upstream import UpstreamApp
+from wsproxy.upstream import HTTP_VERSIONS, HttpVersion, UpstreamApp
 
 SETTINGS_ENV = "WSPROXY_SETTINGS"
 
@@ -75,6 +75,7 @@ class AppSettings:
     upstream_connect_timeout: float
     upstream_read_timeout: float | None
     upstream_max_connections: int | None
+    upstream_http_version: HttpVersion = "auto"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -268,7 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--upstream-max-connections",
         type=_positive_int,
         metavar="N",
-        help="connections to the gateway per worker; each open stream holds one (default: no limit)",
+        help="connections to the gateway per worker; over HTTP/1.1 each open stream holds one "
+        "(default: no limit)",
+    )
+    upstream.add_argument(
+        "--upstream-http-version",
+        choices=HTTP_VERSIONS,
+        default="auto",
+        help="auto: HTTP/1.1 to http://, HTTP/2 or 1.1 by ALPN to https://; 2: h2c prior knowledge "
+        "to http:// (default: %(default)s)",
     )
     upstream.add_argument(
         "--no-upstream-check",
@@ -296,6 +305,7 @@ def settings_from_args(args: argparse.Namespace) -> AppSettings:
         upstream_connect_timeout=args.upstream_connect_timeout,
         upstream_read_timeout=args.upstream_read_timeout,
         upstream_max_connections=args.upstream_max_connections,
+        upstream_http_version=args.upstream_http_version,
     )
 
 
@@ -308,6 +318,7 @@ def build_app(settings: AppSettings) -> WebSocketProxyMiddleware:
             connect_timeout=settings.upstream_connect_timeout,
             read_timeout=settings.upstream_read_timeout,
             max_connections=settings.upstream_max_connections,
+            http_version=settings.upstream_http_version,
         )
     else:
         inner = import_from_string(settings.app)

@@ -44,7 +44,7 @@ from wsproxy._upstream_request import (
 )
 from wsproxy.errors import RequestBodyNotAllowed, UpstreamError
 
-__all__ = ["HttpVersion", "UpstreamApp", "forwarded_request_headers"]
+__all__ = ["HTTP_VERSIONS", "HttpVersion", "UpstreamApp", "forwarded_request_headers"]
 
 logger = logging.getLogger("wsproxy.upstream")
 
