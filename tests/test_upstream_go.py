@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -279,3 +281,60 @@ async def test_a_long_ticker_from_the_go_gateway_streams_before_it_ends(go_gatew
     async with proxying(app) as proxy, connect(proxy.ws + "/v1/ticker?count=1000&interval_ms=50") as ws:
         first = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert first["result"].get("seq", 0) == 0  # 50 s of ticks to go: the stream is live
+
+
+# nginx in between: wsproxy -> nginx (proxy_pass, unbuffered both ways) -> Go's HTTP/1.1 server.
+
+NGINX_BETWEEN = """\
+{user}
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://127.0.0.1:{go_port};
+            proxy_http_version 1.1;
+            proxy_buffering off;
+            proxy_request_buffering off;
+        }}
+    }}
+}}
+"""
+
+
+@pytest.fixture
+def nginx_before_go(go_echo: Process, tmp_path: Path) -> Iterator[str]:
+    from tests.test_nginx import NGINX, free_port, wait_listening
+
+    if NGINX is None:
+        pytest.skip("nginx is not installed (scripts/ensure-nginx installs it)")
+    port = free_port()
+    user = "user root root;" if os.geteuid() == 0 else ""
+    config = tmp_path / "nginx.conf"
+    config.write_text(NGINX_BETWEEN.format(user=user, tmp=tmp_path, port=port, go_port=go_echo.port))
+    argv = [NGINX, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(config), "-g", "daemon off;"]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    try:
+        wait_listening(port, proc, tmp_path / "error.log")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@needs_go
+async def test_bidi_is_interactive_through_nginx_to_go(nginx_before_go: str) -> None:
+    # nginx asks Go to close after each request by default (Connection: close): Go skips its drain.
+    async with proxying(WebSocketProxyMiddleware(UpstreamApp(nginx_before_go))) as proxy:
+        await interactive_bidi(proxy.ws + "/echo?method=POST")
+        async with connect(proxy.ws + "/stream?count=2") as ws:
+            assert await drain(ws) == (['{"n":0}', '{"n":1}'], 1000, "")
