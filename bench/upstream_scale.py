@@ -218,7 +218,9 @@ async def run(plan: ScalePlan) -> dict[str, Row]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.upstream_scale", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.upstream_scale", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--quick", action="store_true", help="a tiny run that only shows the bench works")
     parser.add_argument("--streams", type=int, help="concurrent streams (default: 5000; quick: 100)")
     args = parser.parse_args(argv)

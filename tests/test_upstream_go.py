@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import ssl
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -321,7 +321,17 @@ def nginx_before_go(go_echo: Process, tmp_path: Path) -> Iterator[str]:
     user = "user root root;" if os.geteuid() == 0 else ""
     config = tmp_path / "nginx.conf"
     config.write_text(NGINX_BETWEEN.format(user=user, tmp=tmp_path, port=port, go_port=go_echo.port))
-    argv = [NGINX, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(config), "-g", "daemon off;"]
+    argv = [
+        NGINX,
+        "-p",
+        str(tmp_path),
+        "-e",
+        str(tmp_path / "error.log"),
+        "-c",
+        str(config),
+        "-g",
+        "daemon off;",
+    ]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
     try:
         wait_listening(port, proc, tmp_path / "error.log")
