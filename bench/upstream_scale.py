@@ -38,7 +38,8 @@ from bench.wsclient import client_frame
 
 PROXY_CPU = 0
 CLIENT_CPU = 1
-UPSTREAM_STREAM_LIMIT = 1000
+# Below 1000: hypercorn's priority tree refuses a 1001st stream, and closing ones still count there.
+UPSTREAM_STREAM_LIMIT = 800
 PATH = "/echo?method=POST"
 MESSAGE = b'{"text":"hello"}'
 VERSIONS = ("1.1", "2")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 from collections import deque
@@ -240,7 +241,7 @@ class H2Call:
         view = memoryview(data)
         while view:
             if self._failure is not None:
-                raise self._failure
+                raise _fresh(self._failure)
             size = min(
                 len(view),
                 h2conn.local_flow_control_window(self.stream_id),
@@ -260,7 +261,7 @@ class H2Call:
 
     async def end_body(self) -> None:
         if self._failure is not None:
-            raise self._failure
+            raise _fresh(self._failure)
         try:
             self._conn._h2.end_stream(self.stream_id)
         except h2.exceptions.ProtocolError as exc:
@@ -273,7 +274,7 @@ class H2Call:
         self._acknowledge()
         while not self._inbox:
             if self._failure is not None:
-                raise self._failure
+                raise _fresh(self._failure)
             self._arrived = asyncio.get_running_loop().create_future()
             try:
                 await asyncio.wait_for(self._arrived, timeout)
@@ -332,6 +333,12 @@ class H2Call:
     def _window_opened(self) -> None:
         if self._window is not None and not self._window.done():
             self._window.set_result(None)
+
+
+def _fresh(failure: BaseException) -> BaseException:
+    """A copy to raise: one connection failure ends many calls, and a shared exception object
+    would collect every call's traceback."""
+    return copy.copy(failure).with_traceback(None)
 
 
 def _response_head(headers: list[tuple[bytes, bytes]]) -> ResponseHead | BaseException:
