@@ -348,3 +348,13 @@ async def test_bidi_is_interactive_through_nginx_to_go(nginx_before_go: str) -> 
         await interactive_bidi(proxy.ws + "/echo?method=POST")
         async with connect(proxy.ws + "/stream?count=2") as ws:
             assert await drain(ws) == (['{"n":0}', '{"n":1}'], 1000, "")
+
+
+@needs_go
+async def test_untrusted_go_http2_certificate_is_the_fixed_tls_502(go_echo_tls: Process) -> None:
+    async with proxying(UpstreamApp(https(go_echo_tls))) as proxy, httpx.AsyncClient() as client:
+        response = await client.get(proxy.http + "/stream", timeout=30)
+    assert (response.status_code, response.json()) == (
+        502,
+        {"error": "upstream unreachable", "reason": "TLS handshake failed"},
+    )

@@ -67,3 +67,16 @@ async def test_command_serves_wss(certificate: tuple[Path, Path]) -> None:
         wss = proxy.ws.replace("ws:", "wss:")
         async with connect(wss + "/stream?count=2", ssl=trusting(cert), open_timeout=30) as ws:
             assert await drain(ws) == (['{"n": 0}', '{"n": 1}'], 1000, "")
+
+
+async def test_http2_required_but_not_offered_is_the_fixed_tls_502(certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate  # uvicorn speaks no HTTP/2: its TLS handshake selects no "h2"
+    with upstream_process("--ssl-certfile", str(cert), "--ssl-keyfile", str(key)) as upstream:
+        url = upstream.http.replace("http:", "https:")
+        app = UpstreamApp(url, ssl_context=trusting(cert), http_version="2")
+        async with proxying(app) as proxy, httpx.AsyncClient() as client:
+            response = await client.get(proxy.http + "/stream", timeout=30)
+    assert (response.status_code, response.json()) == (
+        502,
+        {"error": "upstream unreachable", "reason": "TLS handshake failed"},
+    )
