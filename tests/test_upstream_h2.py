@@ -220,3 +220,14 @@ async def test_the_command_speaks_h2c_with_upstream_http_version_2(h2c_upstream:
         async with connect(proxy.ws + "/inspect", open_timeout=30) as ws:
             frames, code, _ = await drain(ws)
     assert (json.loads(frames[0])["http_version"], code) == ("2", 1000)
+
+
+async def test_h2c_to_a_server_without_http2_is_the_fixed_502(upstream: Process) -> None:
+    # uvicorn speaks HTTP/1.1 only: it answers the HTTP/2 preface with an HTTP/1.1 error.
+    async with (
+        proxying(UpstreamApp(upstream.http, http_version="2")) as proxy,
+        httpx.AsyncClient() as client,
+    ):
+        response = await client.get(proxy.http + "/stream", timeout=30)
+    assert response.status_code == 502
+    assert response.json()["error"] == "bad upstream response"

@@ -81,6 +81,7 @@ class H2Connection:
         self._settings_received = asyncio.Event()
         self._reader_task: asyncio.Task[None] | None = None
         self.usable = True  # False after GOAWAY, EOF or an error: no new streams
+        self._failure: BaseException | None = None  # why the reader stopped
         self.idle_since = time.monotonic()
 
     async def start(self, timeout: float | None) -> None:
@@ -101,6 +102,8 @@ class H2Connection:
         except BaseException:
             self.close()
             raise
+        if self._failure is not None:  # the server answered with something that is not HTTP/2
+            raise _fresh(self._failure)
 
     @property
     def open_streams(self) -> int:
@@ -116,7 +119,11 @@ class H2Connection:
     def start_call(
         self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], *, bodyless: bool
     ) -> H2Call:
-        stream_id = self._h2.get_next_available_stream_id()
+        try:
+            stream_id = self._h2.get_next_available_stream_id()
+        except h2.exceptions.NoAvailableStreamIDError as exc:  # 2**31 streams: time for a new connection
+            self.usable = False
+            raise StreamReset("no stream IDs left on the connection") from exc
         pseudo = [
             (b":method", method.encode()),
             (b":scheme", self._scheme),
@@ -125,8 +132,12 @@ class H2Connection:
         ]
         regular = [(name, value) for name, value in headers if name not in _NOT_ON_H2]
         call = H2Call(self, stream_id, ended_local=bodyless)
+        try:
+            self._h2.send_headers(stream_id, pseudo + regular, end_stream=bodyless)
+        except h2.exceptions.ProtocolError as exc:  # the connection closed under us
+            self.usable = False
+            raise StreamReset(f"cannot open a stream: {exc}") from exc
         self._streams[stream_id] = call
-        self._h2.send_headers(stream_id, pseudo + regular, end_stream=bodyless)
         self._flush()
         return call
 
@@ -173,6 +184,7 @@ class H2Connection:
         except asyncio.CancelledError:
             failure = ClosedEarly("connection closed")
         self.usable = False
+        self._failure = failure
         self._settings_received.set()
         for call in list(self._streams.values()):
             call._fail(failure)

@@ -156,7 +156,7 @@ class UpstreamApp:
             call = await self.pool.open_call(
                 method, target, headers + http1_framing_headers(framing), bodyless=bodyless
             )
-        except (ConnectTimeout, PoolTimeout, OSError) as exc:
+        except (ConnectTimeout, PoolTimeout, *_TRANSPORT_ERRORS) as exc:
             await _send_failure(send, exc, scope)
             return
         try:
