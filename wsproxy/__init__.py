@@ -8,6 +8,7 @@ from wsproxy.errors import (
     ClientDisconnected,
     HandshakeRejected,
     MessageTooBig,
+    RequestBodyNotAllowed,
     UpstreamError,
     WSProxyError,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "ClientDisconnected",
     "HandshakeRejected",
     "MessageTooBig",
+    "RequestBodyNotAllowed",
     "UpstreamApp",
     "UpstreamError",
     "WSProxyError",
