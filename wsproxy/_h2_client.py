@@ -134,8 +134,9 @@ class H2Connection:
         call = H2Call(self, stream_id, ended_local=bodyless)
         try:
             self._h2.send_headers(stream_id, pseudo + regular, end_stream=bodyless)
-        except h2.exceptions.ProtocolError as exc:  # the connection closed under us
-            self.usable = False
+        except h2.exceptions.ProtocolError as exc:  # the connection closed under us, or a bad header
+            if self._h2.state_machine.state is h2.connection.ConnectionState.CLOSED:
+                self.usable = False
             raise StreamReset(f"cannot open a stream: {exc}") from exc
         self._streams[stream_id] = call
         self._flush()
