@@ -1,6 +1,7 @@
 """Scale row: many concurrent streams through `wsproxy --upstream`, over HTTP/1.1 and over HTTP/2.
 
-    python -m bench.upstream_scale [--quick] [--streams N]
+    python -m bench.upstream_scale [--quick] [--streams N]     (alone)
+    make bench                                                 (bench/rows_upstream.py, both loops)
 
 Each round runs both variants, alternating which goes first: an NDJSON echo served by hypercorn
 (which takes HTTP/1.1 and h2c with prior knowledge on one port, up to `UPSTREAM_STREAM_LIMIT`
@@ -139,13 +140,13 @@ async def _ready(port: int, timeout: float = 60.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def proxy_stack(version: str) -> AsyncIterator[tuple[Spawned, Spawned]]:
-    """The hypercorn upstream and `wsproxy --upstream` in front of it, speaking `version`."""
+async def proxy_stack(version: str, loop: str = "auto") -> AsyncIterator[tuple[Spawned, Spawned]]:
+    """The hypercorn upstream and `wsproxy --upstream` in front of it (on `loop`), speaking `version`."""
     with _listening([sys.executable, "-c", _UPSTREAM, "{fd}"], cpu=CLIENT_CPU) as upstream:
         await _ready(upstream.port)
         argv = [sys.executable, "-m", "wsproxy", "--fd", "{fd}", "--log-level", "warning",
                 "--upstream", f"http://127.0.0.1:{upstream.port}", "--upstream-http-version", version,
-                "--no-upstream-check"]  # fmt: skip
+                "--no-upstream-check", "--loop", loop]  # fmt: skip
         with _listening(argv, cpu=PROXY_CPU) as proxy:
             await _ready(proxy.port)
             yield upstream, proxy
@@ -173,9 +174,9 @@ async def busy_rate(conns: list[object], seconds: float) -> float:
     return answered / elapsed
 
 
-async def one_variant(plan: ScalePlan, version: str) -> tuple[float, float, float]:
+async def one_variant(plan: ScalePlan, version: str, loop: str = "auto") -> tuple[float, float, float]:
     """(upstream connections, KiB per stream, messages/s) for `plan.streams` streams over `version`."""
-    async with proxy_stack(version) as (upstream, proxy):
+    async with proxy_stack(version, loop) as (upstream, proxy):
         warm = await open_streams(proxy.port, PATH, MESSAGE, 20)  # imports and first allocations
         await asyncio.gather(*(c.close() for c in warm))
         await asyncio.sleep(0.5)
