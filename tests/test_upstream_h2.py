@@ -231,3 +231,33 @@ async def test_h2c_to_a_server_without_http2_is_the_fixed_502(upstream: Process)
         response = await client.get(proxy.http + "/stream", timeout=30)
     assert response.status_code == 502
     assert response.json()["error"] == "bad upstream response"
+
+
+async def test_streams_over_max_connections_wait_then_get_503(
+    demo_upstream: tuple[Demo, UpstreamApp],
+) -> None:
+    _, template = demo_upstream
+    # The same upstream, capped at one HTTP/2 connection (hypercorn here: 100 streams on it).
+    upstream = UpstreamApp(
+        template.base_url,
+        http_version=template.http_version,
+        ssl_context=template._ssl_context,
+        max_connections=1,
+        connect_timeout=0.5,
+    )
+    async with proxying(WebSocketProxyMiddleware(upstream)) as proxy, httpx.AsyncClient() as client:
+        sockets = [await connect(proxy.ws + "/v1/ticker?count=1000&interval_ms=1000") for _ in range(100)]
+        try:
+            for ws in sockets:
+                assert json.loads(await asyncio.wait_for(ws.recv(), 20))["result"]["seq"] == 0
+            response = await client.get(proxy.http + "/v1/whoami")
+            assert (response.status_code, response.json()) == (
+                503,
+                {"error": "upstream busy", "reason": "all upstream connections are in use"},
+            )
+            await sockets.pop().close()  # a stream frees up: the next call gets it
+            response = await client.get(proxy.http + "/v1/whoami")
+            assert response.status_code == 200
+            assert upstream.pool.connections_opened == 1
+        finally:
+            await asyncio.gather(*(ws.close() for ws in sockets))
