@@ -126,6 +126,20 @@ async def test_bidi_is_interactive_against_go_http2(
 
 
 @needs_go
+async def test_plain_http_calls_to_go_share_its_http2_connection(
+    go_echo_tls: Process, certificate: tuple[Path, Path]
+) -> None:
+    upstream = UpstreamApp(https(go_echo_tls), ssl_context=trusting(certificate[0]))
+    async with proxying(upstream) as proxy, httpx.AsyncClient() as client:
+        for n in range(3):  # unary: a complete body (Content-Length), one reply
+            response = await client.post(proxy.http + "/echo", content=json.dumps({"n": n}).encode())
+            assert response.json() == {"echo": {"n": n}}
+        assert (await client.get(proxy.http + "/stream?count=2")).text == '{"n":0}\n{"n":1}\n'
+        assert upstream.pool.connections_opened == 1
+        assert upstream.pool.http2_connections == 1
+
+
+@needs_go
 async def test_many_streams_share_one_http2_connection_to_go(
     go_echo_tls: Process, certificate: tuple[Path, Path]
 ) -> None:
