@@ -28,7 +28,14 @@ from websockets.asyncio.client import connect
 
 from example_service.app import Demo, demo
 from tests.servers import Running, bind_loopback, drain
-from tests.upstream_apps import Process, hypercorn_process, make_certificate, proxying, spawn_listening
+from tests.upstream_apps import (
+    Process,
+    h2_goaway_upstream,
+    hypercorn_process,
+    make_certificate,
+    proxying,
+    spawn_listening,
+)
 from wsproxy import WebSocketProxyMiddleware
 from wsproxy.upstream import UpstreamApp
 
@@ -261,3 +268,27 @@ async def test_streams_over_max_connections_wait_then_get_503(
             assert upstream.pool.connections_opened == 1
         finally:
             await asyncio.gather(*(ws.close() for ws in sockets))
+
+
+async def test_after_goaway_the_next_call_opens_a_new_connection() -> None:
+    async with (
+        h2_goaway_upstream() as (url, accepted),
+        proxying(UpstreamApp(url, http_version="2")) as proxy,
+        httpx.AsyncClient() as client,
+    ):
+        for n in (1, 2, 3):
+            response = await client.get(proxy.http + "/x")
+            assert (response.status_code, response.json()) == (200, {"connection": n})
+        assert len(accepted) == 3
+
+
+async def test_an_idle_http2_connection_is_closed_after_keepalive_expiry(h2c_upstream: Process) -> None:
+    upstream = UpstreamApp(h2c_upstream.http, http_version="2", keepalive_expiry=0.2)
+    async with proxying(upstream) as proxy, httpx.AsyncClient() as client:
+        assert (await client.get(proxy.http + "/stream?count=1")).status_code == 200
+        assert (await client.get(proxy.http + "/stream?count=1")).status_code == 200
+        assert upstream.pool.connections_opened == 1  # reused while fresh
+        await asyncio.sleep(0.5)
+        assert (await client.get(proxy.http + "/stream?count=1")).status_code == 200
+        assert upstream.pool.connections_opened == 2
+        assert upstream.pool.http2_connections == 1  # the expired one was closed

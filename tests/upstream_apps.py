@@ -311,3 +311,39 @@ async def raw_upstream(behaviour: str) -> AsyncIterator[str]:
     finally:
         server.close()
         await server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def h2_goaway_upstream() -> AsyncIterator[tuple[str, list[int]]]:
+    """An h2c server (the h2 library, server side) that answers each request with one NDJSON line,
+    then sends GOAWAY: every connection serves one call. Yields its URL and the list of
+    connections it accepted (their count grows by one per connection)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    accepted: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(len(accepted))
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived):
+                        body = json.dumps({"connection": len(accepted)}).encode() + b"\n"
+                        conn.send_headers(event.stream_id, [(b":status", b"200")])
+                        conn.send_data(event.stream_id, body, end_stream=True)
+                        conn.close_connection(last_stream_id=event.stream_id)
+                writer.write(conn.data_to_send())
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", accepted
+    finally:
+        server.close()
+        await server.wait_closed()
