@@ -229,8 +229,8 @@ class _Exchange:
         since_yield = 0
         while True:
             since_yield += 1
-            if since_yield >= YIELD_EVERY_MESSAGES:
-                since_yield = 0
+            if since_yield > YIELD_EVERY_MESSAGES:
+                since_yield = 1
                 await asyncio.sleep(0)
             message = await self._receive()
             if message["type"] == "http.disconnect":
@@ -256,6 +256,10 @@ class _Exchange:
     async def _download(self) -> None:
         since_yield = 0
         while True:
+            since_yield += 1  # every message sent on counts, the response head included
+            if since_yield > YIELD_EVERY_MESSAGES:
+                since_yield = 1
+                await asyncio.sleep(0)
             event = await self._call.next_event(self._read_timeout)
             if isinstance(event, ResponseHead):
                 message: Message = {
@@ -270,10 +274,6 @@ class _Exchange:
                 return
             else:
                 await self._forward({"type": "http.response.body", "body": event, "more_body": True})
-                since_yield += 1
-                if since_yield >= YIELD_EVERY_MESSAGES:
-                    since_yield = 0
-                    await asyncio.sleep(0)
 
     async def _forward(self, message: Message) -> None:
         try:
