@@ -212,10 +212,14 @@ async def test_a_client_that_stops_reading_holds_go_back(
         protocol.send_request(protocol.connect())
         writer.write(b"".join(protocol.data_to_send()))
         try:
-            await asyncio.sleep(1.5)  # buffers fill, then the stream's window stays closed
-            held = (await client.get("/firehose-sent")).json()["sent"]
-            await asyncio.sleep(1.0)
-            assert 0 < held == (await client.get("/firehose-sent")).json()["sent"]  # Go's handler waits
+            # Buffers fill, then the stream's window stays closed: Go's handler stops advancing.
+            held, previous = -1, -2
+            for _ in range(30):
+                await asyncio.sleep(0.5)
+                held, previous = (await client.get("/firehose-sent")).json()["sent"], held
+                if held == previous:
+                    break
+            assert 0 < held == previous
             assert held < count // 4
             if http_version == "2":
                 # The stalled stream holds only its own window: another stream on the connection flows.
