@@ -52,8 +52,8 @@ class Plan:
     """How much to measure. Groups scale their own sizes with `quick` (a tiny run for the tests)."""
 
     rounds: int = 7  # the verdict is the median of the per-round ratios: at least 7 (issue 11)
-    warmup: float = 0.4
-    duration: float = 1.5
+    warmup: float = 0.3
+    duration: float = 1.2
     quick: bool = False
     ws: str = "websockets-sansio"
     loops: tuple[Loop, ...] = (ASYNCIO, UVLOOP)
