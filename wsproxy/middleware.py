@@ -534,11 +534,12 @@ class _Ticker:
     a set entry costs a few dozen, and memory per open stream is a target (docs/performance.md).
     """
 
-    __slots__ = ("__weakref__", "fresh", "handle", "loop", "streams")
+    __slots__ = ("fresh", "handle", "streams")
+    # Weak keys, and no reference back to its loop (its timer exists only while streams are open):
+    # a loop that is gone takes its ticker with it.
     _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Ticker] = weakref.WeakKeyDictionary()
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+    def __init__(self) -> None:
         self.streams: set[_Stream] = set()
         self.fresh: set[_Stream] = set()  # joined since the last tick
         self.handle: asyncio.TimerHandle | None = None
@@ -547,13 +548,13 @@ class _Ticker:
     def of(cls, loop: asyncio.AbstractEventLoop) -> _Ticker:
         ticker = cls._by_loop.get(loop)
         if ticker is None:
-            ticker = cls._by_loop[loop] = cls(loop)
+            ticker = cls._by_loop[loop] = cls()
         return ticker
 
     def add(self, stream: _Stream) -> None:
         self.fresh.add(stream)
         if self.handle is None:
-            self.handle = self.loop.call_later(TICK_SECONDS, self._tick)
+            self.handle = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
 
     def discard(self, stream: _Stream) -> None:
         self.streams.discard(stream)
@@ -569,7 +570,7 @@ class _Ticker:
         for stream in fresh:
             stream._tick(first=True)
         if self.streams or self.fresh:
-            self.handle = self.loop.call_later(TICK_SECONDS, self._tick)
+            self.handle = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
 
 
 async def run_stream(
