@@ -115,6 +115,7 @@ class Route:
     path: PathTemplate
     body: str  # "" (no body), "*" (the whole request) or a field path
     method: MethodDescriptor
+    response_body: str = ""  # "" (the whole response) or the field printed instead
 
     @property
     def kind(self) -> Kind:
@@ -132,7 +133,7 @@ def _rule_routes(rule: http_pb2.HttpRule, method: MethodDescriptor) -> Iterator[
             http_method, template = rule.custom.kind.upper(), rule.custom.path
         else:
             http_method, template = pattern.upper(), getattr(rule, pattern)
-        yield Route(http_method, compile_template(template), rule.body, method)
+        yield Route(http_method, compile_template(template), rule.body, method, rule.response_body)
     for binding in rule.additional_bindings:
         yield from _rule_routes(binding, method)
 
