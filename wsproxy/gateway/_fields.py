@@ -328,6 +328,8 @@ def merge_json(message: Message, body_field: str, value: Any) -> None:
         json_format.ParseDict({field.json_name: value}, holder, ignore_unknown_fields=True)
     except json_format.ParseError as exc:
         raise FieldError(str(exc)) from None
+    except RecursionError:
+        raise FieldError("request body is nested too deeply") from None
     except (TypeError, ValueError, AttributeError) as exc:  # e.g. a JSON value of the wrong shape
         raise FieldError(f"request body does not fit {message.DESCRIPTOR.full_name}: {exc}") from None
 

@@ -21,9 +21,10 @@ from urllib.parse import quote
 
 import grpc
 from google.protobuf import descriptor_pool, message_factory
-from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.descriptor import FieldDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
+from wsproxy.gateway._fieldmask import fill_patch_mask, patch_mask_field
 from wsproxy.gateway._fields import FieldError, merge_json, parse_query, populate_query, set_from_strings
 from wsproxy.gateway._io import ClientGone, RequestReader, ResponseWriter
 from wsproxy.gateway._json_output import MessageEncoder
@@ -44,6 +45,7 @@ class _Endpoint:
     route: Route
     request_class: type[Message]
     call: Any  # a grpc.aio multicallable of the route's kind
+    patch_mask: FieldDescriptor | None = None  # the update mask a PATCH body fills when the query does not
 
 
 class Gateway:
@@ -96,7 +98,10 @@ class Gateway:
             request_serializer=request_class.SerializeToString,
             response_deserializer=response_class.FromString,
         )
-        return _Endpoint(route, request_class, call)
+        patch_mask = None
+        if route.http_method == "PATCH" and route.body not in ("", "*"):
+            patch_mask = patch_mask_field(route.method.input_type)
+        return _Endpoint(route, request_class, call, patch_mask)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -170,16 +175,16 @@ class Gateway:
         route = endpoint.route
         request = endpoint.request_class()
         try:
-            if route.body:
-                value = await reader.next_value()
-                if value is not None:
-                    merge_json(request, route.body, value)
+            value = await reader.next_value() if route.body else None
+            if value is not None:
+                merge_json(request, route.body, value)
             for field_path, text in path_params.items():
                 set_from_strings(request, field_path, [text], strict=True)
             if route.body != "*":
-                populate_query(
-                    request, parse_query(scope.get("query_string", b"")), [*path_params, route.body]
-                )
+                query = parse_query(scope.get("query_string", b""))
+                populate_query(request, query, [*path_params, route.body])
+            if endpoint.patch_mask is not None:
+                fill_patch_mask(request, endpoint.patch_mask, route.body, value)
         except FieldError as exc:
             raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         return request

@@ -53,6 +53,10 @@ class RequestReader:
         raw = self._values.popleft()
         try:
             return json.loads(raw)
+        except RecursionError:
+            raise GatewayError(
+                grpc.StatusCode.INVALID_ARGUMENT, "request body is nested too deeply"
+            ) from None
         except ValueError as exc:
             raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"request body is not JSON: {exc}") from None
 
@@ -86,13 +90,31 @@ class ResponseWriter:
         self._trailers_due = False
 
     async def message(self, message: Any, headers: Headers, trailers: Trailers = ()) -> None:
+        encoded = self._encoded(message)
+        if encoded is None:
+            await self.error(_unprintable(), 500, headers, trailers)
+            return
         await self._start(200, headers, with_trailers=self.trailers)
-        await self._body(self.encode(message), more=False)
+        await self._body(encoded, more=False)
         await self._trailers(trailers)
 
     async def stream_item(self, message: Any, headers: Headers) -> None:
+        if self.finished:
+            return
+        encoded = self._encoded(message)
+        if encoded is None:
+            await self.error(_unprintable(), 500, headers)
+            return
         await self._start(200, headers)
-        await self._body(b'{"result":' + self.encode(message) + b"}\n", more=True)
+        await self._body(b'{"result":' + encoded + b"}\n", more=True)
+
+    def _encoded(self, message: Any) -> bytes | None:
+        """None when the message has no JSON form (e.g. a FieldMask path in camelCase): protojson
+        refuses those too, and grpc-gateway answers the marshal error as UNKNOWN (HTTP 500)."""
+        try:
+            return self.encode(message)
+        except (ValueError, TypeError):
+            return None
 
     async def end_stream(self, headers: list[tuple[bytes, bytes]]) -> None:
         await self._start(200, headers)
@@ -151,3 +173,11 @@ class ResponseWriter:
             await self._send(message)
         except OSError:
             raise ClientGone from None
+
+
+def _unprintable() -> dict[str, Any]:
+    return {
+        "code": grpc.StatusCode.UNKNOWN.value[0],
+        "message": "the response has no JSON form",
+        "details": [],
+    }

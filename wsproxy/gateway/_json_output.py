@@ -54,6 +54,7 @@ class _Slot:
     field: FieldDescriptor
     nested: Any  # a message (or map value) whose JSON object is arranged too
     container: str  # "", "list" or "map"
+    map_key_kind: str  # "number", "bool" or "string" (how map keys sort)
     null_when_unset: bool
 
 
@@ -61,8 +62,13 @@ def _plan(descriptor: Any, use_proto_names: bool) -> tuple[_Slot, ...]:
     slots = []
     for field in descriptor.fields:
         message = field.message_type
-        container = ""
+        container, key_kind = "", "string"
         if message is not None and message.GetOptions().map_entry:
+            key_type = message.fields_by_name["key"].cpp_type
+            if key_type == FieldDescriptor.CPPTYPE_BOOL:
+                key_kind = "bool"
+            elif key_type != FieldDescriptor.CPPTYPE_STRING:
+                key_kind = "number"
             container, message = "map", message.fields_by_name["value"].message_type
         elif field.is_repeated:
             container = "list"
@@ -70,10 +76,22 @@ def _plan(descriptor: Any, use_proto_names: bool) -> tuple[_Slot, ...]:
         null_when_unset = field.has_presence and field.containing_oneof is None and not field.is_repeated
         slots.append(
             _Slot(
-                field.name if use_proto_names else field.json_name, field, nested, container, null_when_unset
+                field.name if use_proto_names else field.json_name,
+                field,
+                nested,
+                container,
+                key_kind,
+                null_when_unset,
             )
         )
     return tuple(slots)
+
+
+_MAP_KEY_ORDER: dict[str, Any] = {
+    "string": lambda entry: entry[0],
+    "number": lambda entry: int(entry[0]),
+    "bool": lambda entry: entry[0] == "true",
+}
 
 
 class MessageEncoder:
@@ -125,11 +143,15 @@ class MessageEncoder:
         for slot in plan:
             if slot.key in value:
                 item = value[slot.key]
-                if slot.nested is not None:
+                if slot.container == "map":
+                    # order.GenericKeyOrder: protojson sorts map keys (numbers by value).
+                    entries = sorted(item.items(), key=_MAP_KEY_ORDER[slot.map_key_kind])
+                    if slot.nested is not None:
+                        entries = [(key, self._arrange(element, slot.nested)) for key, element in entries]
+                    item = dict(entries)
+                elif slot.nested is not None:
                     if slot.container == "list":
                         item = [self._arrange(element, slot.nested) for element in item]
-                    elif slot.container == "map":
-                        item = {key: self._arrange(element, slot.nested) for key, element in item.items()}
                     else:
                         item = self._arrange(item, slot.nested)
                 arranged[slot.key] = item

@@ -107,7 +107,10 @@ def request_metadata(headers: list[tuple[bytes, bytes]], client: tuple[str, int]
             metadata.append((key, value))
     if forwarded_host or host:
         metadata.append(("x-forwarded-host", forwarded_host or host or ""))
-    if client is not None:
+    # The peer address, unless the ASGI server already took it from X-Forwarded-For (uvicorn's
+    # proxy_headers does for trusted proxies): then it is that list's last entry already.
+    last = forwarded_for[-1].rpartition(",")[2].strip() if forwarded_for else None
+    if client is not None and client[0] != last:
         forwarded_for.append(client[0])
     if forwarded_for:
         metadata.append(("x-forwarded-for", ", ".join(forwarded_for)))
