@@ -8,6 +8,7 @@ server is tests/protos/conformance served by a real grpcio server behind the gat
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Callable, Iterator
@@ -1059,3 +1060,67 @@ def test_bin_metadata_round_trip_is_bytes(http: httpx.Client) -> None:
     header = base64.b64encode(raw).decode()
     received = http.get("/v1/metadata", headers={"Grpc-Metadata-Raw-Bin": header}).json()["received"]
     assert f"raw-bin={header}" in received
+
+
+# --- Trailers: uvicorn has no ASGI trailers extension, so these drive the gateway in-process --------
+async def _asgi_call(url: str, headers: list[tuple[bytes, bytes]], *, trailers_extension: bool) -> list[Any]:
+    from tests.conformance_service import SERVICE, grpc_backend
+    from wsproxy.gateway import Gateway
+
+    path, _, query = url.partition("?")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80),
+        "extensions": {"http.response.trailers": {}} if trailers_extension else {},
+    }
+    sent: list[Any] = []
+    requests = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> Any:
+        if requests:
+            return requests.pop(0)
+        await asyncio.Event().wait()  # the client stays until the answer is complete
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async with grpc_backend() as channel:
+        await Gateway(channel, [SERVICE])(scope, receive, send)
+    return sent
+
+
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [("/v1/metadata?reply_trailers=t%3D1", 200), ("/v1/metadata?reply_trailers=t%3D1&fail_code=5", 404)],
+)
+async def test_trailers_with_te_trailers(url: str, status: int) -> None:
+    """runtime/handler.go ForwardResponseMessage and runtime/errors.go DefaultHTTPErrorHandler:
+    trailer metadata as Grpc-Trailer-<key> when the request says TE: trailers."""
+    sent = await _asgi_call(url, [(b"te", b"trailers")], trailers_extension=True)
+    assert [message["type"] for message in sent] == [
+        "http.response.start",
+        "http.response.body",
+        "http.response.trailers",
+    ]
+    assert (sent[0]["status"], sent[0]["trailers"]) == (status, True)
+    assert sent[2]["headers"] == [(b"grpc-trailer-t", b"1")]
+
+
+@pytest.mark.parametrize(
+    ("headers", "extension"), [([], True), ([(b"te", b"trailers")], False), ([(b"te", b"gzip")], True)]
+)
+async def test_no_trailers_unless_asked_and_possible(
+    headers: list[tuple[bytes, bytes]], extension: bool
+) -> None:
+    sent = await _asgi_call("/v1/metadata?reply_trailers=t%3D1", headers, trailers_extension=extension)
+    assert [message["type"] for message in sent] == ["http.response.start", "http.response.body"]
+    assert "trailers" not in sent[0]
