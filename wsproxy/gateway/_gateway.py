@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Coroutine, Iterable
+import json
+from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -26,7 +27,7 @@ from google.protobuf.message import Message
 
 from wsproxy.gateway._fieldmask import fill_patch_mask, patch_mask_field
 from wsproxy.gateway._fields import FieldError, merge_json, parse_query, populate_query, set_from_strings
-from wsproxy.gateway._io import ClientGone, RequestReader, ResponseWriter
+from wsproxy.gateway._io import JSON_HEADERS, ClientGone, RequestReader, ResponseWriter
 from wsproxy.gateway._json_output import MessageEncoder
 from wsproxy.gateway._metadata import (
     TRAILER_PREFIX,
@@ -35,6 +36,7 @@ from wsproxy.gateway._metadata import (
     request_timeout,
     response_headers,
 )
+from wsproxy.gateway._openapi import openapi_document
 from wsproxy.gateway._routes import Kind, Route, service_routes
 from wsproxy.gateway._status import GatewayError, http_status, rpc_error_body
 from wsproxy.gateway._types import Receive, Scope, Send
@@ -59,6 +61,8 @@ class Gateway:
         max_message_size: the longest accepted JSON value in a request body, in bytes.
         emit_unpopulated: print fields holding default values (grpc-gateway v2's default).
         use_proto_names: print proto field names instead of lowerCamelCase JSON names.
+        openapi_path: serve the OpenAPI 3.1 document of the routes at this path (GET); None: not served.
+        openapi_info: the document's Info object (title, version, description...).
     """
 
     def __init__(
@@ -69,8 +73,14 @@ class Gateway:
         max_message_size: int = 4 * 1024 * 1024,
         emit_unpopulated: bool = True,
         use_proto_names: bool = False,
+        openapi_path: str | None = None,
+        openapi_info: Mapping[str, Any] | None = None,
     ) -> None:
         self._max_message_size = max_message_size
+        self._use_proto_names = use_proto_names
+        self._openapi_path = openapi_path
+        self._openapi_info = openapi_info
+        self._openapi_json: bytes | None = None
         self._encoder = MessageEncoder(emit_unpopulated=emit_unpopulated, use_proto_names=use_proto_names)
         self._endpoints: list[_Endpoint] = []
         pool = descriptor_pool.Default()
@@ -82,6 +92,12 @@ class Gateway:
     @property
     def routes(self) -> list[Route]:
         return [endpoint.route for endpoint in self._endpoints]
+
+    def openapi(self, *, servers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The OpenAPI 3.1 document of the routes (see wsproxy.gateway.openapi_document)."""
+        return openapi_document(
+            self.routes, info=self._openapi_info, servers=servers, use_proto_names=self._use_proto_names
+        )
 
     @staticmethod
     def _endpoint(channel: grpc.aio.Channel, route: Route) -> _Endpoint:
@@ -109,6 +125,16 @@ class Gateway:
             return
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1008, "reason": "HTTP/JSON endpoint"})
+            return
+        if (
+            self._openapi_path is not None
+            and scope["path"] == self._openapi_path
+            and scope["method"] == "GET"
+        ):
+            if self._openapi_json is None:
+                self._openapi_json = json.dumps(self.openapi(), ensure_ascii=False).encode()
+            await send({"type": "http.response.start", "status": 200, "headers": JSON_HEADERS})
+            await send({"type": "http.response.body", "body": self._openapi_json})
             return
         writer = ResponseWriter(send, self._encoder.encode)
         try:
