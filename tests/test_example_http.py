@@ -153,3 +153,16 @@ async def test_client_leaving_mid_ticker_cancels_the_grpc_call(running: tuple[De
         first = json.loads(await anext(response.aiter_lines()))
         assert first["result"]["seq"] == 0
     assert await asyncio.wait_for(app.servicer.cancelled.get(), timeout=10) == "Ticker"
+
+
+async def test_demo_serves_a_valid_openapi_document(client: httpx.AsyncClient) -> None:
+    from openapi_spec_validator import validate
+
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    validate(document)
+    assert set(document["paths"]) == {"/v1/echo", "/v1/ticker", "/v1/sum", "/v1/chat", "/v1/whoami"}
+    ticker = document["paths"]["/v1/ticker"]["get"]
+    assert [parameter["name"] for parameter in ticker["parameters"]] == ["count", "interval_ms"]
+    assert list(ticker["responses"]["200"]["content"]) == ["application/x-ndjson"]
