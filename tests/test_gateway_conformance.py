@@ -990,7 +990,22 @@ def _quote(text: str) -> str:
         st.tuples(
             st.sampled_from(FIELD_NAMES),
             URL_TEXT
-            | st.sampled_from(["99999999999", "-1", "1e400", "NaN", "%zz", "1h", "{", "[1]", "a,b", "AAE"]),
+            | st.sampled_from(
+                [
+                    "99999999999",
+                    "-1",
+                    "1e400",
+                    "NaN",
+                    "%zz",
+                    "%ED%A0%80",
+                    "%FF",
+                    "1h",
+                    "{",
+                    "[1]",
+                    "a,b",
+                    "AAE",
+                ]
+            ),
         ),
         max_size=4,
     ),
@@ -1009,8 +1024,9 @@ def test_malformed_query_and_path_values_are_never_5xx(
     assert response.headers["content-type"] == "application/json"
 
 
+SURROGATES = st.sampled_from(["\ud800", "a\udfff", "COLOR_RED\udc00"])
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8) | SURROGATES,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=8,
 )
@@ -1046,11 +1062,18 @@ def test_malformed_bodies_are_never_5xx(http: httpx.Client, target: tuple[str, s
         ("POST", "/v1/everything", b"[" * 100_000),  # deeper than any recursion limit
         ("POST", "/v1/everything", b'{"structValue":' + b'{"a":' * 5000 + b"1" + b"}" * 5001),
         ("POST", "/v1/everything", b'{"stringValue":"\\ud800"}'),  # a lone surrogate
+        ("POST", "/v1/everything", b'{"color":"\\ud800"}'),  # upb raised SystemError on this one
+        ("POST", "/v1/everything", b'{"repeatedColor":["\\udfff"]}'),
+        ("POST", "/v1/chat", b'{"nested":{"color":"\\ud800"}}'),
+        ("POST", "/v1/collect", b'{"color":"\\ud800"}'),
+        ("GET", "/v1/everything/s?string_value=%ED%A0%80", None),  # a surrogate in UTF-8 form
+        ("GET", "/v1/everything/s?labels[%FF]=x", None),
+        ("GET", "/v1/everything/s?color=%ED%A0%80", None),
         ("POST", "/v1/everything", b'{"bytesValue":"not base64!"}'),
         ("POST", "/v1/collect", b"\xff\xfe"),
     ],
 )
-def test_hostile_bodies_are_400(http: httpx.Client, method: str, url: str, body: bytes) -> None:
+def test_hostile_bodies_are_400(http: httpx.Client, method: str, url: str, body: bytes | None) -> None:
     response = http.request(method, url, content=body)
     assert (response.status_code, response.json()["code"]) == (400, 3), response.text
 

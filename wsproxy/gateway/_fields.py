@@ -212,6 +212,8 @@ def _set_message(field: FieldDescriptor, target: Message, text: str) -> None:
 
 def _convert(field: FieldDescriptor, text: str, target: Message | None = None) -> Any:
     try:
+        if not text.isascii():
+            text.encode("utf-8")  # a lone surrogate would fail later, in serialization or in upb
         if field.message_type is not None:
             assert target is not None
             _set_message(field, target, text)
@@ -219,6 +221,8 @@ def _convert(field: FieldDescriptor, text: str, target: Message | None = None) -
         return _scalar(field, text)
     except FieldError as exc:
         raise FieldError(f"parsing field {field.name!r}: {exc}") from None
+    except UnicodeEncodeError:
+        raise FieldError(f"parsing field {field.name!r}: not valid UTF-8") from None
 
 
 def set_from_strings(message: Message, path: str, values: list[str], *, strict: bool) -> None:
@@ -290,7 +294,10 @@ def parse_query(raw: bytes) -> list[tuple[str, str]]:
             raise FieldError("invalid semicolon separator in query")
         if _BAD_ESCAPE.search(part):
             raise FieldError(f"invalid URL escape in query parameter {key!r}")
-        key, value = (unquote(text.replace("+", " "), errors="strict") for text in (key, value))
+        try:
+            key, value = (unquote(text.replace("+", " "), errors="strict") for text in (key, value))
+        except UnicodeDecodeError:
+            raise FieldError(f"query parameter {key!r} is not valid UTF-8") from None
         pairs.append((key, value))
     return pairs
 
@@ -331,6 +338,8 @@ def merge_json(message: Message, body_field: str, value: Any) -> None:
     except RecursionError:
         raise FieldError("request body is nested too deeply") from None
     except (TypeError, ValueError, AttributeError) as exc:  # e.g. a JSON value of the wrong shape
+        raise FieldError(f"request body does not fit {message.DESCRIPTOR.full_name}: {exc}") from None
+    except SystemError as exc:  # upb's enum lookup fails this way on a lone surrogate
         raise FieldError(f"request body does not fit {message.DESCRIPTOR.full_name}: {exc}") from None
 
 
