@@ -221,3 +221,35 @@ def test_shadowing() -> None:
 )
 def test_http_status_matches_grpc_gateway(code: grpc.StatusCode, status: int) -> None:
     assert http_status(code) == status
+
+
+@pytest.mark.parametrize(
+    ("headers", "client", "expected"),
+    [
+        ([], ("10.0.0.9", 1), "10.0.0.9"),
+        ([(b"x-forwarded-for", b"1.1.1.1")], ("10.0.0.9", 1), "1.1.1.1, 10.0.0.9"),
+        (
+            [(b"x-forwarded-for", b"1.1.1.1"), (b"x-forwarded-for", b"2.2.2.2")],
+            ("10.0.0.9", 1),
+            "1.1.1.1, 2.2.2.2, 10.0.0.9",
+        ),
+        # uvicorn's proxy_headers already made the last forwarded address the client: not twice.
+        ([(b"x-forwarded-for", b"1.1.1.1, 2.2.2.2")], ("2.2.2.2", 1), "1.1.1.1, 2.2.2.2"),
+        ([(b"x-forwarded-for", b"1.1.1.1")], None, "1.1.1.1"),
+    ],
+)
+def test_x_forwarded_for(
+    headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None, expected: str
+) -> None:
+    from wsproxy.gateway._metadata import request_metadata
+
+    metadata = dict(request_metadata(headers, client))
+    assert metadata["x-forwarded-for"] == expected
+
+
+def test_x_forwarded_host_wins_over_host() -> None:
+    from wsproxy.gateway._metadata import request_metadata
+
+    both = [(b"host", b"inner:80"), (b"x-forwarded-host", b"outer.example")]
+    assert dict(request_metadata(both, None))["x-forwarded-host"] == "outer.example"
+    assert dict(request_metadata([(b"host", b"inner:80")], None))["x-forwarded-host"] == "inner:80"
