@@ -1182,3 +1182,24 @@ async def test_no_trailers_unless_asked_and_possible(
     sent = await _asgi_call("/v1/metadata?reply_trailers=t%3D1", headers, trailers_extension=extension)
     assert [message["type"] for message in sent] == ["http.response.start", "http.response.body"]
     assert "trailers" not in sent[0]
+
+
+# --- The same through wsproxy, on every uvicorn WebSocket implementation -------------------------
+async def test_over_websocket_a_malformed_bidi_message_keeps_the_replies(ws_impl: str) -> None:
+    from websockets.asyncio.client import connect
+
+    from tests.conformance_service import SERVICE, grpc_backend
+    from tests.servers import drain, serve
+    from wsproxy import WebSocketProxyMiddleware
+    from wsproxy.gateway import Gateway
+
+    async with grpc_backend() as channel:
+        app: Any = WebSocketProxyMiddleware(Gateway(channel, [SERVICE]))
+        async with serve(app, ws=ws_impl) as running, connect(running.ws + "/v1/chat?method=POST") as ws:
+            await ws.send('{"stringValue":"a"}')
+            first = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+            await ws.send('{"int32Value":"not a number"}')
+            frames, code, _ = await asyncio.wait_for(drain(ws), timeout=10)
+    assert first["result"]["stringValue"] == "a"
+    assert [json.loads(frame)["error"]["code"] for frame in frames] == [3]
+    assert code == 1000  # the error is the stream's last line, after a 200: a normal close
