@@ -8,7 +8,7 @@ from google.protobuf import timestamp_pb2, wrappers_pb2
 from google.protobuf.descriptor_pb2 import FieldDescriptorProto, FileDescriptorProto
 
 from wsproxy.gateway import TemplateError, compile_template, http_status
-from wsproxy.gateway._fields import FieldError, is_shadowed, merge_json, set_from_strings
+from wsproxy.gateway._fields import FieldError, merge_json, populate_query, set_from_strings
 from wsproxy.gateway._jsonstream import JSONValueSplitter, ValueTooLarge
 
 
@@ -191,10 +191,10 @@ def test_json_body_into_whole_message_or_one_field() -> None:
         merge_json(message, "*", [1, 2])
 
 
-def test_shadowing() -> None:
-    assert is_shadowed("book.name", ["book"])
-    assert is_shadowed("name", ["name"])
-    assert not is_shadowed("bookish", ["book"])
+def test_query_skips_fields_bound_by_the_path_or_body_by_proto_or_json_name() -> None:
+    message = _message_class()()
+    populate_query(message, [("inner.depth", "1"), ("pageSize", "2"), ("name", "n")], ["inner", "page_size"])
+    assert (message.inner.depth, message.page_size, message.name) == (0, 0, "n")
 
 
 @pytest.mark.parametrize(

@@ -341,8 +341,3 @@ def merge_json(message: Message, body_field: str, value: Any) -> None:
         raise FieldError(f"request body does not fit {message.DESCRIPTOR.full_name}: {exc}") from None
     except SystemError as exc:  # upb's enum lookup fails this way on a lone surrogate
         raise FieldError(f"request body does not fit {message.DESCRIPTOR.full_name}: {exc}") from None
-
-
-def is_shadowed(name: str, taken: Iterable[str]) -> bool:
-    """Query parameter `name` would set a field already bound by the path or the body field."""
-    return any(name == path or name.startswith(path + ".") for path in taken)
