@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 
 from wsproxy.gateway._jsonstream import JSONValueSplitter, ValueTooLarge
 from wsproxy.gateway._status import GatewayError
@@ -113,7 +114,7 @@ class ResponseWriter:
         refuses those too, and grpc-gateway answers the marshal error as UNKNOWN (HTTP 500)."""
         try:
             return self.encode(message)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, json_format.Error):
             return None
 
     async def end_stream(self, headers: list[tuple[bytes, bytes]]) -> None:
@@ -133,7 +134,8 @@ class ResponseWriter:
         """
         if self.finished:
             return
-        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        # "replace": a message may quote a client's lone surrogate, which has no UTF-8 form.
+        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
         if self.started:
             await self._body(b'{"error":' + payload + b"}\n", more=False)
             return
