@@ -6,7 +6,12 @@ the route takes a body), the path variables and the query; client-streaming and 
 request message per JSON value of the body, written as the values arrive. Two tasks then run side
 by side: one answers from the call (bare message, `{"result": ...}` lines, or a status error), the
 other feeds the body to the call and afterwards watches for the client leaving, which cancels the
-call. Whichever ends first decides the other's fate.
+call. Whichever ends first decides the other's fate; the one exception is a bad value in a bidi
+body, which half-closes the call and leaves an error for the answer to end the stream with.
+
+What is parsed how lives beside this shell: _fields (path and query, Go's rules), _fieldmask (the
+PATCH mask), _json_output (protojson's output, response_body), _metadata, _status, _io; _openapi
+describes the same routes.
 """
 
 from __future__ import annotations
