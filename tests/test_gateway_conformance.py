@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -644,3 +644,80 @@ async def test_over_websocket_a_malformed_bidi_message_keeps_the_replies(ws_impl
     assert first["result"]["stringValue"] == "a"
     assert [json.loads(frame)["error"]["code"] for frame in frames] == [3]
     assert code == 1000  # the error is the stream's last line, after a 200: a normal close
+
+
+async def _h2_get(port: int, target: str, headers: list[tuple[str, str]]) -> tuple[int, bytes, list[Any]]:
+    """One GET over h2c (prior knowledge) read with h2, which hands back trailers (httpx does not)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    connection = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+    )
+    connection.initiate_connection()
+    request = [
+        (":method", "GET"),
+        (":path", target),
+        (":scheme", "http"),
+        (":authority", "127.0.0.1"),
+        *headers,
+    ]
+    connection.send_headers(1, request, end_stream=True)
+    writer.write(connection.data_to_send())
+    status, body, trailers = 0, b"", []
+    try:
+        while True:
+            data = await asyncio.wait_for(reader.read(65536), timeout=10)
+            assert data, "the server closed the connection"
+            for event in connection.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = int(dict(cast(Any, event.headers))[":status"])
+                elif isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                    connection.acknowledge_received_data(event.flow_controlled_length, 1)
+                elif isinstance(event, h2.events.TrailersReceived):
+                    trailers = list(event.headers)
+                elif isinstance(event, h2.events.StreamEnded):
+                    return status, body, trailers
+            writer.write(connection.data_to_send())
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(("query", "status"), [("", 200), ("&fail_code=5", 404)])
+async def test_trailers_on_hypercorn(query: str, status: int) -> None:
+    """The same on a real server that has the trailers extension (hypercorn, which has it for HTTP/2)."""
+    import os
+
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config
+
+    from tests.conformance_service import SERVICE, grpc_backend
+    from tests.servers import bind_loopback
+    from wsproxy.gateway import Gateway
+
+    sock = bind_loopback()
+    sock.listen(128)
+    config = Config()
+    config.bind = [f"fd://{os.dup(sock.fileno())}"]  # hypercorn closes the socket it is given
+    config.loglevel = "WARNING"
+    stop = asyncio.Event()
+    async with grpc_backend() as channel:
+        app: Any = Gateway(channel, [SERVICE])
+        task = asyncio.create_task(hypercorn_serve(app, config, shutdown_trigger=stop.wait))
+        try:
+            port = sock.getsockname()[1]
+            url = f"/v1/metadata?reply_trailers=t%3D1{query}"
+            got, body, trailers = await _h2_get(port, url, [("te", "trailers")])
+            without = await _h2_get(port, url, [])
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+            sock.close()
+    assert got == status
+    answer = json.loads(body)
+    assert answer["code"] == 5 if status != 200 else "received" in answer
+    assert trailers == [("grpc-trailer-t", "1")]
+    assert without[2] == []
