@@ -4,6 +4,7 @@ the wire (real answers validate against the schemas it states)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -83,7 +84,8 @@ def test_off_by_default() -> None:
 
 def test_paths_methods_and_parameters(document: dict[str, Any]) -> None:
     paths = document["paths"]
-    assert set(paths["/v1/everything/{string_value}"]) == {"get", "x-wsproxy-custom-methods"}
+    # PUT /v1/everything/{int32_value} has the same shape: it shares the key (see the shape test).
+    assert set(paths["/v1/everything/{string_value}"]) == {"get", "put", "x-wsproxy-custom-methods"}
     assert set(paths["/v1/everything/{string_value}"]["x-wsproxy-custom-methods"]) == {"PURGE"}
     enter = paths["/v1/{string_value}:enter"]["post"]
     assert enter["parameters"] == [
@@ -94,10 +96,11 @@ def test_paths_methods_and_parameters(document: dict[str, Any]) -> None:
             "schema": {"type": "string", "pattern": "^rooms/[^/]+$"},
         }
     ]  # body "*": nothing from the query
-    put = paths["/v1/everything/{int32_value}"]["put"]
+    put = paths["/v1/everything/{string_value}"]["put"]
     names = [parameter["name"] for parameter in put["parameters"]]
-    assert names[0] == "int32_value"
+    assert (put["parameters"][0]["in"], put["parameters"][0]["x-wsproxy-field"]) == ("path", "int32_value")
     assert put["parameters"][0]["schema"] == {"type": "integer", "format": "int32"}
+    assert "int32_value" not in names[1:]  # bound by the path
     assert "nested.name" not in names  # bound by the body
     assert {"string_value", "repeated_int32", "labels", "timestamp"} <= set(names)
     labels = next(p for p in put["parameters"] if p["name"] == "labels")
@@ -201,3 +204,17 @@ def test_openapi_document_is_a_pure_function_of_routes() -> None:
     validate(document)
     assert document["servers"] == [{"url": "https://api.example"}]
     assert document["info"]["title"] == "conformance.v1.ConformanceService"
+
+
+async def test_templates_of_one_shape_share_a_path_key() -> None:
+    """/v1/{name=shelves/*/books/*} (GET) and /v1/{book.name=shelves/*/books/*} (PATCH) are one OpenAPI path."""
+    document = await _document_of(_library_service())
+    shapes = [re.sub(r"\{[^}]*\}", "{}", path) for path in document["paths"]]
+    assert len(shapes) == len(set(shapes))
+    item = document["paths"]["/v1/{name}"]
+    assert set(item) == {"get", "patch"}
+    (path_parameter,) = [p for p in item["patch"]["parameters"] if p["in"] == "path"]
+    assert (path_parameter["name"], path_parameter["x-wsproxy-field"]) == ("name", "book.name")
+    assert "book.name" not in [
+        p["name"] for p in item["patch"]["parameters"]
+    ]  # bound by the path, not the query

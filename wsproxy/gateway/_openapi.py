@@ -17,7 +17,9 @@ What grpc-gateway users get from protoc-gen-openapiv2, generated at run time fro
 - the WebSocket upgrade, which OpenAPI cannot describe, as the `x-wsproxy-websocket` extension.
 
 Custom HTTP methods (`custom { kind: "ARCHIVE" }`) have no place in an OpenAPI path item and are
-listed under the path's `x-wsproxy-custom-methods` extension instead.
+listed under the path's `x-wsproxy-custom-methods` extension instead. Templates that differ only
+in variable names share one path key (OpenAPI forbids two), each parameter naming its field in
+`x-wsproxy-field`.
 """
 
 from __future__ import annotations
@@ -323,6 +325,21 @@ def _operation(
     return operation
 
 
+def _share_path_key(path: str, operation: dict[str, Any], shapes: dict[str, str]) -> str:
+    """OpenAPI forbids two path keys that differ only in variable names (`/v1/{name}`,
+    `/v1/{book.name}`): the second uses the first's key and names, its parameters say which field
+    they set (`x-wsproxy-field`). The URL is the same; only the labels differ."""
+    shape = _VARIABLE.sub("{}", path)
+    first = shapes.setdefault(shape, path)
+    if first == path:
+        return path
+    names = [found.group(1) for found in _VARIABLE.finditer(first)]
+    parameters = operation["parameters"]
+    for index, name in enumerate(names):
+        parameters[index] = {**parameters[index], "name": name, "x-wsproxy-field": parameters[index]["name"]}
+    return first
+
+
 def openapi_document(
     routes: Iterable[Route],
     *,
@@ -335,6 +352,7 @@ def openapi_document(
     paths: dict[str, dict[str, Any]] = {}
     counts: dict[str, int] = {}
     services: dict[str, None] = {}
+    shapes: dict[str, str] = {}  # "/v1/{}" -> the first path key of that shape
     for route in routes:
         method = route.method
         services[method.containing_service.full_name] = None
@@ -342,8 +360,9 @@ def openapi_document(
         counts[base_id] = counts.get(base_id, 0) + 1
         operation_id = base_id if counts[base_id] == 1 else f"{base_id}{counts[base_id]}"
         path, path_parameters = _openapi_path(route.path.template, method.input_type)
-        item = paths.setdefault(path, {})
         operation = _operation(builder, route, operation_id, path_parameters)
+        path = _share_path_key(path, operation, shapes)
+        item = paths.setdefault(path, {})
         if route.http_method in _OPENAPI_METHODS:
             item.setdefault(route.http_method.lower(), operation)
         else:
