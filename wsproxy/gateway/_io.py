@@ -1,7 +1,12 @@
-"""The ASGI side of one gateway request: reading JSON values from the body, writing the response."""
+"""The ASGI side of one gateway request: reading JSON values from the body, writing the response.
+
+Both pumps charge wsproxy's yield budget (wsproxy/_stream.py) and give the event loop a turn when it
+is spent: the server's receive and send need not suspend, and one busy call must not hold the loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -10,6 +15,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
+from wsproxy._stream import YieldBudget
 from wsproxy.gateway._jsonstream import JSONValueSplitter, ValueTooLarge
 from wsproxy.gateway._status import GatewayError
 from wsproxy.gateway._types import Receive, Send
@@ -33,6 +39,7 @@ class RequestReader:
         self._splitter = JSONValueSplitter(max_value_size=max_value_size)
         self._values: deque[bytes] = deque()
         self._body_done = False
+        self._budget = YieldBudget()
 
     async def next_value(self) -> Any | None:
         """The next decoded JSON value, or None once the body has ended."""
@@ -42,6 +49,8 @@ class RequestReader:
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 raise ClientGone
+            if self._budget.charge(len(message.get("body", b""))):
+                await asyncio.sleep(0)
             try:
                 self._values.extend(self._splitter.feed(message.get("body", b"")))
             except ValueTooLarge as exc:
@@ -67,6 +76,8 @@ class RequestReader:
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 return
+            if self._budget.charge(len(message.get("body", b""))):
+                await asyncio.sleep(0)
 
 
 Headers = list[tuple[bytes, bytes]]
@@ -89,6 +100,7 @@ class ResponseWriter:
         self.started = False
         self.finished = False
         self._trailers_due = False
+        self._budget = YieldBudget()
 
     async def message(self, message: Any, headers: Headers, trailers: Trailers = ()) -> None:
         encoded = self._encoded(message)
@@ -175,6 +187,8 @@ class ResponseWriter:
             await self._send(message)
         except OSError:
             raise ClientGone from None
+        if self._budget.charge(len(message.get("body", b""))):
+            await asyncio.sleep(0)
 
 
 def _unprintable() -> dict[str, Any]:
