@@ -109,7 +109,8 @@ async def grpc_backend() -> AsyncIterator[grpc.aio.Channel]:
 def serve_gateway_in_thread(**gateway_options: Any) -> Iterator[Running]:
     """grpcio server + Gateway on uvicorn, all in one background thread and loop.
 
-    uvicorn's proxy_headers is off, so the client address the gateway sees is the TCP peer's.
+    uvicorn's proxy_headers is off, so the client address the gateway sees is the TCP peer's, and
+    its HTTP parser is h11, since httptools refuses custom methods (PURGE) before the app sees them.
     """
     sock = bind_loopback()
     ready = threading.Event()
@@ -119,7 +120,7 @@ def serve_gateway_in_thread(**gateway_options: Any) -> Iterator[Running]:
         async with grpc_backend() as channel:
             gateway = Gateway(channel, [SERVICE], **gateway_options)
             server = uvicorn.Server(
-                uvicorn.Config(gateway, log_level="warning", lifespan="off", proxy_headers=False)
+                uvicorn.Config(gateway, log_level="warning", lifespan="off", proxy_headers=False, http="h11")
             )
             state["server"] = server
             task = asyncio.create_task(server.serve(sockets=[sock]))
