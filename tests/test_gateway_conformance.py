@@ -454,6 +454,9 @@ def _quote(text: str) -> str:
     return httpx.QueryParams({"x": text}).__str__()[2:]
 
 
+RAW = ["%zz", "%ED%A0%80", "%FF"]  # sent as they are: a bad escape, a UTF-8 surrogate, a lone byte
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     path=st.sampled_from(PATHS),
@@ -461,22 +464,7 @@ def _quote(text: str) -> str:
         st.tuples(
             st.sampled_from(FIELD_NAMES),
             URL_TEXT
-            | st.sampled_from(
-                [
-                    "99999999999",
-                    "-1",
-                    "1e400",
-                    "NaN",
-                    "%zz",
-                    "%ED%A0%80",
-                    "%FF",
-                    "1h",
-                    "{",
-                    "[1]",
-                    "a,b",
-                    "AAE",
-                ]
-            ),
+            | st.sampled_from(["99999999999", "-1", "1e400", "NaN", "1h", "{", "[1]", "a,b", "AAE", *RAW]),
         ),
         max_size=4,
     ),
@@ -485,9 +473,7 @@ def _quote(text: str) -> str:
 def test_malformed_query_and_path_values_are_never_5xx(
     http: httpx.Client, path: str, pairs: list[tuple[str, str]], segment: str
 ) -> None:
-    query = "&".join(
-        f"{_quote(name)}={value if value.startswith('%') else _quote(value)}" for name, value in pairs
-    )
+    query = "&".join(f"{_quote(name)}={value if value in RAW else _quote(value)}" for name, value in pairs)
     method = {"/v1/things/t": "PATCH", "/v1/everything/1": "PUT"}.get(path, "GET")
     url = path.replace("/s", "/" + (_quote(segment) or "s")) if path.endswith("/s") else path
     response = http.request(method, f"{url}?{query}", content=b"{}" if method != "GET" else None)
