@@ -428,8 +428,15 @@ def test_docs_compatibility_table_matches_the_rows() -> None:
 def test_declaration_order_is_byte_exact(http: httpx.Client) -> None:
     """protojson prints fields in declaration order; json.loads keeps it, so check the raw bytes too."""
     text = http.post("/v1/everything", content=b'{"floatValue":1,"doubleValue":2}').text
-    assert text.startswith('{"stringValue":"","doubleValue":2')
-    assert '"floatValue":1' in text
+    assert text.startswith('{"stringValue":"","doubleValue":2,"floatValue":1,"int32Value":0,')
+
+
+def test_integral_floats_are_spelled_as_protojson_does(http: httpx.Client) -> None:
+    """protobuf-go internal/encoding/json appendFloat: strconv 'f' format, so 0 and 3, never 0.0 or 3.0."""
+    body = b'{"doubleValue":3,"doubleWrapper":-2,"nested":{},"floatValue":0.5}'
+    text = http.post("/v1/everything", content=body).text
+    assert '"doubleValue":3,"floatValue":0.5,' in text
+    assert '"doubleWrapper":-2,' in text
 
 
 # --- No bad client input is ever a 5xx ------------------------------------------------------------

@@ -56,6 +56,7 @@ class _Slot:
     container: str  # "", "list" or "map"
     map_key_kind: str  # "number", "bool" or "string" (how map keys sort)
     null_when_unset: bool
+    floats: bool  # values are double/float (or their wrappers): spelled as protojson spells them
 
 
 def _plan(descriptor: Any, use_proto_names: bool) -> tuple[_Slot, ...]:
@@ -74,6 +75,10 @@ def _plan(descriptor: Any, use_proto_names: bool) -> tuple[_Slot, ...]:
             container = "list"
         nested = message if message is not None and message.full_name not in _SPECIAL else None
         null_when_unset = field.has_presence and field.containing_oneof is None and not field.is_repeated
+        value_field = field.message_type.fields_by_name["value"] if container == "map" else field
+        floats = value_field.cpp_type in _FLOAT_TYPES or (
+            message is not None and message.full_name in _FLOAT_WRAPPERS
+        )
         slots.append(
             _Slot(
                 field.name if use_proto_names else field.json_name,
@@ -82,9 +87,30 @@ def _plan(descriptor: Any, use_proto_names: bool) -> tuple[_Slot, ...]:
                 container,
                 key_kind,
                 null_when_unset,
+                floats,
             )
         )
     return tuple(slots)
+
+
+_FLOAT_TYPES = (FieldDescriptor.CPPTYPE_DOUBLE, FieldDescriptor.CPPTYPE_FLOAT)
+_FLOAT_WRAPPERS = frozenset({"google.protobuf.DoubleValue", "google.protobuf.FloatValue"})
+
+
+def _go_float(value: Any) -> Any:
+    """protojson writes an integral double as Go's strconv 'f' does: `0`, `3`, not Python's `0.0`.
+    Below 2^53 the integer is exact, so int() prints the same digits; other values keep repr()."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
+def _go_floats(item: Any) -> Any:
+    if isinstance(item, list):
+        return [_go_float(element) for element in item]
+    if isinstance(item, dict):
+        return {key: _go_float(element) for key, element in item.items()}
+    return _go_float(item)
 
 
 _MAP_KEY_ORDER: dict[str, Any] = {
@@ -154,6 +180,8 @@ class MessageEncoder:
                         item = [self._arrange(element, slot.nested) for element in item]
                     else:
                         item = self._arrange(item, slot.nested)
+                if slot.floats:
+                    item = _go_floats(item)
                 arranged[slot.key] = item
             elif slot.null_when_unset and self._emit_unpopulated:
                 arranged[slot.key] = None
