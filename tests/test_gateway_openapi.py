@@ -218,3 +218,13 @@ async def test_templates_of_one_shape_share_a_path_key() -> None:
     assert "book.name" not in [
         p["name"] for p in item["patch"]["parameters"]
     ]  # bound by the path, not the query
+
+
+async def test_partial_info_keeps_the_required_fields() -> None:
+    document = await _document_of(SERVICE, openapi_info={"description": "Only a description."})
+    validate(document)
+    assert document["info"] == {
+        "title": "conformance.v1.ConformanceService",
+        "version": "version not set",
+        "description": "Only a description.",
+    }

@@ -369,9 +369,8 @@ def openapi_document(
             item.setdefault("x-wsproxy-custom-methods", {}).setdefault(route.http_method, operation)
     document: dict[str, Any] = {
         "openapi": OPENAPI_VERSION,
-        "info": dict(info)
-        if info
-        else {"title": ", ".join(services) or "gateway", "version": "version not set"},
+        # title and version are required: defaults (as protoc-gen-openapiv2's) for what `info` leaves out
+        "info": {"title": ", ".join(services) or "gateway", "version": "version not set", **(info or {})},
         "paths": paths,
         "components": {"schemas": dict(sorted(builder.schemas.items()))},
         "x-wsproxy-websocket": WEBSOCKET_EXTENSION,
