@@ -325,6 +325,13 @@ ROWS = [
         lambda body: (any(item.startswith("x-forwarded-host=127.0.0.1:") for item in body["received"]) and "x-forwarded-for=127.0.0.1" in body["received"])),
     Row("md-timeout-bad", "runtime/context.go: annotateContext (invalid grpc-timeout)", "GET", "/v1/metadata", 400,
         has_code(3), headers={"Grpc-Timeout": "soon"}),
+    Row("md-reserved-dropped", "grpc-go internal/transport/http_util.go: isReservedHeader (the client leaves these out)",
+        "GET", "/v1/metadata", 200,
+        lambda body: not any(item.startswith(("grpc-status=", "grpc-message=", "te=")) for item in body["received"]),
+        headers={"Grpc-Metadata-Grpc-Status": "5", "Grpc-Metadata-Grpc-Message": "forged", "Grpc-Metadata-Te": "x"}),
+    Row("md-timeout-huge", "differs: runtime/context.go timeoutDecode overflows Go's Duration (a past deadline, 504); "
+        "we treat a timeout of 68 years or more as none",
+        "GET", "/v1/metadata", 200, lambda body: "received" in body, headers={"Grpc-Timeout": "99999999H"}),
     Row("md-response-headers", "runtime/handler.go: handleForwardResponseServerMetadata (Grpc-Metadata-)", "GET",
         "/v1/metadata?reply_headers=color%3Dblue", 200, lambda body: "received" in body,
         expect_headers={"grpc-metadata-color": "blue"}),

@@ -253,3 +253,13 @@ def test_x_forwarded_host_wins_over_host() -> None:
     both = [(b"host", b"inner:80"), (b"x-forwarded-host", b"outer.example")]
     assert dict(request_metadata(both, None))["x-forwarded-host"] == "outer.example"
     assert dict(request_metadata([(b"host", b"inner:80")], None))["x-forwarded-host"] == "inner:80"
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [(b"10S", 10.0), (b"250m", 0.25), (b"2M", 120.0), (b"1H", 3600.0), (b"0S", None), (b"99999999H", None)],
+)
+def test_grpc_timeout(header: bytes, seconds: float | None) -> None:
+    from wsproxy.gateway._metadata import request_timeout
+
+    assert request_timeout([(b"grpc-timeout", header)]) == seconds

@@ -126,7 +126,7 @@ class ResponseWriter:
         refuses those too, and grpc-gateway answers the marshal error as UNKNOWN (HTTP 500)."""
         try:
             return self.encode(message)
-        except (ValueError, TypeError, json_format.Error):
+        except (ValueError, TypeError, AttributeError, json_format.Error):
             return None
 
     async def end_stream(self, headers: list[tuple[bytes, bytes]]) -> None:

@@ -53,6 +53,22 @@ _PERMANENT = frozenset(
     ]
 )
 _METADATA_KEY = re.compile(r"[0-9a-z_.-]+")
+# grpc-go's isReservedHeader: the transport's own headers, which its client leaves out of a call's
+# metadata (grpcio would instead send them, and a forged grpc-status breaks the call).
+_RESERVED = frozenset(
+    [
+        "content-type",
+        "user-agent",
+        "grpc-message-type",
+        "grpc-encoding",
+        "grpc-message",
+        "grpc-status",
+        "grpc-timeout",
+        "grpc-status-details-bin",
+        "te",
+    ]
+)
+_MAX_TIMEOUT = 2.0**31  # seconds (68 years): beyond, grpcio's deadline overflows into "already past"
 _TIMEOUT = re.compile(r"([0-9]{1,8})([HMSmun])")
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
@@ -99,8 +115,8 @@ def request_metadata(headers: list[tuple[bytes, bytes]], client: tuple[str, int]
             key = "grpcgateway-" + name
         else:
             continue
-        if not _METADATA_KEY.fullmatch(key):
-            continue  # not a valid gRPC metadata key: grpc-gateway logs and skips it
+        if not _METADATA_KEY.fullmatch(key) or key in _RESERVED:
+            continue  # not a valid gRPC metadata key (grpc-gateway skips it) or one grpc-go drops
         if key.endswith("-bin"):
             metadata.append((key, _binary(raw_name.decode("latin-1"), value)))
         elif _printable(value):
@@ -129,7 +145,9 @@ def request_timeout(headers: list[tuple[bytes, bytes]]) -> float | None:
             found = _TIMEOUT.fullmatch(value.decode("latin-1"))
             if found is None:
                 raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"bad Grpc-Timeout {value!r}")
-            return int(found.group(1)) * _TIMEOUT_UNITS[found.group(2)]
+            seconds = int(found.group(1)) * _TIMEOUT_UNITS[found.group(2)]
+            # 0 is no deadline in grpc-gateway (DefaultContextTimeout); so is one beyond grpcio's range.
+            return seconds if 0 < seconds < _MAX_TIMEOUT else None
     return None
 
 
