@@ -115,7 +115,7 @@ def request_metadata(headers: list[tuple[bytes, bytes]], client: tuple[str, int]
             key = "grpcgateway-" + name
         else:
             continue
-        if not _METADATA_KEY.fullmatch(key) or key in _RESERVED:
+        if not _METADATA_KEY.fullmatch(key) or key in _RESERVED or key == "-bin":  # grpcio refuses "-bin"
             continue  # not a valid gRPC metadata key (grpc-gateway skips it) or one grpc-go drops
         if key.endswith("-bin"):
             metadata.append((key, _binary(raw_name.decode("latin-1"), value)))
