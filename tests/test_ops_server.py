@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.servers import Running, drain, serve_on
+from tests.servers import Ended, Running, drain, serve_on
 from tests.test_auth import authenticate
 from tests.test_security import logged, refusal
 from tests.upstream_apps import Process, app, spawn_listening
@@ -152,27 +152,6 @@ async def settled(read: Any, streams: int = 4) -> dict[tuple[str, tuple[tuple[st
 
 
 # The middleware in this process, under uvicorn.
-
-
-class Ended:
-    """Counts the streams the middleware ended (its `on_stream_end`, chained after the metrics' own).
-
-    A client sees the close before the server has finished the stream (legacy websockets completes the
-    closing handshake inside the app's send), so a test waits here for the server's side of the close.
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._changed = asyncio.Event()
-
-    def __call__(self, record: object) -> None:
-        self.count += 1
-        self._changed.set()
-
-    async def reach(self, count: int) -> None:
-        while self.count < count:
-            self._changed.clear()
-            await asyncio.wait_for(self._changed.wait(), timeout=30)
 
 
 @dataclass
