@@ -1,4 +1,4 @@
-"""An asyncio client for services behind wsproxy, built on `websockets`.
+"""One call, one WebSocket: the single-socket client, built on `websockets`.
 
     async with connect("ws://host/v1/chat", method="POST", token=jwt) as call:
         await call.send({"text": "hi"})
@@ -26,44 +26,11 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
-from wsproxy._client_decoder import ResponseDecoder
-from wsproxy._client_errors import (
-    BadGatewayError,
-    CallError,
-    ConnectError,
-    ConnectionLostError,
-    HTTPStatusError,
-    MessageTooBigError,
-    PolicyViolationError,
-    ProxyInternalError,
-    StreamError,
-    TryAgainLaterError,
-    UnexpectedCloseError,
-)
+from wsproxy.client._decoder import ResponseDecoder
+from wsproxy.client._errors import CallError, ConnectError, HTTPStatusError, StreamError
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
-
-__all__ = [
-    "BadGatewayError",
-    "Call",
-    "CallError",
-    "ConnectError",
-    "ConnectOptions",
-    "ConnectionLostError",
-    "HTTPStatusError",
-    "MessageTooBigError",
-    "PolicyViolationError",
-    "ProxyInternalError",
-    "StreamError",
-    "TryAgainLaterError",
-    "UnexpectedCloseError",
-    "bidi",
-    "client_stream",
-    "connect",
-    "server_stream",
-    "unary",
-]
 
 DEFAULT_MAX_SIZE = 1024 * 1024
 
