@@ -26,8 +26,10 @@ from collections.abc import Collection
 from wsproxy import closecodes
 from wsproxy._handshake import RequestPlan, plan_request
 from wsproxy._lines import LineSplitter
+from wsproxy._mux_session import MuxSession, offers_mux
 from wsproxy._options import (
     DEFAULT_FORWARDED_HEADERS,
+    DEFAULT_MAX_CALLS_PER_SOCKET,
     DEFAULT_MAX_LINE_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE,
     ForwardedHeaders,
@@ -68,6 +70,7 @@ class WebSocketProxyMiddleware:
         allowed_origins: Collection[str] | None = None,
         max_connections: int | None = None,
         idle_timeout: float | None = None,
+        max_calls_per_socket: int = DEFAULT_MAX_CALLS_PER_SOCKET,
     ) -> None:
         self.app = app
         self.options = ProxyOptions(
@@ -82,6 +85,7 @@ class WebSocketProxyMiddleware:
             allowed_origins=allowed_origins,
             max_connections=max_connections,
             idle_timeout=idle_timeout,
+            max_calls_per_socket=max_calls_per_socket,
         )
         self._forwards = self.options.forwards()
         self._origins = self.options.origins()
@@ -108,9 +112,25 @@ class WebSocketProxyMiddleware:
             return
         self.active_streams += 1
         try:
-            await _Stream(self, plan, receive, send).run()
+            if offers_mux(scope):  # many calls on this socket: docs/protocol.md, "Multiplexing"
+                await self._mux_session(scope, receive, send).run()
+            else:
+                await _Stream(self, plan, receive, send).run()
         finally:
             self.active_streams -= 1
+
+    def _mux_session(self, scope: Scope, receive: Receive, send: Send) -> MuxSession:
+        return MuxSession(
+            scope,
+            receive,
+            send,
+            plan_call=self._plan,
+            run_stream=lambda plan, call_receive, call_send: _Stream(
+                self, plan, call_receive, call_send
+            ).run(),
+            half_close=self._half_close,
+            max_calls=self.options.max_calls_per_socket,
+        )
 
     def _plan(self, scope: Scope) -> RequestPlan:
         plan = plan_request(scope, self.options, forwards=self._forwards, origins=self._origins)

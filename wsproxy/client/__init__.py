@@ -33,6 +33,7 @@ from wsproxy.client._errors import (
     TryAgainLaterError,
     UnexpectedCloseError,
 )
+from wsproxy.client._multiplexed import MuxCall, MuxCallOptions, MuxConnection, connect_mux
 from wsproxy.client._single import (
     Call,
     ConnectOptions,
@@ -55,6 +56,9 @@ __all__ = [
     "ConnectionLostError",
     "HTTPStatusError",
     "MessageTooBigError",
+    "MuxCall",
+    "MuxCallOptions",
+    "MuxConnection",
     "PolicyViolationError",
     "ProxyInternalError",
     "StreamError",
@@ -64,6 +68,7 @@ __all__ = [
     "client_stream",
     "close_of",
     "connect",
+    "connect_mux",
     "encode_message",
     "server_stream",
     "unary",

@@ -166,7 +166,7 @@ async def connect(url: str, **options: Unpack[ConnectOptions]) -> AsyncIterator[
         HTTPStatusError: the server refused the handshake with an HTTP status (`code` is None).
         ConnectError: the connection could not be opened.
     """
-    websocket = await _open(url, options)
+    websocket = await open_websocket(url, options)
     try:
         yield Call(websocket, raw=options.get("raw", False))
     finally:
@@ -251,9 +251,13 @@ def close_of(closed: ConnectionClosed) -> tuple[int | None, str]:
     return frame.code, frame.reason
 
 
-async def _open(url: str, options: ConnectOptions) -> ClientConnection:
+async def open_websocket(
+    url: str, options: ConnectOptions, *, extra_subprotocols: tuple[str, ...] = ()
+) -> ClientConnection:
+    """The handshake: the Bearer pair (and `extra_subprotocols`) offered, refusals as CallErrors."""
     token = options.get("token")
-    subprotocols = [Subprotocol("Bearer"), Subprotocol(token)] if token else None
+    offered = (["Bearer", token] if token else []) + list(extra_subprotocols)
+    subprotocols = [Subprotocol(item) for item in offered] or None
     uri = with_method(url, options.get("method"))
     try:
         return await ws_connect(
