@@ -34,6 +34,8 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from wsproxy.closecodes import truncate_reason
+
 SUBPROTOCOL = "wsproxy.mux.v1"
 HEADER_SIZE = 5
 INITIAL_WINDOW = 65536
@@ -147,7 +149,7 @@ def encode_window(call_id: int, increment: int) -> bytes:
 
 
 def encode_end(call_id: int, code: int, reason: str = "") -> bytes:
-    return encode(FrameType.END, call_id, _CODE.pack(code) + reason.encode()[:123])
+    return encode(FrameType.END, call_id, _CODE.pack(code) + truncate_reason(reason).encode())
 
 
 def encode_line(call_id: int, line: str | bytes) -> bytes:

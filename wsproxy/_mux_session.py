@@ -95,8 +95,10 @@ class MuxSession:
             while self.tasks or self.refusals:
                 await asyncio.wait(self.tasks | self.refusals)
         except asyncio.CancelledError:
-            for task in self.tasks | self.refusals:
+            pending = self.tasks | self.refusals
+            for task in pending:
                 task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
             raise
 
     async def _read_loop(self) -> None:
