@@ -13,6 +13,7 @@ import contextlib
 import json
 import re
 import struct
+import sys
 from collections.abc import AsyncIterator
 from typing import Any, cast
 from urllib.parse import parse_qs
@@ -25,6 +26,7 @@ from websockets.typing import Subprotocol
 
 from tests.servers import Running, serve
 from tests.test_client import body_lines, collect, ndjson_app, respond
+from tests.upstream_apps import Process, proxying, spawn_listening
 from wsproxy import WebSocketProxyMiddleware
 from wsproxy._types import Receive, Scope, Send
 from wsproxy.client import (
@@ -37,6 +39,7 @@ from wsproxy.client import (
     TryAgainLaterError,
     connect_mux,
 )
+from wsproxy.upstream import UpstreamApp
 
 SUBPROTOCOL = "wsproxy.mux.v1"
 OPEN, MESSAGE, HALF_CLOSE, CANCEL, WINDOW = 0x01, 0x02, 0x03, 0x04, 0x05
@@ -463,3 +466,48 @@ async def test_binary_and_unicode_lines_keep_their_kind(ws_impl: str) -> None:
         assert first == frame(LINE, 1, "héllo".encode())
         assert second == frame(LINE_BINARY, 1, b"\xff\xfe")
         assert await next_end(ws, 1) == (1000, "")
+
+
+# Through a remote upstream: the in-process UpstreamApp and the `wsproxy --upstream` command.
+
+
+async def four_kinds_on_the_upstream(url: str) -> None:
+    async with connect_mux(url, open_timeout=30) as conn:
+
+        async def bidi() -> list[Any]:
+            async with conn.bidi("/bidi", method="POST") as call:
+                replies = []
+                for n in range(3):
+                    await call.send({"n": n})
+                    replies.append(await anext(call))  # full duplex: before the half-close
+                await call.close_send()
+                assert [rest async for rest in call] == []
+                return replies
+
+        results = await asyncio.gather(
+            conn.unary("/echo", {"hi": 1}, method="POST"),
+            collect_all(conn.server_stream("/stream?count=3")),
+            conn.client_stream("/sum", [{"n": 40}, {"n": 2}], method="POST"),
+            bidi(),
+            *(conn.unary("/echo", {"n": n}, method="POST") for n in range(10)),
+        )
+    assert results[0] == {"echo": {"hi": 1}}
+    assert results[1] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert results[2] == {"sum": 42}
+    assert results[3] == [{"echo": {"n": n}} for n in range(3)]
+    assert results[4:] == [{"echo": {"n": n}} for n in range(10)]
+
+
+async def collect_all(messages: AsyncIterator[Any]) -> list[Any]:
+    return [message async for message in messages]
+
+
+async def test_four_kinds_through_upstream_app(upstream: Process) -> None:
+    async with proxying(WebSocketProxyMiddleware(UpstreamApp(upstream.http))) as proxy:
+        await four_kinds_on_the_upstream(proxy.ws)
+
+
+async def test_four_kinds_through_the_wsproxy_command(upstream: Process) -> None:
+    command = [sys.executable, "-m", "wsproxy", "--log-level", "warning", "--upstream", upstream.http]
+    with spawn_listening(command) as proxy:
+        await four_kinds_on_the_upstream(proxy.ws)
