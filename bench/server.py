@@ -40,7 +40,10 @@ async def _app(kind: str) -> AsyncIterator[ASGIApp]:
 
 
 async def _serve(kind: str, ws: str) -> None:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only when the listening
+    # socket's proto says TCP (as `uvicorn --host --port` does). Without it a small write right after
+    # another waits for the client's delayed ACK (40 ms on Linux), e.g. a close frame after a reply.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     async with _app(kind) as app:
