@@ -27,7 +27,7 @@ from websockets.typing import Subprotocol
 from tests.servers import Running, serve
 from tests.test_client import body_lines, collect, ndjson_app, respond
 from tests.upstream_apps import Process, proxying, spawn_listening
-from wsproxy import WebSocketProxyMiddleware
+from wsproxy import HandshakeRejected, WebSocketProxyMiddleware
 from wsproxy._types import Receive, Scope, Send
 from wsproxy.client import (
     BadGatewayError,
@@ -511,3 +511,20 @@ async def test_four_kinds_through_the_wsproxy_command(upstream: Process) -> None
     command = [sys.executable, "-m", "wsproxy", "--log-level", "warning", "--upstream", upstream.http]
     with spawn_listening(command) as proxy:
         await four_kinds_on_the_upstream(proxy.ws)
+
+
+async def test_the_request_mutator_runs_for_each_call(ws_impl: str) -> None:
+    def mutator(ws_scope: Scope, http_scope: Scope) -> Scope:
+        if http_scope["path"] == "/v1/forbidden":
+            raise HandshakeRejected(403, "not for you")
+        http_scope["headers"] = [*http_scope["headers"], (b"x-call-path", http_scope["path"].encode())]
+        return http_scope
+
+    async with mux_proxy(ws_impl, request_mutator=mutator) as (srv, _), connect_mux(srv.ws) as conn:
+        with pytest.raises(HTTPStatusError) as refused:
+            await conn.unary("/v1/forbidden")
+        assert (refused.value.code, refused.value.reason) == (4403, "not for you")
+        first = await conn.unary("/v1/headers")
+        second = await conn.unary("/v1/headers?x=1")
+    assert first["x-call-path"] == "/v1/headers"
+    assert second["x-call-path"] == "/v1/headers"
