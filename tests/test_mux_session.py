@@ -406,6 +406,8 @@ async def test_unattributable_frames_close_the_socket_with_1002(
             1008,
             "without credit",
         ),
+        # Over max_message_size (here 131072): refused on arrival, as a single call closes 1009.
+        ([open_frame(1, "/v1/stall"), frame(MESSAGE, 1, b"x" * 131073)], 1009, "message too big"),
         # A flood of half-closes costs credit too (1 each), so it cannot queue without bound.
         # (Or, once the stream reads ahead, the second half-close is the single-socket 1008.)
         (
@@ -528,3 +530,37 @@ async def test_the_request_mutator_runs_for_each_call(ws_impl: str) -> None:
         second = await conn.unary("/v1/headers?x=1")
     assert first["x-call-path"] == "/v1/headers"
     assert second["x-call-path"] == "/v1/headers"
+
+
+async def test_a_flood_of_bad_opens_while_the_socket_cannot_be_written_stops_the_reading() -> None:
+    """Each bad OPEN is answered with an END. A client that floods them and never reads must get
+    backpressure (the proxy stops reading), not one pending END writer per OPEN. In process: a socket
+    whose every data write blocks forever, as a full TCP buffer does, and a client with endless OPENs."""
+    reads = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal reads
+        reads += 1
+        if reads == 1:
+            return {"type": "websocket.connect"}
+        return {"type": "websocket.receive", "bytes": frame(OPEN, reads, b"{")}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.send":
+            await asyncio.Event().wait()
+
+    scope = {
+        "type": "websocket",
+        "path": "/",
+        "query_string": b"",
+        "headers": [],
+        "subprotocols": [SUBPROTOCOL],
+    }
+    proxy = WebSocketProxyMiddleware(ndjson_app)
+    task = asyncio.create_task(proxy(scope, cast(Any, receive), cast(Any, send)))
+    await asyncio.sleep(0.5)
+    assert not task.done()
+    assert reads < 100  # unbounded, it would have read tens of thousands by now
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -37,6 +37,9 @@ PlanCall = Callable[[Scope], RequestPlan]
 RunStream = Callable[[RequestPlan, Receive, Send], Awaitable[None]]
 
 FRAMES_PER_TURN = 32  # frames read or written before the session gives the event loop a turn
+# END frames of refused calls waiting to be written before the read loop stops reading: a client that
+# floods bad OPENs and does not read gets TCP backpressure, not an ever-growing set of writers.
+MAX_PENDING_REFUSALS = 16
 _DISCONNECT: Message = {"type": "websocket.disconnect", "code": closecodes.GOING_AWAY}
 
 
@@ -58,6 +61,7 @@ class MuxSession:
         run_stream: RunStream,
         half_close: bytes | None,
         max_calls: int,
+        max_message_size: int,
     ) -> None:
         self.scope = scope
         self.ws_receive = receive
@@ -66,6 +70,7 @@ class MuxSession:
         self.run_stream = run_stream
         self.half_close = half_close
         self.max_calls = max_calls
+        self.max_message_size = max_message_size
         self.calls: dict[int, MuxCall] = {}  # open calls that still take frames
         self.tasks: set[asyncio.Task[None]] = set()  # calls whose stream still runs
         self.refusals: set[asyncio.Task[None]] = set()  # END frames of calls refused at OPEN
@@ -81,25 +86,25 @@ class MuxSession:
             return
         try:
             await self._read_loop()
-        finally:
-            self.dropped = True
-            for call in list(self.calls.values()):
-                call.socket_gone()
-            self.calls.clear()
-            await self._wait_calls()
-
-    async def _wait_calls(self) -> None:
-        """Every call's app has seen the disconnect; wait for their streams to end (they cancel
-        apps that do not). If the session itself is cancelled, cancel the calls too."""
-        try:
-            while self.tasks or self.refusals:
-                await asyncio.wait(self.tasks | self.refusals)
-        except asyncio.CancelledError:
+        except BaseException:
+            # The server is cancelling this connection (or we failed): end every call now.
+            self._drop_calls()
             pending = self.tasks | self.refusals
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             raise
+        # The socket dropped or closed: every call's app sees the disconnect; wait for their streams
+        # to end (they cancel apps that do not).
+        self._drop_calls()
+        while self.tasks or self.refusals:
+            await asyncio.wait(self.tasks | self.refusals)
+
+    def _drop_calls(self) -> None:
+        self.dropped = True
+        for call in list(self.calls.values()):
+            call.socket_gone()
+        self.calls.clear()
 
     async def _read_loop(self) -> None:
         turn = 0
@@ -119,6 +124,8 @@ class MuxSession:
                 logger.info("%s: mux protocol error: %s", self.scope.get("path"), exc.reason)
                 await self._close_socket(_mux.PROTOCOL_ERROR, exc.reason)
                 return
+            if len(self.refusals) >= MAX_PENDING_REFUSALS:
+                await asyncio.wait(self.refusals, return_when=asyncio.FIRST_COMPLETED)
             turn += 1
             if turn >= FRAMES_PER_TURN:
                 turn = 0
@@ -188,6 +195,8 @@ class MuxSession:
         if self.dropped:
             raise ClientDisconnected("the multiplexed WebSocket has gone away")
         async with self.write_lock:  # FIFO: calls take turns
+            if self.dropped:
+                raise ClientDisconnected("the multiplexed WebSocket has gone away")
             try:
                 await self.ws_send({"type": "websocket.send", "bytes": frame})
             except (OSError, RuntimeError) as exc:  # RuntimeError: the server already closed it
@@ -249,6 +258,8 @@ class MuxCall:
     # Frames from the client (called by the session's read loop, never awaiting).
 
     def message(self, payload: bytes) -> None:
+        if len(payload) > self.session.max_message_size:  # refused on arrival, never buffered
+            raise CallRefused(closecodes.MESSAGE_TOO_BIG, "message too big")
         self.receive_credit.received(len(payload))  # raises FlowControlError without credit
         self.inbox.append(payload)
         self._wake_receiver()

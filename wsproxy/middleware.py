@@ -130,6 +130,7 @@ class WebSocketProxyMiddleware:
             ).run(),
             half_close=self._half_close,
             max_calls=self.options.max_calls_per_socket,
+            max_message_size=self.options.max_message_size,
         )
 
     def _plan(self, scope: Scope) -> RequestPlan:
