@@ -74,6 +74,12 @@ async def observed_app(observed: Observed, scope: Scope, receive: Receive, send:
         while (await receive())["type"] != "http.disconnect":
             pass
         observed.disconnects.append(query["name"][0])
+    elif path == "/v1/burst":
+        # Sends its lines in a tight loop: the server's send does not yield while its buffer has room.
+        await respond(send, 200, more=True)
+        for n in range(int(query["count"][0])):
+            await send({"type": "http.response.body", "body": b'{"result":%d}\n' % n, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
     elif path == "/v1/headers":
         headers = {name.decode(): value.decode() for name, value in scope["headers"]}
         _ = [line async for line in body_lines(receive)]
@@ -564,3 +570,28 @@ async def test_a_flood_of_bad_opens_while_the_socket_cannot_be_written_stops_the
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def test_calls_streaming_at_once_take_turns(ws_impl: str) -> None:
+    """Two apps that never yield between lines: their lines interleave on the socket."""
+    async with mux_proxy(ws_impl) as (srv, _), raw_mux(srv) as ws:
+        for call_id in (1, 2):
+            await ws.send(open_frame(call_id, "/v1/burst?count=1000"))
+            await ws.send(frame(HALF_CLOSE, call_id))
+        order: list[int] = []
+        ended = 0
+        while ended < 2:
+            data = await asyncio.wait_for(ws.recv(), timeout=10)
+            assert isinstance(data, bytes)
+            kind, call_id = struct.unpack_from("!BI", data)
+            if kind == LINE:
+                order.append(call_id)
+            elif kind == END:
+                ended += 1
+    assert sorted(order) == [1] * 1000 + [2] * 1000
+    runs, longest, last = 0, 0, 0
+    for call_id in order:
+        runs = runs + 1 if call_id == last else 1
+        last = call_id
+        longest = max(longest, runs)
+    assert longest < 200  # without turns, one call's 1000 lines would all go before the other's
