@@ -31,6 +31,7 @@ from wsproxy import HandshakeRejected, WebSocketProxyMiddleware
 from wsproxy._types import Receive, Scope, Send
 from wsproxy.client import (
     BadGatewayError,
+    CallError,
     ConnectionLostError,
     HTTPStatusError,
     MessageTooBigError,
@@ -595,3 +596,19 @@ async def test_calls_streaming_at_once_take_turns(ws_impl: str) -> None:
         last = call_id
         longest = max(longest, runs)
     assert longest < 200  # without turns, one call's 1000 lines would all go before the other's
+
+
+async def test_a_server_that_shuts_down_ends_every_open_call(ws_impl: str) -> None:
+    async with contextlib.AsyncExitStack() as client, contextlib.AsyncExitStack() as server:
+        srv, observed = await server.enter_async_context(mux_proxy(ws_impl))
+        conn = await client.enter_async_context(connect_mux(srv.ws))
+        calls = [await conn.open(f"/v1/watch?name=s{n}") for n in range(3)]
+        for call in calls:
+            assert await anext(call) == "watching"
+        stopping = asyncio.create_task(server.aclose())  # the server stops under the open calls
+        for call in calls:
+            with pytest.raises(CallError) as ended:
+                await asyncio.wait_for(anext(call), timeout=15)
+            assert ended.value.code in (1006, 1012)  # lost, or uvicorn's "service restart"
+        await stopping
+    assert sorted(observed.disconnects) == ["s0", "s1", "s2"]
