@@ -612,3 +612,13 @@ async def test_a_server_that_shuts_down_ends_every_open_call(ws_impl: str) -> No
             assert ended.value.code in (1006, 1012)  # lost, or uvicorn's "service restart"
         await stopping
     assert sorted(observed.disconnects) == ["s0", "s1", "s2"]
+
+
+async def test_the_command_limits_calls_per_socket(upstream: Process) -> None:
+    command = [sys.executable, "-m", "wsproxy", "--log-level", "warning", "--upstream", upstream.http]
+    with spawn_listening([*command, "--max-calls-per-socket", "1"]) as proxy:
+        async with connect_mux(proxy.ws, open_timeout=30) as conn, conn.connect("/forever") as held:
+            assert await anext(held) == {"n": 0}
+            with pytest.raises(TryAgainLaterError) as refused:
+                await conn.unary("/echo", {"hi": 1}, method="POST")
+            assert refused.value.code == 1013
