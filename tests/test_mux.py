@@ -30,6 +30,7 @@ from wsproxy._mux import (
     [
         (_mux.encode(FrameType.MESSAGE, 7, b'{"a":1}'), b'\x02\x00\x00\x00\x07{"a":1}'),
         (_mux.encode(FrameType.HALF_CLOSE, 1), b"\x03\x00\x00\x00\x01"),
+        (_mux.encode(FrameType.LAST_MESSAGE, 1, b"{}"), b"\x06\x00\x00\x00\x01{}"),
         (_mux.encode(FrameType.CANCEL, 256), b"\x04\x00\x00\x01\x00"),
         (_mux.encode_window(3, 65536), b"\x05\x00\x00\x00\x03\x00\x01\x00\x00"),
         (_mux.encode_line(2, "héllo"), b"\x11\x00\x00\x00\x02h\xc3\xa9llo"),

@@ -43,7 +43,7 @@ from wsproxy.client import (
 from wsproxy.upstream import UpstreamApp
 
 SUBPROTOCOL = "wsproxy.mux.v1"
-OPEN, MESSAGE, HALF_CLOSE, CANCEL, WINDOW = 0x01, 0x02, 0x03, 0x04, 0x05
+OPEN, MESSAGE, HALF_CLOSE, CANCEL, WINDOW, LAST_MESSAGE = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
 LINE, LINE_BINARY, END = 0x11, 0x12, 0x13
 
 
@@ -622,3 +622,24 @@ async def test_the_command_limits_calls_per_socket(upstream: Process) -> None:
             with pytest.raises(TryAgainLaterError) as refused:
                 await conn.unary("/echo", {"hi": 1}, method="POST")
             assert refused.value.code == 1013
+
+
+async def test_last_message_is_a_message_and_the_half_close(ws_impl: str) -> None:
+    async with mux_proxy(ws_impl) as (srv, _), raw_mux(srv) as ws:
+        await ws.send(open_frame(1, "/v1/sum?method=POST"))
+        await ws.send(frame(MESSAGE, 1, b'{"value": 40}'))
+        await ws.send(frame(LAST_MESSAGE, 1, b'{"value": 2}'))
+        assert await ws.recv() == frame(LINE, 1, b'{"total": 42, "count": 2}')
+        assert await next_end(ws, 1) == (1000, "")
+        await ws.send(open_frame(2, "/v1/stall"))
+        await ws.send(frame(LAST_MESSAGE, 2, b"{}"))
+        await ws.send(frame(MESSAGE, 2, b"{}"))
+        assert await next_end(ws, 2) == (1008, "message after end of request body")
+
+
+async def test_a_configured_half_close_message_is_what_half_close_frames_become(ws_impl: str) -> None:
+    async with mux_proxy(ws_impl, half_close_message="END") as (srv, _), connect_mux(srv.ws) as conn:
+        replies = await asyncio.gather(*(conn.unary("/v1/echo", {"message": f"m{n}"}) for n in range(200)))
+        assert replies == [{"message": f"m{n}", "method": "GET"} for n in range(200)]
+        total = await conn.client_stream("/v1/sum", ({"value": n} for n in range(2000)), method="POST")
+        assert total == {"total": 1999000, "count": 2000}

@@ -9,7 +9,8 @@ WebSocket message: a 5-byte header, then the payload.
 
 Client to server: OPEN starts a call (its payload says the path with query and optional per-call
 headers), MESSAGE carries one request message (it becomes payload + "\\n" in the request body, as
-a single-socket message does), HALF_CLOSE ends the request body, CANCEL abandons the call.
+a single-socket message does), HALF_CLOSE ends the request body, LAST_MESSAGE is both at once (a
+unary call is OPEN + LAST_MESSAGE), CANCEL abandons the call.
 Server to client: LINE carries one response line (LINE_BINARY when it is not UTF-8), END ends the
 call with a close code and reason from the single-socket table (1000, 4000 + status, 1008, ...).
 
@@ -78,6 +79,7 @@ class FrameType(enum.IntEnum):
     OPEN = 0x01
     MESSAGE = 0x02
     HALF_CLOSE = 0x03
+    LAST_MESSAGE = 0x06  # MESSAGE then HALF_CLOSE, in one frame
     CANCEL = 0x04
     WINDOW = 0x05  # both directions
     LINE = 0x11
@@ -86,7 +88,14 @@ class FrameType(enum.IntEnum):
 
 
 CLIENT_FRAMES = frozenset(
-    {FrameType.OPEN, FrameType.MESSAGE, FrameType.HALF_CLOSE, FrameType.CANCEL, FrameType.WINDOW}
+    {
+        FrameType.OPEN,
+        FrameType.MESSAGE,
+        FrameType.HALF_CLOSE,
+        FrameType.LAST_MESSAGE,
+        FrameType.CANCEL,
+        FrameType.WINDOW,
+    }
 )
 SERVER_FRAMES = frozenset({FrameType.LINE, FrameType.LINE_BINARY, FrameType.END, FrameType.WINDOW})
 

@@ -144,6 +144,9 @@ class MuxSession:
                 call.message(frame.payload)
             elif frame.type is FrameType.HALF_CLOSE:
                 call.half_close()
+            elif frame.type is FrameType.LAST_MESSAGE:
+                call.message(frame.payload)
+                call.half_close()
             elif frame.type is FrameType.WINDOW:
                 call.grant(_mux.parse_window(frame.payload))
             else:  # CANCEL
@@ -238,7 +241,7 @@ class MuxCall:
         self.session = session
         self.call_id = call_id
         self.plan = plan
-        self.inbox: deque[bytes] = deque()
+        self.inbox: deque[tuple[bytes, int]] = deque()  # (what the stream receives, its size in credit)
         self.inbox_waiter: asyncio.Future[None] | None = None
         self.send_waiter: asyncio.Future[None] | None = None
         self.receive_credit = _mux.ReceiveCredit()
@@ -261,14 +264,18 @@ class MuxCall:
         if len(payload) > self.session.max_message_size:  # refused on arrival, never buffered
             raise CallRefused(closecodes.MESSAGE_TOO_BIG, "message too big")
         self.receive_credit.received(len(payload))  # raises FlowControlError without credit
-        self.inbox.append(payload)
+        self.inbox.append((payload, len(payload)))
         self._wake_receiver()
 
     def half_close(self) -> None:
-        if self.session.half_close is None:
+        half_close = self.session.half_close
+        if half_close is None:
             raise CallRefused(closecodes.POLICY_VIOLATION, "half-close is disabled on this proxy")
-        # Costs credit like an empty message: a client cannot queue half-closes without bound.
-        self.message(self.session.half_close)
+        # Costs credit like an empty message (whatever the configured half-close message is): a
+        # client cannot queue half-closes without bound.
+        self.receive_credit.received(0)
+        self.inbox.append((half_close, 0))
+        self._wake_receiver()
 
     def grant(self, increment: int) -> None:
         self.send_credit.grant(increment)
@@ -318,8 +325,8 @@ class MuxCall:
                 await self.inbox_waiter
             finally:
                 self.inbox_waiter = None
-        payload = self.inbox.popleft()
-        increment = self.receive_credit.consumed(len(payload))
+        payload, size = self.inbox.popleft()
+        increment = self.receive_credit.consumed(size)
         if increment and not self.ended:
             with contextlib.suppress(OSError):  # a dropped socket shows up on the next receive
                 await self.session.write(_mux.encode_window(self.call_id, increment))

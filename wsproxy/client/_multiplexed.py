@@ -81,6 +81,16 @@ class MuxCall:
         payload = data.encode() if isinstance(data, str) else data
         await self._send_frame(FrameType.MESSAGE, payload)
 
+    async def send_last(self, message: Any) -> None:
+        """Send the last request message and the half-close, in one frame (what unary calls do)."""
+        if self._send_closed:
+            raise RuntimeError("send() after close_send(): the request body has already ended")
+        data = encode_message(message)
+        payload = data.encode() if isinstance(data, str) else data
+        self._send_closed = True
+        # It costs what MESSAGE and HALF_CLOSE would: the payload plus 1, and 1.
+        await self._send_frame(FrameType.LAST_MESSAGE, payload, extra_cost=1)
+
     async def close_send(self) -> None:
         """End the request body while still receiving the response."""
         if self._send_closed:
@@ -121,12 +131,12 @@ class MuxCall:
                 await self._connection._write(_mux.encode(FrameType.CANCEL, self.call_id))
         self._ended = True
 
-    async def _send_frame(self, kind: FrameType, payload: bytes) -> None:
+    async def _send_frame(self, kind: FrameType, payload: bytes, *, extra_cost: int = 0) -> None:
         while not self._credit.available and self._end is None:
             await self._wait()
         if self._end is not None:
             await self._raise_outcome()
-        self._credit.spend(len(payload))
+        self._credit.spend(len(payload) + extra_cost)
         try:
             await self._connection._write(_mux.encode(kind, self.call_id, payload))
         except ConnectionClosed:
@@ -238,8 +248,9 @@ class MuxConnection:
         """Send `message` (None: no message), half-close, and return the one response message."""
         async with self.connect(path, **options) as call:
             if message is not None:
-                await call.send(message)
-            await call.close_send()
+                await call.send_last(message)
+            else:
+                await call.close_send()
             return await call.result()
 
     async def server_stream(
@@ -248,8 +259,9 @@ class MuxConnection:
         """Send `message` (None: no message), half-close, and yield the response messages."""
         async with self.connect(path, **options) as call:
             if message is not None:
-                await call.send(message)
-            await call.close_send()
+                await call.send_last(message)
+            else:
+                await call.close_send()
             async for item in call:
                 yield item
 
@@ -283,6 +295,8 @@ class MuxConnection:
             await self._reader
 
     def _target(self, path: str, method: str | None) -> str:
+        if method is None and path.startswith("/") and not path.startswith("//"):
+            return path  # already a request target on this host (the server checks its characters)
         url = with_method(urljoin(self._url, path), method)
         parts, base = urlsplit(url), urlsplit(self._url)
         if parts.netloc != base.netloc:

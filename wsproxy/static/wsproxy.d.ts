@@ -129,7 +129,10 @@ export class MuxCall<T = any> implements AsyncIterable<T> {
   /** The connection's `opened`. */
   readonly opened: Promise<void>;
   readonly subprotocol: "wsproxy.mux.v1";
-  send(message: unknown): void;
+  /** `last`: this is the last message: the half-close goes in the same frame. */
+  send(message: unknown, options?: { last?: boolean }): void;
+  /** send(message, { last: true }): what unary calls do. */
+  sendLast(message: unknown): void;
   closeSend(): void;
   /** Cancel the call; the socket stays open. */
   close(): void;

@@ -416,7 +416,10 @@ export function bidi(url, options = {}) {
 
 export const MUX_SUBPROTOCOL = "wsproxy.mux.v1";
 const MUX_WINDOW = 65536;
-const FRAME = { OPEN: 0x01, MESSAGE: 0x02, HALF_CLOSE: 0x03, CANCEL: 0x04, WINDOW: 0x05, LINE: 0x11, LINE_BINARY: 0x12, END: 0x13 };
+const FRAME = {
+  OPEN: 0x01, MESSAGE: 0x02, HALF_CLOSE: 0x03, CANCEL: 0x04, WINDOW: 0x05, LAST_MESSAGE: 0x06,
+  LINE: 0x11, LINE_BINARY: 0x12, END: 0x13,
+};
 const PROTOCOL_ERROR = 1002;
 const EMPTY = new Uint8Array(0);
 const utf8 = new TextEncoder();
@@ -478,12 +481,19 @@ export class MuxCall {
   }
 
   /** Send one request message; it waits here (in order) while the call has no credit. */
-  send(message) {
+  send(message, { last = false } = {}) {
     if (this.#sendClosed) throw new Error("send() after closeSend(): the request body has already ended");
     if (this.#end || this.#ended) {
       throw this.#error ?? new CallError("cannot send: the call has already ended", { code: this.#end?.code ?? NORMAL });
     }
-    this.#queue(FRAME.MESSAGE, muxPayload(message));
+    const payload = muxPayload(message);
+    if (last) this.#sendClosed = true;
+    this.#queue(last ? FRAME.LAST_MESSAGE : FRAME.MESSAGE, payload);
+  }
+
+  /** Send the last request message and the half-close, in one frame (what unary calls do). */
+  sendLast(message) {
+    this.send(message, { last: true });
   }
 
   /** End the request body while still receiving the response. */
@@ -534,7 +544,7 @@ export class MuxCall {
   _flush() {
     while (this.#outbox.length && this.#credit > 0 && !this.#end) {
       const [type, payload] = this.#outbox.shift();
-      this.#credit -= payload.byteLength + 1;
+      this.#credit -= payload.byteLength + (type === FRAME.LAST_MESSAGE ? 2 : 1); // the half-close costs 1
       this.#connection._send(muxFrame(type, this.callId, payload));
     }
   }
@@ -676,12 +686,12 @@ export class MuxConnection {
   async unary(path, message, options = {}) {
     const call = this.openCall(path, options);
     try {
-      if (message !== undefined) call.send(message);
+      if (message !== undefined) call.send(message, { last: true });
+      else call.closeSend();
     } catch (error) {
       call.close();
       throw error;
     }
-    call.closeSend();
     return call.result();
   }
 
@@ -689,8 +699,8 @@ export class MuxConnection {
   async *serverStream(path, message, options = {}) {
     const call = this.openCall(path, options);
     try {
-      if (message !== undefined) call.send(message);
-      call.closeSend();
+      if (message !== undefined) call.send(message, { last: true });
+      else call.closeSend();
       yield* call;
     } finally {
       call.close();
