@@ -3,7 +3,8 @@
 Both sides use wsproxy.client against the same pinned echo server (the proxy around the NDJSON echo):
 the baseline makes each unary call with `unary(url)` (connect, upgrade, one message, half-close,
 reply, close), the variant with `conn.unary(path)` on one open mux socket; the same number of callers
-run concurrently in both. Rows: unary calls/s and p50 latency (targets: at least 5x the calls/s, at
+run concurrently in both, both without per-message deflate (its zlib work per small frame would
+weigh on both sides alike). Rows: unary calls/s and p50 latency (targets: at least 5x the calls/s, at
 most 1/5 of the p50), and server memory per open single-socket stream against per open mux call.
 """
 
@@ -26,7 +27,7 @@ from wsproxy.client import MuxCall, MuxConnection, connect_mux, unary
 MESSAGE = {"text": "hello"}
 CALLERS = 8
 CALLS_PER_SOCKET = 100  # the middleware's default max_calls_per_socket
-MEMORY_ROUNDS = 3  # each round starts two fresh servers: fewer rounds than the rates
+MEMORY_ROUNDS = 2  # each round starts two fresh servers; memory varies little between rounds
 
 
 def memory_calls(plan: Plan) -> int:
@@ -71,8 +72,12 @@ async def _calls(
 async def unary_round(plan: Plan, port: int, *, mux: bool) -> tuple[float, float]:
     base = f"ws://127.0.0.1:{port}"
     if not mux:
-        return await _calls(lambda: unary(base + PROXY_ECHO, MESSAGE), plan.warmup, plan.duration)
-    async with connect_mux(base + PROXY_PATH) as conn:
+
+        async def call() -> object:
+            return await unary(base + PROXY_ECHO, MESSAGE, compression=False)
+
+        return await _calls(call, plan.warmup, plan.duration)
+    async with connect_mux(base + PROXY_PATH, compression=False) as conn:
         return await _calls(lambda: conn.unary(PROXY_ECHO, MESSAGE), plan.warmup, plan.duration)
 
 
@@ -90,12 +95,15 @@ async def mux_memory_round(bench: Bench) -> float:
     sockets = max(1, count // CALLS_PER_SOCKET)
     async with bench.server(ECHO_SERVER) as srv, contextlib.AsyncExitStack() as stack:
         url = f"ws://127.0.0.1:{srv.port}{PROXY_PATH}"
-        conns = [await stack.enter_async_context(connect_mux(url)) for _ in range(sockets)]
+        conns = [await stack.enter_async_context(connect_mux(url, compression=False)) for _ in range(sockets)]
         for conn in conns:  # the first calls import and allocate lazily
             await (await _open_used_call(conn)).close()
         await asyncio.sleep(0.3)
         idle = rss_bytes(srv.pid)
-        calls = [await _open_used_call(conns[n % sockets]) for n in range(count)]
+        calls: list[MuxCall] = []
+        for start in range(0, count, CALLS_PER_SOCKET):  # a socket's worth at a time
+            batch = range(start, min(start + CALLS_PER_SOCKET, count))
+            calls += await asyncio.gather(*(_open_used_call(conns[n % sockets]) for n in batch))
         await asyncio.sleep(1.2)  # every stream's timers have run once
         opened = rss_bytes(srv.pid)
         for call in calls:

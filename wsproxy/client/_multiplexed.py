@@ -359,7 +359,8 @@ async def connect_mux(url: str, **options: Unpack[ConnectOptions]) -> AsyncItera
     """Open one WebSocket to `url` (ws://, wss://, http:// or https://) for many calls.
 
     Takes connect()'s options that describe the connection: token, headers, origin, max_size (the
-    largest frame accepted) and open_timeout; the method and raw options belong to each call.
+    largest frame accepted), open_timeout and compression; the method and raw options belong to
+    each call.
 
     Raises:
         HTTPStatusError: the server refused the handshake with an HTTP status (`code` is None).

@@ -45,6 +45,7 @@ class ConnectOptions(TypedDict, total=False):
     origin: str | None
     max_size: int | None
     open_timeout: float | None
+    compression: bool
 
 
 class Call:
@@ -161,6 +162,7 @@ async def connect(url: str, **options: Unpack[ConnectOptions]) -> AsyncIterator[
         origin: the Origin header, for proxies that check it.
         max_size: the largest response line accepted (None: no limit); larger closes with 1009.
         open_timeout: seconds allowed for the handshake.
+        compression: offer per-message deflate (default True); off saves CPU on small messages.
 
     Raises:
         HTTPStatusError: the server refused the handshake with an HTTP status (`code` is None).
@@ -267,6 +269,7 @@ async def open_websocket(
             origin=options.get("origin"),  # type: ignore[arg-type]
             max_size=options.get("max_size", DEFAULT_MAX_SIZE),
             open_timeout=options.get("open_timeout", 10.0),
+            compression="deflate" if options.get("compression", True) else None,
         )
     except InvalidStatus as refused:
         response = refused.response
