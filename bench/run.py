@@ -15,7 +15,7 @@ import platform
 import time
 from importlib.metadata import PackageNotFoundError, version
 
-from bench import rows_chat, rows_echo, rows_mux, rows_resources
+from bench import rows_chat, rows_echo, rows_fairness, rows_mux, rows_resources
 from bench.harness import QUICK, Bench, Loop, Plan, RowGroup, has_uvloop, progress
 from bench.report import Row
 
@@ -26,6 +26,7 @@ GROUPS: tuple[RowGroup, ...] = (
     rows_echo.GROUP,
     rows_resources.GROUP,
     rows_chat.GROUP,
+    rows_fairness.GROUP,
     rows_mux.GROUP,
 )
 

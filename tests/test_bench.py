@@ -119,7 +119,7 @@ def test_quick_bench_runs_and_reports_every_measure_on_both_loops(tmp_path: Path
     assert set(rounds) == {"asyncio+h11", "uvloop+httptools"}
     for loop_rounds in rounds.values():
         assert set(loop_rounds) == set(all_rows(QUICK, ASYNCIO))
-        for key in ("64 B rate", "64 KiB rate", "1 MiB rate", "churn rss", "chat rate"):
+        for key in ("64 B rate", "64 KiB rate", "1 MiB rate", "churn rss", "chat rate", "fairness p50"):
             values = loop_rounds[key]
             assert len(values["baseline"]) == len(values["wsproxy"]) >= 1, key
             assert all(value > 0 for value in values["baseline"] + values["wsproxy"]), key

@@ -34,7 +34,7 @@ from wsproxy.errors import ClientDisconnected, HandshakeRejected
 logger = logging.getLogger("wsproxy")
 
 PlanCall = Callable[[Scope], RequestPlan]
-RunStream = Callable[[RequestPlan, Receive, Send], Awaitable[None]]
+RunStream = Callable[[RequestPlan, Receive, Send], Awaitable[object]]
 
 FRAMES_PER_TURN = 32  # frames read or written before the session gives the event loop a turn
 # END frames of refused calls waiting to be written before the read loop stops reading: a client that
