@@ -24,7 +24,8 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from tests.servers import Running, serve
+from tests.server_process import server_process
+from tests.servers import Running, serve_on
 from tests.test_client import body_lines, collect, ndjson_app, respond
 from tests.upstream_apps import Process, proxying, spawn_listening
 from wsproxy import HandshakeRejected, WebSocketProxyMiddleware
@@ -47,11 +48,23 @@ OPEN, MESSAGE, HALF_CLOSE, CANCEL, WINDOW, LAST_MESSAGE = 0x01, 0x02, 0x03, 0x04
 LINE, LINE_BINARY, END = 0x11, 0x12, 0x13
 
 
+# In this process, so the tests can see what the apps saw: uvicorn's two current WebSocket
+# implementations and hypercorn. uvicorn's legacy implementation warns in process; it has its own
+# tests below, with the server in a process of its own.
+IN_PROCESS_SERVERS = ["websockets-sansio", "wsproto", "hypercorn"]
+
+
+@pytest.fixture(params=IN_PROCESS_SERVERS)
+def server_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 class Observed:
     """What the apps behind the proxy saw, for the test to check."""
 
     def __init__(self) -> None:
         self.disconnects: list[str] = []
+        self.watching = 0  # /v1/watch apps still running
         self.flood_lines = 0
         self.sockets = 0
 
@@ -71,10 +84,14 @@ async def observed_app(observed: Observed, scope: Scope, receive: Receive, send:
             observed.flood_lines += 1
     elif path == "/v1/watch":
         # Holds the call open and records the disconnect when it comes.
-        await respond(send, 200, {"result": "watching"}, more=True)
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        observed.disconnects.append(query["name"][0])
+        observed.watching += 1
+        try:
+            await respond(send, 200, {"result": "watching"}, more=True)
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            observed.disconnects.append(query["name"][0])
+        finally:
+            observed.watching -= 1
     elif path == "/v1/burst":
         # Sends its lines in a tight loop: the server's send does not yield while its buffer has room.
         await respond(send, 200, more=True)
@@ -90,7 +107,7 @@ async def observed_app(observed: Observed, scope: Scope, receive: Receive, send:
 
 
 @contextlib.asynccontextmanager
-async def mux_proxy(ws_impl: str, **options: Any) -> AsyncIterator[tuple[Running, Observed]]:
+async def mux_proxy(server_name: str, **options: Any) -> AsyncIterator[tuple[Running, Observed]]:
     observed = Observed()
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -103,7 +120,7 @@ async def mux_proxy(ws_impl: str, **options: Any) -> AsyncIterator[tuple[Running
             observed.sockets += 1
         await proxy(scope, receive, send)
 
-    async with serve(cast(Any, counting), ws=ws_impl) as server:
+    async with serve_on(server_name, cast(Any, counting)) as server:
         yield server, observed
 
 
@@ -118,8 +135,8 @@ async def eventually(check: Any, timeout: float = 10.0) -> None:
 # The Python client: all four kinds at once, single-socket semantics.
 
 
-async def test_four_call_kinds_concurrently_on_one_socket(ws_impl: str) -> None:
-    async with mux_proxy(ws_impl) as (srv, observed), connect_mux(srv.ws, token="t0k3n") as conn:
+async def test_four_call_kinds_concurrently_on_one_socket(server_name: str) -> None:
+    async with mux_proxy(server_name) as (srv, observed), connect_mux(srv.ws, token="t0k3n") as conn:
 
         async def chat() -> list[Any]:
             replies = []
@@ -150,8 +167,8 @@ async def test_four_call_kinds_concurrently_on_one_socket(ws_impl: str) -> None:
     assert observed.sockets == 1
 
 
-async def test_outcomes_use_the_single_socket_close_codes(ws_impl: str) -> None:
-    async with mux_proxy(ws_impl, max_line_size=1024) as (srv, _), connect_mux(srv.ws) as conn:
+async def test_outcomes_use_the_single_socket_close_codes(server_name: str) -> None:
+    async with mux_proxy(server_name, max_line_size=1024) as (srv, _), connect_mux(srv.ws) as conn:
         with pytest.raises(HTTPStatusError) as bad_request:
             await conn.unary("/v1/echo", {"message": ""}, method="POST")
         assert (bad_request.value.code, bad_request.value.status) == (4400, 400)
@@ -183,10 +200,10 @@ async def test_outcomes_use_the_single_socket_close_codes(ws_impl: str) -> None:
         }
 
 
-async def test_per_call_headers_pass_the_same_allowlist(ws_impl: str) -> None:
+async def test_per_call_headers_pass_the_same_allowlist(server_name: str) -> None:
     options = {"forwarded_headers": ["x-tenant", "origin"]}
     async with (
-        mux_proxy(ws_impl, **options) as (srv, _),
+        mux_proxy(server_name, **options) as (srv, _),
         connect_mux(srv.ws, headers={"x-tenant": "conn", "x-other": "no"}) as conn,
     ):
         plain = await conn.unary("/v1/headers")
@@ -197,8 +214,8 @@ async def test_per_call_headers_pass_the_same_allowlist(ws_impl: str) -> None:
     assert "x-secret" not in per_call
 
 
-async def test_the_connection_handshake_policy_still_applies(ws_impl: str) -> None:
-    async with mux_proxy(ws_impl, allowed_origins=["https://good.example"]) as (srv, _):
+async def test_the_connection_handshake_policy_still_applies(server_name: str) -> None:
+    async with mux_proxy(server_name, allowed_origins=["https://good.example"]) as (srv, _):
         with pytest.raises(HTTPStatusError) as refused:
             async with connect_mux(srv.ws, origin="https://evil.example"):
                 pass
@@ -214,8 +231,8 @@ async def test_the_connection_handshake_policy_still_applies(ws_impl: str) -> No
 # No head-of-line blocking: one stuck call holds only itself.
 
 
-async def test_a_call_whose_app_stops_reading_holds_only_itself(ws_impl: str) -> None:
-    async with mux_proxy(ws_impl) as (srv, _observed), connect_mux(srv.ws) as conn:
+async def test_a_call_whose_app_stops_reading_holds_only_itself(server_name: str) -> None:
+    async with mux_proxy(server_name) as (srv, _observed), connect_mux(srv.ws) as conn:
         async with conn.connect("/v1/watch?name=stalled-reader", method="POST") as watcher:
             assert await anext(watcher) == "watching"
         async with conn.connect("/v1/stall", method="POST") as stalled:
@@ -241,9 +258,9 @@ async def test_a_call_whose_app_stops_reading_holds_only_itself(ws_impl: str) ->
             ]
 
 
-async def test_a_call_whose_client_stops_reading_holds_only_itself(ws_impl: str) -> None:
+async def test_a_call_whose_client_stops_reading_holds_only_itself(server_name: str) -> None:
     async with (
-        mux_proxy(ws_impl) as (srv, observed),
+        mux_proxy(server_name) as (srv, observed),
         connect_mux(srv.ws) as conn,
         conn.connect("/v1/flood?size=987") as flood,  # lines of 1000 bytes
     ):
@@ -264,8 +281,8 @@ async def test_a_call_whose_client_stops_reading_holds_only_itself(ws_impl: str)
 # Limits and cleanup.
 
 
-async def test_calls_beyond_the_limit_are_refused_and_the_socket_stays_up(ws_impl: str) -> None:
-    async with mux_proxy(ws_impl, max_calls_per_socket=3) as (srv, _), connect_mux(srv.ws) as conn:
+async def test_calls_beyond_the_limit_are_refused_and_the_socket_stays_up(server_name: str) -> None:
+    async with mux_proxy(server_name, max_calls_per_socket=3) as (srv, _), connect_mux(srv.ws) as conn:
         held = [await conn.open(f"/v1/watch?name=w{n}") for n in range(3)]
         for call in held:
             assert await anext(call) == "watching"
@@ -285,8 +302,8 @@ async def test_calls_beyond_the_limit_are_refused_and_the_socket_stays_up(ws_imp
             await call.close()
 
 
-async def test_cancel_ends_only_that_call(ws_impl: str) -> None:
-    async with mux_proxy(ws_impl) as (srv, observed), connect_mux(srv.ws) as conn:
+async def test_cancel_ends_only_that_call(server_name: str) -> None:
+    async with mux_proxy(server_name) as (srv, observed), connect_mux(srv.ws) as conn:
         cancelled = await conn.open("/v1/watch?name=cancelled")
         kept = await conn.open("/v1/watch?name=kept")
         assert await anext(cancelled) == "watching"
@@ -298,8 +315,8 @@ async def test_cancel_ends_only_that_call(ws_impl: str) -> None:
         await eventually(lambda: sorted(observed.disconnects) == ["cancelled", "kept"])
 
 
-async def test_a_dropped_socket_ends_every_call(ws_impl: str) -> None:
-    async with mux_proxy(ws_impl) as (srv, observed):
+async def test_a_dropped_socket_ends_every_call(server_name: str) -> None:
+    async with mux_proxy(server_name) as (srv, observed):
         conn_cm = connect_mux(srv.ws)
         conn = await conn_cm.__aenter__()
         calls = [await conn.open(f"/v1/watch?name=c{n}") for n in range(10)]
@@ -383,9 +400,9 @@ async def socket_still_serves(ws: ClientConnection, call_id: int) -> None:
     ],
 )
 async def test_unattributable_frames_close_the_socket_with_1002(
-    ws_impl: str, frames: list[bytes | str], reason: str
+    server_name: str, frames: list[bytes | str], reason: str
 ) -> None:
-    async with mux_proxy(ws_impl) as (srv, _), raw_mux(srv) as ws:
+    async with mux_proxy(server_name) as (srv, _), raw_mux(srv) as ws:
         for data in frames:
             await ws.send(data)
         with pytest.raises(ConnectionClosed):
@@ -425,9 +442,9 @@ async def test_unattributable_frames_close_the_socket_with_1002(
     ],
 )
 async def test_a_calls_broken_rules_end_only_that_call(
-    ws_impl: str, frames: list[bytes], code: int, reason: str
+    server_name: str, frames: list[bytes], code: int, reason: str
 ) -> None:
-    async with mux_proxy(ws_impl, max_message_size=1 << 17) as (srv, _), raw_mux(srv) as ws:
+    async with mux_proxy(server_name, max_message_size=1 << 17) as (srv, _), raw_mux(srv) as ws:
         for data in frames:
             await ws.send(data)
         got_code, got_reason = await next_end(ws, 1)
@@ -436,8 +453,8 @@ async def test_a_calls_broken_rules_end_only_that_call(
         await socket_still_serves(ws, 2)
 
 
-async def test_a_message_after_the_half_close_is_the_single_socket_1008(ws_impl: str) -> None:
-    async with mux_proxy(ws_impl) as (srv, _), raw_mux(srv) as ws:
+async def test_a_message_after_the_half_close_is_the_single_socket_1008(server_name: str) -> None:
+    async with mux_proxy(server_name) as (srv, _), raw_mux(srv) as ws:
         await ws.send(open_frame(1, "/v1/stall"))
         await ws.send(frame(HALF_CLOSE, 1))
         await ws.send(frame(MESSAGE, 1, b"{}"))
@@ -445,8 +462,8 @@ async def test_a_message_after_the_half_close_is_the_single_socket_1008(ws_impl:
         await socket_still_serves(ws, 2)
 
 
-async def test_a_flood_of_opens_beyond_the_limit_is_refused_call_by_call(ws_impl: str) -> None:
-    async with mux_proxy(ws_impl, max_calls_per_socket=2) as (srv, _), raw_mux(srv) as ws:
+async def test_a_flood_of_opens_beyond_the_limit_is_refused_call_by_call(server_name: str) -> None:
+    async with mux_proxy(server_name, max_calls_per_socket=2) as (srv, _), raw_mux(srv) as ws:
         for call_id in range(1, 203):
             await ws.send(open_frame(call_id, f"/v1/watch?name=n{call_id}"))
         ends: dict[int, tuple[int, str]] = {}
@@ -464,12 +481,12 @@ async def test_a_flood_of_opens_beyond_the_limit_is_refused_call_by_call(ws_impl
         await socket_still_serves(ws, 300)
 
 
-async def test_binary_and_unicode_lines_keep_their_kind(ws_impl: str) -> None:
+async def test_binary_and_unicode_lines_keep_their_kind(server_name: str) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": "héllo\n".encode() + b"\xff\xfe\n"})
 
-    async with serve(cast(Any, WebSocketProxyMiddleware(app)), ws=ws_impl) as srv, raw_mux(srv) as ws:
+    async with serve_on(server_name, cast(Any, WebSocketProxyMiddleware(app))) as srv, raw_mux(srv) as ws:
         await ws.send(open_frame(1, "/"))
         first, second = await ws.recv(), await ws.recv()
         assert first == frame(LINE, 1, "héllo".encode())
@@ -522,14 +539,14 @@ async def test_four_kinds_through_the_wsproxy_command(upstream: Process) -> None
         await four_kinds_on_the_upstream(proxy.ws)
 
 
-async def test_the_request_mutator_runs_for_each_call(ws_impl: str) -> None:
+async def test_the_request_mutator_runs_for_each_call(server_name: str) -> None:
     def mutator(ws_scope: Scope, http_scope: Scope) -> Scope:
         if http_scope["path"] == "/v1/forbidden":
             raise HandshakeRejected(403, "not for you")
         http_scope["headers"] = [*http_scope["headers"], (b"x-call-path", http_scope["path"].encode())]
         return http_scope
 
-    async with mux_proxy(ws_impl, request_mutator=mutator) as (srv, _), connect_mux(srv.ws) as conn:
+    async with mux_proxy(server_name, request_mutator=mutator) as (srv, _), connect_mux(srv.ws) as conn:
         with pytest.raises(HTTPStatusError) as refused:
             await conn.unary("/v1/forbidden")
         assert (refused.value.code, refused.value.reason) == (4403, "not for you")
@@ -573,9 +590,9 @@ async def test_a_flood_of_bad_opens_while_the_socket_cannot_be_written_stops_the
         await task
 
 
-async def test_calls_streaming_at_once_take_turns(ws_impl: str) -> None:
+async def test_calls_streaming_at_once_take_turns(server_name: str) -> None:
     """Two apps that never yield between lines: their lines interleave on the socket."""
-    async with mux_proxy(ws_impl) as (srv, _), raw_mux(srv) as ws:
+    async with mux_proxy(server_name) as (srv, _), raw_mux(srv) as ws:
         for call_id in (1, 2):
             await ws.send(open_frame(call_id, "/v1/burst?count=1000"))
             await ws.send(frame(HALF_CLOSE, call_id))
@@ -598,9 +615,9 @@ async def test_calls_streaming_at_once_take_turns(ws_impl: str) -> None:
     assert longest < 200  # without turns, one call's 1000 lines would all go before the other's
 
 
-async def test_a_server_that_shuts_down_ends_every_open_call(ws_impl: str) -> None:
+async def test_a_server_that_shuts_down_ends_every_open_call(server_name: str) -> None:
     async with contextlib.AsyncExitStack() as client, contextlib.AsyncExitStack() as server:
-        srv, observed = await server.enter_async_context(mux_proxy(ws_impl))
+        srv, observed = await server.enter_async_context(mux_proxy(server_name))
         conn = await client.enter_async_context(connect_mux(srv.ws))
         calls = [await conn.open(f"/v1/watch?name=s{n}") for n in range(3)]
         for call in calls:
@@ -609,9 +626,12 @@ async def test_a_server_that_shuts_down_ends_every_open_call(ws_impl: str) -> No
         for call in calls:
             with pytest.raises(CallError) as ended:
                 await asyncio.wait_for(anext(call), timeout=15)
-            assert ended.value.code in (1006, 1012)  # lost, or uvicorn's "service restart"
+            # Lost, uvicorn's "service restart", or hypercorn's close of a cancelled app.
+            assert ended.value.code in (1006, 1011, 1012)
         await stopping
-    assert sorted(observed.disconnects) == ["s0", "s1", "s2"]
+    assert observed.watching == 0  # every app ended
+    if server_name != "hypercorn":  # hypercorn cancels the apps at shutdown instead
+        assert sorted(observed.disconnects) == ["s0", "s1", "s2"]
 
 
 async def test_the_command_limits_calls_per_socket(upstream: Process) -> None:
@@ -624,8 +644,8 @@ async def test_the_command_limits_calls_per_socket(upstream: Process) -> None:
             assert refused.value.code == 1013
 
 
-async def test_last_message_is_a_message_and_the_half_close(ws_impl: str) -> None:
-    async with mux_proxy(ws_impl) as (srv, _), raw_mux(srv) as ws:
+async def test_last_message_is_a_message_and_the_half_close(server_name: str) -> None:
+    async with mux_proxy(server_name) as (srv, _), raw_mux(srv) as ws:
         await ws.send(open_frame(1, "/v1/sum?method=POST"))
         await ws.send(frame(MESSAGE, 1, b'{"value": 40}'))
         await ws.send(frame(LAST_MESSAGE, 1, b'{"value": 2}'))
@@ -637,9 +657,44 @@ async def test_last_message_is_a_message_and_the_half_close(ws_impl: str) -> Non
         assert await next_end(ws, 2) == (1008, "message after end of request body")
 
 
-async def test_a_configured_half_close_message_is_what_half_close_frames_become(ws_impl: str) -> None:
-    async with mux_proxy(ws_impl, half_close_message="END") as (srv, _), connect_mux(srv.ws) as conn:
+async def test_a_configured_half_close_message_is_what_half_close_frames_become(server_name: str) -> None:
+    async with mux_proxy(server_name, half_close_message="END") as (srv, _), connect_mux(srv.ws) as conn:
         replies = await asyncio.gather(*(conn.unary("/v1/echo", {"message": f"m{n}"}) for n in range(200)))
         assert replies == [{"message": f"m{n}", "method": "GET"} for n in range(200)]
         total = await conn.client_stream("/v1/sum", ({"value": n} for n in range(2000)), method="POST")
         assert total == {"total": 1999000, "count": 2000}
+
+
+# Every server, uvicorn's legacy implementation included, each in a process of its own.
+
+
+async def test_mux_on_every_server(server_impl: str) -> None:
+    with server_process(server_impl, "tests.liveness_apps:app") as server:
+        url = server.running.ws
+        async with connect_mux(url, open_timeout=30) as conn:
+            replies = await asyncio.gather(*(conn.unary("/echo?method=POST", {"n": n}) for n in range(20)))
+            assert replies == [{"n": n} for n in range(20)]
+            async with conn.bidi("/echo?method=POST") as call:
+                await call.send({"a": 1})
+                assert await anext(call) == {"a": 1}  # before the half-close
+                await call.close_send()
+                assert [rest async for rest in call] == []
+            # A producer that never awaits anything but send: held by its credit, not the socket.
+            async with conn.connect("/produce") as produced:
+                for _ in range(1000):
+                    assert await anext(produced) == "x" * 100  # {"result": x} arrives as x
+                assert await conn.unary("/echo?method=POST", {"still": True}) == {"still": True}
+            # The socket vanishes under an open producer: it ends (its send raised).
+            vanishing = await conn.open("/produce")
+            await anext(vanishing)
+            conn._websocket.transport.abort()
+        async with ws_connect(url + "/state?wait=ended", open_timeout=30) as state:
+            counts = json.loads(await asyncio.wait_for(state.recv(), timeout=30))
+        assert counts == {"running": 0, "ended": 2}
+        async with raw_mux(server.running) as ws:
+            await ws.send(b"\x02\x00\x00")
+            with pytest.raises(ConnectionClosed):
+                await read_until_closed(ws)
+            assert ws.close_code == 1002
+        assert server.stop(), "the server ignored SIGTERM and was killed"
+        assert server.error_lines() == [], server.stderr()
