@@ -31,7 +31,7 @@ MEMORY_ROUNDS = 2  # each round starts two fresh servers; memory varies little b
 
 
 def memory_calls(plan: Plan) -> int:
-    return 20 if plan.quick else 2000
+    return 20 if plan.quick else 1000
 
 
 def rows(plan: Plan) -> list[Row]:
