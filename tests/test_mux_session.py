@@ -698,3 +698,22 @@ async def test_mux_on_every_server(server_impl: str) -> None:
             assert ws.close_code == 1002
         assert server.stop(), "the server ignored SIGTERM and was killed"
         assert server.error_lines() == [], server.stderr()
+
+
+async def test_a_socket_without_calls_honours_the_idle_timeout(server_name: str) -> None:
+    async with mux_proxy(server_name, idle_timeout=1) as (srv, _), raw_mux(srv) as ws:
+        await socket_still_serves(ws, 1)
+        with pytest.raises(ConnectionClosed):
+            await read_until_closed(ws)
+        assert (ws.close_code, ws.close_reason) == (1001, "idle timeout")
+
+
+async def test_stream_hooks_fire_once_per_call(server_name: str) -> None:
+    ended: list[tuple[str, int | None]] = []
+    hooks = {"on_stream_end": lambda stats: ended.append((stats.path, stats.close_code))}
+    async with mux_proxy(server_name, **hooks) as (srv, _), connect_mux(srv.ws) as conn:
+        await conn.unary("/v1/echo", {"message": "a"})
+        with pytest.raises(HTTPStatusError):
+            await conn.unary("/v1/nowhere")
+        await eventually(lambda: len(ended) == 2)
+    assert ended == [("/v1/echo", 1000), ("/v1/nowhere", 4404)]

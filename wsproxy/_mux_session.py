@@ -36,6 +36,7 @@ logger = logging.getLogger("wsproxy")
 PlanCall = Callable[[Scope], RequestPlan]
 RunStream = Callable[[RequestPlan, Receive, Send], Awaitable[object]]
 
+TICK_SECONDS = 1.0  # how often a socket without calls checks its idleness, as single-call streams do
 FRAMES_PER_TURN = 32  # frames read or written before the session gives the event loop a turn
 # END frames of refused calls waiting to be written before the read loop stops reading: a client that
 # floods bad OPENs and does not read gets TCP backpressure, not an ever-growing set of writers.
@@ -62,6 +63,7 @@ class MuxSession:
         half_close: bytes | None,
         max_calls: int,
         max_message_size: int,
+        idle_timeout: float | None = None,
     ) -> None:
         self.scope = scope
         self.ws_receive = receive
@@ -71,6 +73,12 @@ class MuxSession:
         self.half_close = half_close
         self.max_calls = max_calls
         self.max_message_size = max_message_size
+        self.idle_timeout = idle_timeout  # for the socket while it has no call: calls have their own
+        self.frames_in = 0
+        self.idle_ticks = 0
+        self.idle_seen = -1  # frames_in at the last tick
+        self.tick_handle: asyncio.TimerHandle | None = None
+        self.closer: asyncio.Task[None] | None = None
         self.calls: dict[int, MuxCall] = {}  # open calls that still take frames
         self.tasks: set[asyncio.Task[None]] = set()  # calls whose stream still runs
         self.refusals: set[asyncio.Task[None]] = set()  # END frames of calls refused at OPEN
@@ -84,11 +92,15 @@ class MuxSession:
             await self.ws_send({"type": "websocket.accept", "subprotocol": _mux.SUBPROTOCOL})
         except OSError:
             return
+        if self.idle_timeout is not None:
+            self.tick_handle = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
         try:
             await self._read_loop()
         except BaseException:
             # The server is cancelling this connection (or we failed): end every call now.
             self._drop_calls()
+            if self.closer is not None:
+                self.closer.cancel()
             pending = self.tasks | self.refusals
             for task in pending:
                 task.cancel()
@@ -100,7 +112,23 @@ class MuxSession:
         while self.tasks or self.refusals:
             await asyncio.wait(self.tasks | self.refusals)
 
+    def _tick(self) -> None:
+        """Once a second: close a socket that had no call and no frame for `idle_timeout` seconds."""
+        if self.dropped or self.idle_timeout is None:
+            return
+        idle = not self.tasks and self.frames_in == self.idle_seen
+        self.idle_ticks = self.idle_ticks + 1 if idle else 0
+        self.idle_seen = self.frames_in
+        if self.idle_ticks * TICK_SECONDS >= self.idle_timeout:
+            self.closer = asyncio.get_running_loop().create_task(
+                self._close_socket(closecodes.GOING_AWAY, "idle timeout")
+            )
+            return
+        self.tick_handle = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
+
     def _drop_calls(self) -> None:
+        if self.tick_handle is not None:
+            self.tick_handle.cancel()
         self.dropped = True
         for call in list(self.calls.values()):
             call.socket_gone()
@@ -113,6 +141,7 @@ class MuxSession:
                 message = await self.ws_receive()
             except OSError:
                 return
+            self.frames_in += 1
             if message["type"] != "websocket.receive":
                 return  # websocket.disconnect: the socket dropped or the client closed it
             data = message.get("bytes")

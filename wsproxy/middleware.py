@@ -164,6 +164,7 @@ class WebSocketProxyMiddleware:
             half_close=self.options.half_close_bytes(),
             max_calls=self.options.max_calls_per_socket,
             max_message_size=self.options.max_message_size,
+            idle_timeout=self.options.idle_timeout,
         )
 
     def _plan(self, scope: Scope) -> RequestPlan:
