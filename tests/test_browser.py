@@ -7,6 +7,7 @@ screenshot: into docs/images/demo.png when WSPROXY_UPDATE_SCREENSHOT=1, else int
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -412,3 +413,50 @@ async def test_demo_page_runs_its_rpcs_over_one_socket() -> None:
             page, "echo", "error", "HTTP 400 INVALID_ARGUMENT message must not be empty (close 4400)"
         )
     assert len(sockets) == 1
+
+
+async def test_browser_mux_flow_control_holds_only_the_unread_call() -> None:
+    from tests.test_mux_session import Observed, observed_app
+
+    observed = Observed()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await observed_app(observed, scope, receive, send)
+
+    proxy = WebSocketProxyMiddleware(app)
+    async with serve(cast(Any, with_module_page(proxy))) as srv, browser_page(f"{srv.http}/") as page:
+        await page.evaluate(
+            """async () => {
+              const m = await import("/wsproxy.js");
+              window.conn = m.openMux("/");
+              window.flood = window.conn.openCall("/v1/flood?size=987");  // lines of 1000 bytes, unread
+              await window.conn.opened;
+            }"""
+        )
+        for _ in range(200):
+            if observed.flood_lines:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        held_at = observed.flood_lines
+        # 65536 bytes of credit at 1001 a line: 66 lines, the app maybe one more in hand.
+        assert 66 <= held_at <= 67
+        other = await page.evaluate('async () => await window.conn.unary("/v1/echo", { message: "other" })')
+        assert other == {"message": "other", "method": "GET"}
+        assert observed.flood_lines == held_at
+        await page.evaluate(
+            """() => {
+              window.readCount = 0;
+              (async () => {
+                for await (const line of window.flood) { if (++window.readCount === 500) break; }
+                window.flood.close();
+              })();
+            }"""
+        )
+        for _ in range(100):
+            read = await page.evaluate("() => window.readCount")
+            if read == 500:
+                break
+            await asyncio.sleep(0.1)
+        assert read == 500
+    assert observed.flood_lines >= 500

@@ -514,10 +514,10 @@ export class MuxCall {
   }
 
   next() {
-    this.#pump();
     if (this.#ready.length) return Promise.resolve({ value: this.#ready.shift(), done: false });
-    if (this.#ended) return this.#error ? Promise.reject(this.#error) : Promise.resolve({ value: undefined, done: true });
-    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    const next = new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    this.#pump(); // decodes a waiting line (returning its credit), or settles at the end
+    return next;
   }
 
   [Symbol.asyncIterator]() {
