@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import logging
 import socket
 import sys
 from collections.abc import Coroutine
@@ -37,6 +38,7 @@ def _listen(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(2048)  # before the URL is printed: a client that follows it at once must not be refused
     except OSError:
         sock.close()
         raise
@@ -52,6 +54,16 @@ async def _run(host: str, port: int) -> None:
         print(f"wsproxy demo: open http://{shown}:{sock.getsockname()[1]}/", flush=True)
         print(f"wsproxy demo: event loop {_loop_name()}, stop with Ctrl-C", flush=True)
         await server.serve(sockets=[sock])
+
+
+def _print_access_lines() -> None:
+    """Each call's access line on stdout, so a person watching the demo sees how each call ended."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access = logging.getLogger("wsproxy.access")
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
 
 
 def _loop_name() -> str:
@@ -70,6 +82,7 @@ def _run_on(loop: str, main: Coroutine[Any, Any, None]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    _print_access_lines()
     try:
         _run_on(args.loop, _run(args.host, args.port))
     except OSError as exc:

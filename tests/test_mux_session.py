@@ -717,3 +717,26 @@ async def test_stream_hooks_fire_once_per_call(server_name: str) -> None:
             await conn.unary("/v1/nowhere")
         await eventually(lambda: len(ended) == 2)
     assert ended == [("/v1/echo", 1000), ("/v1/nowhere", 4404)]
+
+
+async def test_authenticate_runs_for_the_connection_and_for_each_call(server_name: str) -> None:
+    async def authenticate(scope: Scope) -> None:
+        headers = dict(scope["headers"])
+        if headers.get(b"authorization") == b"Bearer bad":
+            raise HandshakeRejected(401, "bad token")
+        headers_out = [*scope["headers"], (b"x-user", b"checked")]
+        scope["headers"] = headers_out
+
+    options: dict[str, Any] = {"authenticate": authenticate, "forwarded_headers": ["authorization"]}
+    async with mux_proxy(server_name, **options) as (srv, _):
+        with pytest.raises(HTTPStatusError) as refused:
+            async with connect_mux(srv.ws, token="bad"):
+                pass
+        assert refused.value.status == 401  # the connection: before the upgrade
+        async with connect_mux(srv.ws) as conn:
+            seen = await conn.unary("/v1/headers")
+            assert seen["x-user"] == "checked"  # the hook ran for this call
+            with pytest.raises(HTTPStatusError) as call_refused:  # a per-call token is checked too
+                await conn.unary("/v1/headers", headers={"authorization": "Bearer bad"})
+            assert (call_refused.value.code, call_refused.value.reason) == (4401, "bad token")
+            assert (await conn.unary("/v1/headers"))["x-user"] == "checked"

@@ -4,11 +4,13 @@ The clients live in `wsproxy.client`; the gRPC gateway, which needs the `grpc` e
 """
 
 from wsproxy import closecodes
+from wsproxy._access_log import QueryValuesHidden
 from wsproxy._stream import StreamSettings, StreamStats
 from wsproxy.errors import (
     ClientDisconnected,
     HandshakeRejected,
     MessageTooBig,
+    RequestBodyNotAllowed,
     UpstreamError,
     WSProxyError,
 )
@@ -21,6 +23,8 @@ __all__ = [
     "ClientDisconnected",
     "HandshakeRejected",
     "MessageTooBig",
+    "QueryValuesHidden",
+    "RequestBodyNotAllowed",
     "StreamSettings",
     "StreamStats",
     "UpstreamApp",

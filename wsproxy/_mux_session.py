@@ -34,6 +34,7 @@ from wsproxy.errors import ClientDisconnected, HandshakeRejected
 logger = logging.getLogger("wsproxy")
 
 PlanCall = Callable[[Scope], RequestPlan]
+AuthenticateCall = Callable[[Scope], Awaitable[None]]
 RunStream = Callable[[RequestPlan, Receive, Send], Awaitable[object]]
 
 TICK_SECONDS = 1.0  # how often a socket without calls checks its idleness, as single-call streams do
@@ -64,11 +65,13 @@ class MuxSession:
         max_calls: int,
         max_message_size: int,
         idle_timeout: float | None = None,
+        authenticate_call: AuthenticateCall | None = None,
     ) -> None:
         self.scope = scope
         self.ws_receive = receive
         self.ws_send = send
         self.plan_call = plan_call
+        self.authenticate_call = authenticate_call  # the middleware's `authenticate`, run per call
         self.run_stream = run_stream
         self.half_close = half_close
         self.max_calls = max_calls
@@ -280,6 +283,23 @@ class MuxCall:
 
     async def run(self) -> None:
         try:
+            authenticate = self.session.authenticate_call
+            if authenticate is not None:
+                try:
+                    await authenticate(self.plan.scope)
+                except HandshakeRejected as rejected:
+                    # Refused as a handshake would be; frames that came meanwhile are dropped.
+                    code = closecodes.HTTP_STATUS_BASE + rejected.status
+                    self._leave()
+                    if not self.ended:
+                        self.ended = True
+                        with contextlib.suppress(OSError):
+                            await self.session.write(
+                                _mux.encode_end(
+                                    self.call_id, code, closecodes.truncate_reason(rejected.message)
+                                )
+                            )
+                    return
             await self.session.run_stream(self.plan, self.receive, self.send)
         except Exception:  # the stream handles the app's failures; this is a bug of ours
             logger.exception("mux call %d on %s failed", self.call_id, self.plan.scope.get("path"))
