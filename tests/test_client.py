@@ -331,3 +331,12 @@ async def test_result_insists_on_one_message() -> None:
     async with proxy() as srv:
         with pytest.raises(CallError, match="expected one response message, got 2"):
             await unary(f"{srv.ws}/v1/ticker?count=2")
+
+
+async def test_compression_can_be_turned_off() -> None:
+    async with proxy() as srv, connect(f"{srv.ws}/v1/chat", method="POST", compression=False) as call:
+        assert call._websocket.protocol.extensions == []
+        await call.send({"text": "plain"})
+        assert await anext(call) == {"reply": "PLAIN"}
+    async with proxy() as srv, connect(f"{srv.ws}/v1/chat", method="POST") as call:
+        assert [type(e).__name__ for e in call._websocket.protocol.extensions] == ["PerMessageDeflate"]
