@@ -21,7 +21,7 @@ from bench.harness import Bench, Plan, RowGroup, order
 from bench.procstat import rss_bytes
 from bench.report import Row
 from bench.rows_echo import ECHO_SERVER, PROXY_ECHO
-from bench.rows_resources import memory_round
+from bench.rows_resources import resource_round
 from wsproxy.client import MuxCall, MuxConnection, connect_mux, unary
 
 MESSAGE = {"text": "hello"}
@@ -127,7 +127,7 @@ async def measure(bench: Bench) -> None:
         memory: dict[bool, float] = {}
         for single in order(round_):
             memory[single] = (
-                await memory_round(bench, False) if single else await mux_memory_round(bench)
+                (await resource_round(bench, False))[2] if single else await mux_memory_round(bench)
             ) / 1024
         bench.add("mux memory", memory[True], memory[False])
         bench.say(
