@@ -39,9 +39,11 @@ from wsproxy._access_log import log_stream
 from wsproxy._auth import Authenticate, authenticate_request
 from wsproxy._handshake import RequestPlan, plan_request
 from wsproxy._metrics import metrics_for
+from wsproxy._mux_session import MuxSession, offers_mux
 from wsproxy._observers import chain
 from wsproxy._options import (
     DEFAULT_FORWARDED_HEADERS,
+    DEFAULT_MAX_CALLS_PER_SOCKET,
     DEFAULT_MAX_LINE_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE,
     ForwardedHeaders,
@@ -111,6 +113,7 @@ class WebSocketProxyMiddleware:
         authenticate: Authenticate | None = None,
         metrics: bool | CollectorRegistry = False,
         access_log: bool = False,
+        max_calls_per_socket: int = DEFAULT_MAX_CALLS_PER_SOCKET,
     ) -> None:
         self.app = app
         self.options = ProxyOptions(
@@ -125,6 +128,7 @@ class WebSocketProxyMiddleware:
             allowed_origins=allowed_origins,
             max_connections=max_connections,
             idle_timeout=idle_timeout,
+            max_calls_per_socket=max_calls_per_socket,
         )
         self._forwards = self.options.forwards()
         self._origins = self.options.origins()
@@ -171,9 +175,33 @@ class WebSocketProxyMiddleware:
             return
         self.active_streams += 1
         try:
-            await _Stream(self.app, plan, self.settings, receive, send).run()
+            if offers_mux(scope):  # many calls on this socket: docs/protocol.md, "Multiplexing"
+                await self._mux_session(scope, receive, send).run()
+            else:
+                await _Stream(self.app, plan, self.settings, receive, send).run()
         finally:
             self.active_streams -= 1
+
+    def _mux_session(self, scope: Scope, receive: Receive, send: Send) -> MuxSession:
+        return MuxSession(
+            scope,
+            receive,
+            send,
+            plan_call=self._plan,
+            run_stream=lambda plan, call_receive, call_send: run_stream(
+                self.app, plan, self.settings, call_receive, call_send
+            ),
+            half_close=self.options.half_close_bytes(),
+            max_calls=self.options.max_calls_per_socket,
+            max_message_size=self.options.max_message_size,
+            idle_timeout=self.options.idle_timeout,
+            authenticate_call=self._authenticate_call if self._authenticate is not None else None,
+        )
+
+    async def _authenticate_call(self, request_scope: Scope) -> None:
+        """`authenticate` for one call of a mux socket: the connection passed it, each call does too."""
+        assert self._authenticate is not None
+        await authenticate_request(self._authenticate, request_scope)
 
     def _plan(self, scope: Scope) -> RequestPlan:
         plan = plan_request(scope, self.options, forwards=self._forwards, origins=self._origins)
