@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl
 
+import httpx
 import pytest
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
@@ -592,6 +593,51 @@ async def test_hop_by_hop_headers_never_reach_a_remote_upstream_even_when_listed
     assert "content-length" not in headers  # a WebSocket stream has no length: chunked framing
     assert headers.get("transfer-encoding") == "chunked"
     assert not [name for name in headers if name.startswith("sec-websocket-")]
+
+
+HOP_BY_HOP_TO_UPSTREAM = {
+    "Connection": "keep-alive, X-Hop-Only",
+    "X-Hop-Only": "named by Connection",
+    "Keep-Alive": "timeout=5",
+    "Proxy-Connection": "keep-alive",
+    "Proxy-Authorization": "Basic cHJveHk6cGFzcw==",
+    "TE": "trailers",
+    "Trailer": "X-Checksum",
+    "Expect": "100-continue",
+    "X-Listed": "yes",
+}
+
+
+@promise(
+    "upstream.md",
+    "**Hop-by-hop headers are dropped** both ways (RFC 9110 §7.6.1): `Connection`, and every header it names, `Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`, `Proxy-Authorization`, `TE`, `Trailer`, `Transfer-Encoding` and `Upgrade`. The request's `Expect` header is dropped too",
+)
+async def test_hop_by_hop_headers_of_a_plain_http_request_never_reach_a_remote_upstream(
+    upstream: Process, ws_impl: str
+) -> None:
+    async with (
+        proxying(UpstreamApp(upstream.http), ws=ws_impl) as running,
+        httpx.AsyncClient() as client,
+    ):
+        response = await client.post(
+            running.http + "/inspect", content=b'{"a": 1}\n', headers=HOP_BY_HOP_TO_UPSTREAM
+        )
+    assert response.status_code == 200
+    seen = response.json()
+    headers = dict(seen["headers"])
+    assert headers["x-listed"] == "yes"
+    assert seen["body"] == '{"a": 1}\n'
+    dropped = [
+        "x-hop-only",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "expect",
+    ]
+    assert [name for name in dropped if name in headers] == []
+    assert headers.get("connection", "") != "keep-alive, X-Hop-Only"
 
 
 # 6. When the client goes away: detection, the raising send, the grace period.
