@@ -5,13 +5,22 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.servers import WS_IMPLEMENTATIONS, bind_loopback
+from tests.servers import SERVER_PARAMS, WS_IMPLEMENTATIONS, bind_loopback
 from tests.upstream_apps import Process, upstream_process
 
 
 @pytest.fixture(params=WS_IMPLEMENTATIONS)
 def ws_impl(request: pytest.FixtureRequest) -> str:
     """Each uvicorn WebSocket implementation, so behaviour is proven on every one."""
+    return str(request.param)
+
+
+@pytest.fixture(params=SERVER_PARAMS)
+def server_impl(request: pytest.FixtureRequest) -> str:
+    """Every server: uvicorn's websockets-sansio, wsproto and legacy websockets, and hypercorn.
+
+    Use with tests.servers.serve_on(server_impl, app) or tests.server_process.server_process(server_impl, ...).
+    """
     return str(request.param)
 
 
