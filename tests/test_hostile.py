@@ -373,16 +373,21 @@ RAW_TARGETS: dict[str, bytes] = {
     "percent-garbage": b"/echo?%zz=%%&&&=",
 }
 
-# The answer each case gets, on each implementation: the middleware's own refusal (400 malformed
-# method/methodType/token, 403 foreign Origin) where the server hands the request over, else the
-# server's own status (400 unparsable, 431 too large) or an upgrade (101) for what is harmless.
+# The answer each case gets on each server: the middleware's own refusal (400 malformed method,
+# methodType or token; 403 foreign Origin) where the server hands the request over, else the server's
+# own status (400 unparsable, 431 too large) or an upgrade (101) for what is harmless. uvicorn parses
+# the HTTP request with h11 or httptools (its "auto" picks httptools when installed), and then the
+# WebSocket implementation parses the handshake again: each of the four pairs refuses differently.
+# A case maps to one answer everywhere, or to answers per "parser/implementation", per parser or per
+# implementation (the most specific key wins).
 SANSIO, WSPROTO = "websockets-sansio", "wsproto"
+HTTP_PARSERS = ["h11", "httptools"]
 ANSWERS: dict[str, int | dict[str, int]] = {
     "nul-in-header-value": 400,
     "nul-in-header-name": 400,
     "space-in-header-name": 400,
-    "obs-fold": 101,
-    "control-chars": {SANSIO: 400, WSPROTO: 101},
+    "obs-fold": {"h11": 101, "httptools": 400},
+    "control-chars": {f"h11/{SANSIO}": 400, f"h11/{WSPROTO}": 101, "httptools": 400},
     "huge-subprotocol-list": {SANSIO: 431, WSPROTO: 101},
     "bearer-without-token": 400,
     "bearer-with-space": 400,
@@ -392,7 +397,7 @@ ANSWERS: dict[str, int | dict[str, int]] = {
     "client-authorization": 101,
     "many-headers": {SANSIO: 431, WSPROTO: 101},
     "long-header-value": {SANSIO: 431, WSPROTO: 101},
-    "weird-origin": {SANSIO: 400, WSPROTO: 403},
+    "weird-origin": {f"h11/{SANSIO}": 400, f"h11/{WSPROTO}": 403, "httptools": 400},
     "transfer-encoding": {SANSIO: 400, WSPROTO: 101},
     "method-crlf": 400,
     "method-nul": 400,
@@ -407,21 +412,27 @@ ANSWERS: dict[str, int | dict[str, int]] = {
 # 8192 bytes or more than 128 headers: it queues a 431; a control character or Transfer-Encoding: it
 # queues only an EOF), but WebSocketsSansIOProtocol.data_received only looks at events_received() and
 # never calls data_to_send(): nothing is written, the socket stays open until the client gives up.
-# No ASGI app is ever called, so no middleware can answer. Strict: when uvicorn fixes it, these pass
-# and must be turned back into plain rows (docs/security.md, "Silence instead of a status").
+# No ASGI app is ever called, so no middleware can answer. (httptools refuses control characters
+# itself, with a 400, before websockets sees them.) Strict: when uvicorn fixes it, these pass and
+# must become plain rows (docs/security.md, "Silence instead of a status").
 SILENT_ON_SANSIO = {
-    "control-chars",
-    "huge-subprotocol-list",
-    "many-headers",
-    "long-header-value",
-    "weird-origin",
-    "transfer-encoding",
+    "h11": {
+        "control-chars",
+        "huge-subprotocol-list",
+        "many-headers",
+        "long-header-value",
+        "weird-origin",
+        "transfer-encoding",
+    },
+    "httptools": {"huge-subprotocol-list", "many-headers", "long-header-value", "transfer-encoding"},
 }
 
 
-def expected_answer(case: str, ws_impl: str) -> int:
+def expected_answer(case: str, http: str, ws_impl: str) -> int:
     answer = ANSWERS[case]
-    return answer if isinstance(answer, int) else answer[ws_impl]
+    if isinstance(answer, int):
+        return answer
+    return answer.get(f"{http}/{ws_impl}", answer.get(http, answer.get(ws_impl, 0)))
 
 
 @dataclass
@@ -432,8 +443,17 @@ class Live:
     idle: asyncio.Event  # set while no ASGI call runs: the server has logged all it will log
 
 
+@pytest.fixture(params=HTTP_PARSERS)
+def http_parser(request: pytest.FixtureRequest) -> str:
+    """Each HTTP parser uvicorn can run, so the raw cases are proven on each pair."""
+    parser = str(request.param)
+    if parser == "httptools":
+        pytest.importorskip("httptools", reason="httptools is not installed: uvicorn parses with h11 only")
+    return parser
+
+
 @pytest.fixture
-async def live(ws_impl: str) -> AsyncIterator[Live]:
+async def live(ws_impl: str, http_parser: str) -> AsyncIterator[Live]:
     seen = Seen()
     proxy = WebSocketProxyMiddleware(echo_app(seen), allowed_origins=["https://app.example"])
     idle = asyncio.Event()
@@ -451,7 +471,7 @@ async def live(ws_impl: str) -> AsyncIterator[Live]:
             if not running_calls:
                 idle.set()  # uvicorn logs an escaped exception before it next yields
 
-    async with serve(tracked, ws=ws_impl) as running:
+    async with serve(tracked, ws=ws_impl, http=http_parser) as running:
         # uvicorn configures its loggers when it starts: listen after that.
         with logged("uvicorn.error") as errors:
             yield Live(running, seen, errors, idle)
@@ -477,16 +497,16 @@ async def raw_handshake(running: Running, target: bytes, extra: bytes) -> bytes:
 
 @pytest.mark.parametrize("case", [*RAW_HANDSHAKES, *RAW_TARGETS])
 async def test_malformed_raw_handshakes_get_the_right_answer(
-    live: Live, ws_impl: str, case: str, request: pytest.FixtureRequest
+    live: Live, ws_impl: str, http_parser: str, case: str, request: pytest.FixtureRequest
 ) -> None:
-    if ws_impl == SANSIO and case in SILENT_ON_SANSIO:
+    if ws_impl == SANSIO and case in SILENT_ON_SANSIO[http_parser]:
         reason = "uvicorn websockets-sansio never writes the answer websockets queued (see SILENT_ON_SANSIO)"
         request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     target, extra = (RAW_TARGETS[case], b"") if case in RAW_TARGETS else (b"/echo", RAW_HANDSHAKES[case])
     head = await raw_handshake(live.running, target, extra)
     assert head, "no answer: the server closed the connection or stayed silent"
     status = int(head.split(b" ", 2)[1])
-    assert status == expected_answer(case, ws_impl), head
+    assert status == expected_answer(case, http_parser, ws_impl), head
     assert SECRET.encode() not in head
     await asyncio.wait_for(live.idle.wait(), 10)  # the stream is over, and whatever it logged is in
     assert live.errors.tracebacks == 0, live.errors.lines

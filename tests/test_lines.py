@@ -116,6 +116,8 @@ def test_single_line_fast_path(chunk: bytes, tail: bytes, expected: bytes | None
         ([b"\n"], []),
         ([b"x" * 10 + b"\n"], [b"x" * 10]),  # exactly the limit, in one chunk
         ([b"x" * 10], [b"x" * 10]),  # exactly the limit, held as the tail
+        ([b"a", b"b\nc\nd\n"], [b"ab", b"c", b"d"]),  # after a tail: several lines, in order
+        ([b"a", b"b\nc\nd"], [b"ab", b"c", b"d"]),
     ],
 )
 def test_split_edges_at_limit_10(chunks: list[bytes], expected: list[bytes]) -> None:
