@@ -59,7 +59,7 @@ def build_app(channel: grpc.aio.Channel) -> ASGIApp:
         ],
         default=gateway,
     )
-    return WebSocketProxyMiddleware(router)
+    return WebSocketProxyMiddleware(router, access_log=True)  # one line per call, as the `wsproxy` command
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,8 @@ header_names = st.one_of(
             b"trailer",
             b"proxy-connection",
             b"x-trace",
+            b"traceparent",
+            b"Baggage",
             b"x-forwarded-for",
             b"x-evil\r\ninjected",
             b"x-\x00",
@@ -283,7 +285,8 @@ def allowed_header(name: bytes, options: dict[str, Any]) -> bool:
     lowered = name.decode("latin-1").lower()
     if lowered in NEVER_FORWARDED or lowered.startswith("sec-websocket-"):
         return False
-    forwarded = options.get("forwarded_headers", ("host", "origin", "referer"))
+    default = ("host", "origin", "referer", "traceparent", "tracestate", "baggage")
+    forwarded = options.get("forwarded_headers", default)
     return bool(forwarded(lowered)) if callable(forwarded) else lowered in forwarded
 
 
