@@ -520,6 +520,69 @@ async def test_a_server_without_the_denial_extension_answers_a_refusal_403(ws_im
     assert seen.scopes == []
 
 
+async def _authenticate_refuses_at_length(scope: Scope) -> None:
+    raise HandshakeRejected(401, "t" * 300)
+
+
+async def _authenticate_fails(scope: Scope) -> None:
+    raise LookupError("secret detail of the hook")
+
+
+async def _authenticate_sets_a_bad_header(scope: Scope) -> None:
+    scope["headers"].append((b"x-user", b"a\r\nInjected: 1"))
+
+
+AUTH_REFUSALS: dict[str, tuple[Any, int, str]] = {
+    "refused": (_authenticate_refuses_at_length, 401, "t" * 200),
+    "failed": (_authenticate_fails, 500, "internal error"),
+    "bad-header": (_authenticate_sets_a_bad_header, 500, "internal error"),
+}
+
+
+@promise("operations.md", 'The client gets that status and `{"error": message, "status": status}` as JSON')
+@promise("operations.md", "The status must be 4xx or 5xx; the message is cut at 200 characters.")
+@promise(
+    "operations.md",
+    "Headers the hook leaves are checked (token names, no line breaks or NUL): a bad one is a 500.",
+)
+@promise("operations.md", 'the client gets a plain 500 `{"error": "internal error", "status": 500}`')
+@pytest.mark.parametrize("case", list(AUTH_REFUSALS))
+async def test_the_authenticate_hook_refuses_with_its_status_or_500(ws_impl: str, case: str) -> None:
+    hook, status, error = AUTH_REFUSALS[case]
+    seen = Seen()
+    async with serve(WebSocketProxyMiddleware(routes_app(seen), authenticate=hook), ws=ws_impl) as running:
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(running.ws + "/echo"):
+                pass
+    assert info.value.response.status_code == status
+    assert json.loads(info.value.response.body or b"") == {"error": error, "status": status}
+    assert b"secret" not in (info.value.response.body or b"")
+    assert seen.scopes == []
+
+
+@promise(
+    "operations.md",
+    "The W3C trace context headers `traceparent`, `tracestate` and `baggage` are in the default `forwarded_headers`",
+)
+@promise(
+    "protocol.md",
+    "Headers: only `Host`, `Origin` and `Referer` reach the app by default (option `forwarded_headers`)",
+)
+async def test_the_default_allowlist(live: Live) -> None:
+    trace = {
+        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "tracestate": "vendor=1",
+        "baggage": "user=7",
+        "Referer": "https://app.example/page",
+        "X-Not-Listed": "no",
+        "Authorization": "Basic bm90OmZvcndhcmRlZA==",
+    }
+    async with live.connect("/headers", additional_headers=trace, origin="https://app.example") as ws:
+        frames, code, _ = await drain(ws)
+    assert code == 1000
+    assert json.loads(frames[0]) == ["baggage", "host", "origin", "referer", "traceparent", "tracestate"]
+
+
 # 5. Headers that never reach the app, whatever the allowlist says.
 
 # Everything docs/security.md and docs/protocol.md say is never forwarded, named in the allowlist.
