@@ -349,7 +349,7 @@ CLOSES: dict[
 @promise("protocol.md", "| 1000 | the app answered 2xx and finished | every line of the response |")
 @promise("protocol.md", "| 4000 + status | the app answered HTTP `status` (not 2xx)")
 @promise("protocol.md", "| 1001 | idle timeout (option `idle_timeout`)")
-@promise("protocol.md", "| 1008 | a message after the half-close |")
+@promise("protocol.md", "| 1008 | a message after the half-close;")
 @promise(
     "protocol.md",
     "| 1009 | a message over `max_message_size`, or a response line over `max_line_size` | lines before it |",
@@ -435,6 +435,20 @@ async def test_1014_when_the_remote_upstream_dies_mid_stream(ws_impl: str) -> No
             upstream.kill()
             frames, code, reason = await drain(ws)
     assert (frames, code, reason) == ([], 1014, "bad gateway")
+
+
+@promise("protocol.md", "with `UpstreamApp`, any message on a GET/HEAD call")
+@promise("upstream.md", "the client gets close **`1008 message after end of request body`**")
+async def test_1008_for_a_message_on_a_get_call_through_upstream_app(upstream: Process, ws_impl: str) -> None:
+    proxy = WebSocketProxyMiddleware(UpstreamApp(upstream.http))
+    async with (
+        proxying(proxy, ws=ws_impl) as running,
+        connect(running.ws + "/forever", ping_interval=None, open_timeout=30) as ws,
+    ):
+        assert json.loads(await ws.recv()) == {"n": 0}
+        await ws.send('{"n": 1}')
+        frames, code, reason = await drain(ws)
+    assert (frames, code, reason) == ([], 1008, "message after end of request body")
 
 
 # 4. Every refusal status of docs/protocol.md, before any app code.
