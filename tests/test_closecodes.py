@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from wsproxy import closecodes
-from wsproxy.errors import MessageTooBig, UpstreamError
+from wsproxy.errors import MessageTooBig, RequestBodyNotAllowed, UpstreamError
 
 
 @pytest.mark.parametrize(
@@ -77,6 +77,7 @@ def test_close_for_status_at_the_edges(status: int, code: int, reason: str) -> N
     [
         (MessageTooBig("x"), (1009, "message too big")),
         (UpstreamError("reset"), (1014, "bad gateway")),
+        (RequestBodyNotAllowed("GET"), (1008, "message after end of request body")),
         (ValueError("secret"), (1011, "internal error")),
     ],
 )
