@@ -5,7 +5,17 @@ Put `wsproxy.WebSocketProxyMiddleware` in front of it to serve the same API over
 """
 
 from wsproxy.gateway._gateway import Gateway
+from wsproxy.gateway._openapi import openapi_document
 from wsproxy.gateway._routes import Kind, PathTemplate, Route, TemplateError, compile_template
 from wsproxy.gateway._status import http_status
 
-__all__ = ["Gateway", "Kind", "PathTemplate", "Route", "TemplateError", "compile_template", "http_status"]
+__all__ = [
+    "Gateway",
+    "Kind",
+    "PathTemplate",
+    "Route",
+    "TemplateError",
+    "compile_template",
+    "http_status",
+    "openapi_document",
+]
