@@ -383,25 +383,25 @@ RAW_TARGETS: dict[str, bytes] = {
 # WebSocket implementation parses the handshake again: each of the four pairs refuses differently.
 # A case maps to one answer everywhere, or to answers per "parser/implementation", per parser or per
 # implementation (the most specific key wins).
-SANSIO, WSPROTO = "websockets-sansio", "wsproto"
+SANSIO, WSPROTO, LEGACY = "websockets-sansio", "wsproto", "websockets"
 HTTP_PARSERS = ["h11", "httptools"]
 ANSWERS: dict[str, int | dict[str, int]] = {
     "nul-in-header-value": 400,
     "nul-in-header-name": 400,
     "space-in-header-name": 400,
     "obs-fold": {"h11": 101, "httptools": 400},
-    "control-chars": {f"h11/{SANSIO}": 400, f"h11/{WSPROTO}": 101, "httptools": 400},
-    "huge-subprotocol-list": {SANSIO: 431, WSPROTO: 101},
+    "control-chars": {f"h11/{SANSIO}": 400, f"h11/{WSPROTO}": 101, f"h11/{LEGACY}": 400, "httptools": 400},
+    "huge-subprotocol-list": {SANSIO: 431, WSPROTO: 101, LEGACY: 400},
     "bearer-without-token": 400,
     "bearer-with-space": 400,
     "bearer-with-quote": 400,
     "cookie-with-encoded-crlf": 400,
     "cookie-not-utf8": 400,
     "client-authorization": 101,
-    "many-headers": {SANSIO: 431, WSPROTO: 101},
-    "long-header-value": {SANSIO: 431, WSPROTO: 101},
-    "weird-origin": {f"h11/{SANSIO}": 400, f"h11/{WSPROTO}": 403, "httptools": 400},
-    "transfer-encoding": {SANSIO: 400, WSPROTO: 101},
+    "many-headers": {SANSIO: 431, WSPROTO: 101, LEGACY: 400},
+    "long-header-value": {SANSIO: 431, WSPROTO: 101, LEGACY: 400},
+    "weird-origin": {f"h11/{SANSIO}": 400, f"h11/{WSPROTO}": 403, f"h11/{LEGACY}": 400, "httptools": 400},
+    "transfer-encoding": {SANSIO: 400, WSPROTO: 101, LEGACY: 101},
     "method-crlf": 400,
     "method-nul": 400,
     "method-empty": 400,
@@ -429,6 +429,11 @@ SILENT_ON_SANSIO = {
     },
     "httptools": {"huge-subprotocol-list", "many-headers", "long-header-value", "transfer-encoding"},
 }
+
+
+# uvicorn's legacy implementation answers a Cookie header that is not UTF-8 with its own 500, before any
+# app code: websockets_impl.process_request encodes the header values and raises UnicodeEncodeError.
+BROKEN_ON_LEGACY = {"cookie-not-utf8"}
 
 
 def expected_answer(case: str, http: str, ws_impl: str) -> int:
@@ -504,6 +509,9 @@ async def test_malformed_raw_handshakes_get_the_right_answer(
 ) -> None:
     if ws_impl == SANSIO and case in SILENT_ON_SANSIO[http_parser]:
         reason = "uvicorn websockets-sansio never writes the answer websockets queued (see SILENT_ON_SANSIO)"
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+    if ws_impl == LEGACY and case in BROKEN_ON_LEGACY:
+        reason = "uvicorn's legacy websockets answers 500 itself (see BROKEN_ON_LEGACY)"
         request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     target, extra = (RAW_TARGETS[case], b"") if case in RAW_TARGETS else (b"/echo", RAW_HANDSHAKES[case])
     head = await raw_handshake(live.running, target, extra)
