@@ -17,9 +17,10 @@ if os.environ.get("WSPROXY_HYPOTHESIS_PROFILE"):
     settings.load_profile(os.environ["WSPROXY_HYPOTHESIS_PROFILE"])
 
 
-@pytest.fixture(params=WS_IMPLEMENTATIONS)
+@pytest.fixture(params=[p for p in SERVER_PARAMS if p.values[0] in WS_IMPLEMENTATIONS])
 def ws_impl(request: pytest.FixtureRequest) -> str:
-    """Each uvicorn WebSocket implementation, so behaviour is proven on every one."""
+    """Each uvicorn WebSocket implementation (websockets-sansio, wsproto, legacy websockets), so behaviour
+    is proven on every one. For uvicorn's own options (tests.servers.serve(app, ws=ws_impl))."""
     return str(request.param)
 
 
