@@ -60,6 +60,8 @@ def test_defaults() -> None:
         ({"max_line_size": 1.5}, ValueError, "max_line_size must be a positive number of bytes, got 1.5"),
         ({"max_connections": 0}, ValueError, "max_connections must be positive or None, got 0"),
         ({"idle_timeout": -1}, ValueError, "idle_timeout must be positive seconds or None, got -1"),
+        ({"max_calls_per_socket": 0}, ValueError, "max_calls_per_socket must be positive, got 0"),
+        ({"max_calls_per_socket": 0.5}, ValueError, "max_calls_per_socket must be positive, got 0.5"),
     ],
 )  # fmt: skip
 def test_bad_options_say_exactly_what_is_wrong(
@@ -77,7 +79,9 @@ def test_the_smallest_legal_values_are_accepted() -> None:
         max_connections=1,
         idle_timeout=0.5,
         request_mutator=lambda ws_scope, http_scope: http_scope,
+        max_calls_per_socket=1,
     )
+    assert options.max_calls_per_socket == 1
     assert (options.max_message_size, options.max_line_size, options.max_connections) == (1, 1, 1)
     assert options.idle_timeout == 0.5
 
