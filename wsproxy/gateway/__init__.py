@@ -4,8 +4,19 @@ Needs the `grpc` extra (grpcio, protobuf, googleapis-common-protos): `pip instal
 Put `wsproxy.WebSocketProxyMiddleware` in front of it to serve the same API over WebSocket.
 """
 
+from wsproxy.gateway._binding import Binding, ChannelBinding
 from wsproxy.gateway._gateway import Gateway
 from wsproxy.gateway._routes import Kind, PathTemplate, Route, TemplateError, compile_template
 from wsproxy.gateway._status import http_status
 
-__all__ = ["Gateway", "Kind", "PathTemplate", "Route", "TemplateError", "compile_template", "http_status"]
+__all__ = [
+    "Binding",
+    "ChannelBinding",
+    "Gateway",
+    "Kind",
+    "PathTemplate",
+    "Route",
+    "TemplateError",
+    "compile_template",
+    "http_status",
+]

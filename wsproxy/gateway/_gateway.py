@@ -24,10 +24,11 @@ from google.protobuf import descriptor_pool, json_format, message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
+from wsproxy.gateway._binding import Binding, as_binding
 from wsproxy.gateway._fields import FieldError, is_shadowed, merge_json, set_from_strings
 from wsproxy.gateway._io import ClientGone, RequestReader, ResponseWriter
 from wsproxy.gateway._metadata import request_metadata, request_timeout, response_headers
-from wsproxy.gateway._routes import Kind, Route, service_routes
+from wsproxy.gateway._routes import Route, service_routes
 from wsproxy.gateway._status import GatewayError, http_status, rpc_error_body
 from wsproxy.gateway._types import Receive, Scope, Send
 
@@ -40,10 +41,11 @@ class _Endpoint:
 
 
 class Gateway:
-    """ASGI app translating HTTP/JSON requests into calls on a grpc.aio channel.
+    """ASGI app translating HTTP/JSON requests into gRPC calls.
 
     Args:
-        channel: where the gRPC services run (create it inside the running event loop).
+        channel: where the gRPC services run: a grpc.aio channel (create it inside the running
+            event loop), or a binding such as `InProcessBinding` that calls servicers in this process.
         services: service descriptors (`my_pb2.DESCRIPTOR.services_by_name["MyService"]`) or full
             names ("my.v1.MyService") found in the default descriptor pool; every method with a
             `google.api.http` option becomes a route.
@@ -54,7 +56,7 @@ class Gateway:
 
     def __init__(
         self,
-        channel: grpc.aio.Channel,
+        channel: grpc.aio.Channel | Binding,
         services: Iterable[ServiceDescriptor | str],
         *,
         max_message_size: int = 4 * 1024 * 1024,
@@ -65,31 +67,22 @@ class Gateway:
         self._emit_unpopulated = emit_unpopulated
         self._use_proto_names = use_proto_names
         self._endpoints: list[_Endpoint] = []
+        binding = as_binding(channel)
         pool = descriptor_pool.Default()
         for service in services:
             descriptor = pool.FindServiceByName(service) if isinstance(service, str) else service
             for route in service_routes(descriptor):
-                self._endpoints.append(self._endpoint(channel, route))
+                self._endpoints.append(self._endpoint(binding, route))
 
     @property
     def routes(self) -> list[Route]:
         return [endpoint.route for endpoint in self._endpoints]
 
     @staticmethod
-    def _endpoint(channel: grpc.aio.Channel, route: Route) -> _Endpoint:
+    def _endpoint(binding: Binding, route: Route) -> _Endpoint:
         request_class = message_factory.GetMessageClass(route.method.input_type)
         response_class = message_factory.GetMessageClass(route.method.output_type)
-        factory = {
-            Kind.UNARY: channel.unary_unary,
-            Kind.SERVER_STREAMING: channel.unary_stream,
-            Kind.CLIENT_STREAMING: channel.stream_unary,
-            Kind.BIDI_STREAMING: channel.stream_stream,
-        }[route.kind]
-        call = factory(
-            route.grpc_path,
-            request_serializer=request_class.SerializeToString,
-            response_deserializer=response_class.FromString,
-        )
+        call = binding.multicallable(route, request_class, response_class)
         return _Endpoint(route, request_class, call)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
