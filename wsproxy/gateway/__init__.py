@@ -6,13 +6,19 @@ Put `wsproxy.WebSocketProxyMiddleware` in front of it to serve the same API over
 
 from wsproxy.gateway._binding import Binding, ChannelBinding
 from wsproxy.gateway._gateway import Gateway
+from wsproxy.gateway._inprocess import HandlerCallDetails, InProcessBinding, InProcessCall
 from wsproxy.gateway._routes import Kind, PathTemplate, Route, TemplateError, compile_template
+from wsproxy.gateway._servicer_context import InProcessServicerContext
 from wsproxy.gateway._status import http_status
 
 __all__ = [
     "Binding",
     "ChannelBinding",
     "Gateway",
+    "HandlerCallDetails",
+    "InProcessBinding",
+    "InProcessCall",
+    "InProcessServicerContext",
     "Kind",
     "PathTemplate",
     "Route",
