@@ -15,6 +15,12 @@ def ws_impl(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(params=["inprocess", "channel"])
+def binding(request: pytest.FixtureRequest) -> str:
+    """Each gateway binding (servicer called in-process, or over a grpc.aio channel): same results."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[Process]:
     """tests/upstream_apps.py's app served by uvicorn in its own process, once per test module."""
