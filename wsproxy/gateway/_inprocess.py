@@ -323,7 +323,7 @@ async def _serve(
                 "Unexpected [%s] raised by servicer method [%s]", type(exc).__name__, context.method
             )
         code = context.code()
-        code = grpc.StatusCode.UNKNOWN if code is grpc.StatusCode.OK else code
+        code = grpc.StatusCode.UNKNOWN if code in (None, grpc.StatusCode.OK) else code
         context.finish(Status(code, f"Unexpected {type(exc)}: {exc}", context.trailing_metadata()))
     finally:
         context.run_callbacks()
@@ -347,7 +347,7 @@ async def _run_handler(handler: Handler, context: InProcessServicerContext, requ
     result = behaviour(argument, context)
     if not handler.response_streaming:
         response = await result if inspect.isawaitable(result) else result
-        if context.code() is grpc.StatusCode.OK and not isinstance(response, Message):
+        if context.code() in (None, grpc.StatusCode.OK) and not isinstance(response, Message):
             raise TypeError(f"the servicer returned {type(response).__name__}, not a protobuf message")
         await context.write(response)
     elif hasattr(result, "__aiter__"):  # an async generator

@@ -70,7 +70,7 @@ class InProcessServicerContext(grpc.aio.ServicerContext[Any, Any]):
         self._deadline = deadline
         self.requests = requests
         self.responses = responses
-        self._code = grpc.StatusCode.OK
+        self._code: grpc.StatusCode | None = None  # grpcio: None until the servicer sets one
         self._details: str | None = None
         self._trailing: MetadataPairs = ()
         self.initial: asyncio.Future[MetadataPairs] = loop.create_future()
@@ -125,7 +125,7 @@ class InProcessServicerContext(grpc.aio.ServicerContext[Any, Any]):
     def set_details(self, details: str) -> None:
         self._details = details
 
-    def code(self) -> grpc.StatusCode:
+    def code(self) -> grpc.StatusCode | None:  # type: ignore[override]  # grpcio returns None when unset
         return self._code
 
     def details(self) -> str:
@@ -164,16 +164,10 @@ class InProcessServicerContext(grpc.aio.ServicerContext[Any, Any]):
         return max(0.0, self._deadline - self._loop.time())
 
     def cancelled(self) -> bool:
-        """True once the gateway cancelled the call (client gone) or its deadline passed."""
-        return (
-            self.status is not None
-            and self.status.code
-            in (
-                grpc.StatusCode.CANCELLED,
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-            )
-            and not self._aborted
-        )
+        """True once the gateway cancelled the call (its client went away), as grpcio documents it
+        (grpcio 1.85's own server answers False there); a passed deadline does not count."""
+        status = self.status
+        return status is not None and status.code is grpc.StatusCode.CANCELLED and not self._aborted
 
     def done(self) -> bool:
         return self.status is not None
@@ -193,7 +187,7 @@ class InProcessServicerContext(grpc.aio.ServicerContext[Any, Any]):
 
     def outcome(self) -> Status:
         """The status of a servicer that returned normally: OK unless it set a code."""
-        return Status(self._code, self._details or "", self._trailing)
+        return Status(self._code or grpc.StatusCode.OK, self._details or "", self._trailing)
 
     def finish(self, status: Status) -> None:
         if self.status is not None:
