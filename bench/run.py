@@ -16,6 +16,7 @@ from importlib.metadata import version
 
 from bench import scenarios
 from bench.apps import BARE_PATH, PROXY_PATH
+from bench.inprocess import inprocess_rounds, inprocess_rows
 from bench.procstat import rss_bytes
 from bench.report import Row
 from bench.scenarios import Flow, payload_of
@@ -262,6 +263,7 @@ def all_rows(plan: Plan) -> dict[str, Row]:
         ),
         Row("churn rate", "connection churn", "streams/s"),
         *_flow_rows("chat", "Chat RPC, HTTP vs WS"),
+        *inprocess_rows(),
     ]
     return {row.key: row for row in rows}
 
@@ -271,4 +273,5 @@ async def run(plan: Plan) -> dict[str, Row]:
     await echo_rounds(plan, rows)
     await resource_rounds(plan, rows)
     await e2e_rounds(plan, rows)
+    await inprocess_rounds(plan, rows)
     return rows

@@ -1,4 +1,4 @@
-"""The server under test, as its own process: `python -m bench.server {echo,demo} [--ws IMPL]`.
+"""The server under test, as its own process: `python -m bench.server {echo,demo,demo-*} [--ws IMPL]`.
 
 It listens on a free loopback port, prints "PORT <n>" on stdout once serving, and runs until
 SIGINT/SIGTERM. The parent pins it to a CPU of its own.
@@ -35,7 +35,8 @@ async def _app(kind: str) -> AsyncIterator[ASGIApp]:
         return
     from example_service.app import demo  # grpc is only needed for the end-to-end figures
 
-    async with demo() as running:
+    # "demo" is the demo as shipped (in-process binding); "demo-<binding>" picks one.
+    async with demo(binding="channel" if kind == "demo-channel" else "inprocess") as running:
         yield running.app
 
 
@@ -57,7 +58,7 @@ async def _serve(kind: str, ws: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.server")
-    parser.add_argument("kind", choices=["echo", "demo"])
+    parser.add_argument("kind", choices=["echo", "demo", "demo-inprocess", "demo-channel"])
     parser.add_argument("--ws", default="websockets-sansio")
     args = parser.parse_args(argv)
     raise_fd_limit()
