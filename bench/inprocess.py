@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 PREFIX = "binding"
 STREAMS = 4
-IN_FLIGHT = 16
+IN_FLIGHT = 64
 
 
 def inprocess_rows() -> list[Row]:
@@ -29,6 +29,7 @@ def inprocess_rows() -> list[Row]:
         Row(f"{PREFIX} cpu/msg", f"{label}: server CPU per message", "µs", "<= 0.2"),
         Row(f"{PREFIX} p50", f"{label}: latency p50", "ms"),
         Row(f"{PREFIX} server cpu", f"{label}: server CPU", "%"),
+        Row(f"{PREFIX} client cpu", f"{label}: load client CPU", "%"),
     ]
 
 
@@ -61,6 +62,7 @@ async def inprocess_rounds(plan: Plan, rows: dict[str, Row]) -> None:
             rows[f"{PREFIX} rate"].add(base.messages_per_s, fast.messages_per_s)
             rows[f"{PREFIX} cpu/msg"].add(base.server_us_per_message, fast.server_us_per_message)
             rows[f"{PREFIX} server cpu"].add(base.server_cpu * 100, fast.server_cpu * 100)
+            rows[f"{PREFIX} client cpu"].add(base.client_cpu * 100, fast.client_cpu * 100)
             if base.p50_ms and fast.p50_ms:
                 rows[f"{PREFIX} p50"].add(base.p50_ms, fast.p50_ms)
             progress(
