@@ -25,6 +25,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
 from wsproxy.gateway._binding import Binding, as_binding
+from wsproxy.gateway._fastjson import FastJSON
 from wsproxy.gateway._fields import FieldError, is_shadowed, merge_json, set_from_strings
 from wsproxy.gateway._io import ClientGone, RequestReader, ResponseWriter
 from wsproxy.gateway._metadata import request_metadata, request_timeout, response_headers
@@ -66,6 +67,7 @@ class Gateway:
         self._max_message_size = max_message_size
         self._emit_unpopulated = emit_unpopulated
         self._use_proto_names = use_proto_names
+        self._fast = FastJSON(use_proto_names=use_proto_names)  # json_format's output, faster, for flat types
         self._endpoints: list[_Endpoint] = []
         binding = as_binding(channel)
         pool = descriptor_pool.Default()
@@ -171,7 +173,8 @@ class Gateway:
         while (value := await reader.next_value()) is not None:
             request = endpoint.request_class()
             try:
-                merge_json(request, "*", value)
+                if not self._fast.decode_into(request, value):
+                    merge_json(request, "*", value)
             except FieldError as exc:
                 raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
             try:
@@ -209,11 +212,13 @@ class Gateway:
         await writer.error(rpc_error_body(error), http_status(error.code()), headers)
 
     def _encode(self, message: Message) -> bytes:
-        as_dict = json_format.MessageToDict(
-            message,
-            always_print_fields_with_no_presence=self._emit_unpopulated,
-            preserving_proto_field_name=self._use_proto_names,
-        )
+        as_dict = self._fast.to_json(message) if self._emit_unpopulated else None
+        if as_dict is None:
+            as_dict = json_format.MessageToDict(
+                message,
+                always_print_fields_with_no_presence=self._emit_unpopulated,
+                preserving_proto_field_name=self._use_proto_names,
+            )
         return json.dumps(as_dict, ensure_ascii=False, separators=(",", ":")).encode()
 
 
