@@ -1,0 +1,172 @@
+"""The in-process call object against a real grpc.aio call, through the API the gateway uses.
+
+Each scenario runs once on a multicallable from `ChannelBinding` (a real grpcio server and channel)
+and once on one from `InProcessBinding`, and the outcomes — values, codes, details, metadata,
+the exception types raised — must be equal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import message_factory
+
+from example_service.proto.example.v1 import echo_pb2, echo_pb2_grpc
+from tests.test_gateway_inprocess import SERVICE, GeneratorStyle
+from wsproxy.gateway import ChannelBinding, InProcessBinding
+from wsproxy.gateway._routes import service_routes
+
+Calls = dict[str, Any]  # method name -> multicallable
+Scenario = Callable[[Calls], Awaitable[Any]]
+
+
+def _multicallables(binding: Any) -> Calls:
+    calls = {}
+    for route in service_routes(SERVICE):
+        request = message_factory.GetMessageClass(route.method.input_type)
+        response = message_factory.GetMessageClass(route.method.output_type)
+        calls[route.method.name] = binding.multicallable(route, request, response)
+    return calls
+
+
+@contextlib.asynccontextmanager
+async def calls_for(kind: str) -> AsyncIterator[Calls]:
+    servicer = GeneratorStyle()
+    if kind == "inprocess":
+        binding = InProcessBinding()
+        echo_pb2_grpc.add_EchoServiceServicer_to_server(servicer, binding)
+        yield _multicallables(binding)
+        return
+    server = grpc.aio.server()
+    echo_pb2_grpc.add_EchoServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield _multicallables(ChannelBinding(channel))
+    finally:
+        await server.stop(grace=None)
+
+
+def outcome_of(error: BaseException) -> Any:
+    if isinstance(error, grpc.aio.AioRpcError):
+        return ("AioRpcError", error.code(), error.details(), tuple(error.initial_metadata() or ()))
+    return type(error).__name__
+
+
+async def unary_ok(calls: Calls) -> Any:
+    call = calls["Echo"](echo_pb2.EchoRequest(message="hi"), metadata=(("k", "v"),), timeout=10)
+    response = await call
+    return (
+        response,
+        tuple(await call.initial_metadata()),
+        await call.code(),
+        await call.details(),
+        call.done(),
+        call.cancelled(),
+    )
+
+
+async def unary_metadata(calls: Calls) -> Any:
+    call = calls["Echo"](echo_pb2.EchoRequest(message="headers"), metadata=())
+    await call
+    trailing = [pair for pair in await call.trailing_metadata() if pair[0] == "x-trailer"]
+    return tuple(await call.initial_metadata()), trailing
+
+
+async def unary_abort(calls: Calls) -> Any:
+    try:
+        await calls["Echo"](echo_pb2.EchoRequest(message="abort after headers"), metadata=())
+    except grpc.aio.AioRpcError as error:
+        return outcome_of(error)
+    raise AssertionError("no error")
+
+
+async def unary_exception(calls: Calls) -> Any:
+    try:
+        await calls["Echo"](echo_pb2.EchoRequest(message="boom"), metadata=())
+    except grpc.aio.AioRpcError as error:
+        return outcome_of(error)
+    raise AssertionError("no error")
+
+
+async def unary_deadline(calls: Calls) -> Any:
+    call = calls["Echo"](echo_pb2.EchoRequest(message="slow"), metadata=(), timeout=0.1)
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        return outcome_of(error), call.done(), call.cancelled()
+    raise AssertionError("no error")
+
+
+async def unary_cancel(calls: Calls) -> Any:
+    call = calls["Echo"](echo_pb2.EchoRequest(message="slow"), metadata=())
+    await asyncio.sleep(0.05)
+    first, second = call.cancel(), call.cancel()
+    try:
+        await call
+    except BaseException as error:  # CancelledError
+        return first, second, call.cancelled(), call.done(), outcome_of(error), await call.code()
+    raise AssertionError("no error")
+
+
+async def server_stream_abort(calls: Calls) -> Any:
+    call = calls["Ticker"](echo_pb2.TickerRequest(count=2, interval_ms=1), metadata=())
+    seen = []
+    try:
+        async for tick in call:
+            seen.append(tick.seq)
+    except grpc.aio.AioRpcError as error:
+        return seen, outcome_of(error)
+    raise AssertionError("no error")
+
+
+async def bidi(calls: Calls) -> Any:
+    call = calls["Chat"](metadata=())
+    replies = []
+    for text in ("a", "b"):
+        await call.write(echo_pb2.ChatMessage(text=text))
+        reply = await anext(aiter(call))
+        replies.append((reply.text, reply.seq))
+    await call.done_writing()
+    rest = [reply async for reply in call]
+    try:
+        await call.write(echo_pb2.ChatMessage(text="late"))
+    except BaseException as error:
+        late = outcome_of(error)
+    return replies, rest, late, await call.code()
+
+
+async def client_stream(calls: Calls) -> Any:
+    call = calls["Sum"](metadata=())
+    for value in (1, 2, 3):
+        await call.write(echo_pb2.SumRequest(value=value))
+    await call.done_writing()
+    return await call
+
+
+SCENARIOS = [
+    unary_ok,
+    unary_metadata,
+    unary_abort,
+    unary_exception,
+    unary_deadline,
+    unary_cancel,
+    server_stream_abort,
+    bidi,
+    client_stream,
+]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[scenario.__name__ for scenario in SCENARIOS])
+async def test_in_process_call_behaves_like_a_grpc_aio_call(scenario: Scenario) -> None:
+    outcomes = {}
+    for kind in ("channel", "inprocess"):
+        async with calls_for(kind) as calls:
+            outcomes[kind] = await asyncio.wait_for(scenario(calls), 10)
+    assert outcomes["inprocess"] == outcomes["channel"]
