@@ -421,3 +421,67 @@ async def test_interceptors_reject_without_a_token_and_wrap_every_call(
     assert counter.intercepted == ["Echo", "Ticker", "Echo", "Ticker", "Sum", "Chat", "Chat"]
     # The counter wraps what RequireToken returns: the denying handler runs too.
     assert counter.ran == ["Echo", "Ticker", "Echo", "Ticker", "Sum", "Chat", "Chat"]
+
+
+# -- hostile timing --
+
+
+class SlowChat(GeneratorStyle):
+    """Takes a little time per message, so a flooding client runs into backpressure."""
+
+    async def Chat(self, request_iterator: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+        seq = 0
+        async for message in request_iterator:
+            await asyncio.sleep(0.0005)
+            yield echo_pb2.ChatReply(text=message.text, seq=seq)
+            seq += 1
+
+
+class StubbornChat(GeneratorStyle):
+    """Swallows the cancellation and returns as if nothing happened."""
+
+    async def Chat(self, request_iterator: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+        try:
+            async for message in request_iterator:
+                yield echo_pb2.ChatReply(text=message.text)
+        except asyncio.CancelledError:
+            self.ended.put_nowait(("swallowed", False))
+
+
+async def test_flooding_client_gets_every_reply_in_order(binding: str, ws_impl: str) -> None:
+    async with (
+        gateway(binding, SlowChat(), ws=ws_impl) as running,
+        connect(running.ws + "/v1/chat?method=POST") as ws,
+    ):
+        for n in range(300):
+            await ws.send(json.dumps({"text": str(n)}))
+        await ws.send("")
+        frames, code, _ = await asyncio.wait_for(drain(ws), 30)
+    assert [json.loads(frame)["result"]["text"] for frame in frames] == [str(n) for n in range(300)]
+    assert code == 1000
+
+
+async def test_client_vanishing_mid_burst_cancels_and_the_server_keeps_serving(
+    binding: str, ws_impl: str
+) -> None:
+    servicer = GeneratorStyle()
+    async with gateway(binding, servicer, ws=ws_impl) as running:
+        async with connect(running.ws + "/v1/chat?method=POST") as ws:
+            for n in range(50):
+                await ws.send(json.dumps({"text": str(n)}))
+            await ws.recv()
+            ws.transport.abort()  # no close frame: the TCP connection just goes
+        assert (await asyncio.wait_for(servicer.ended.get(), timeout=10))[0] == "Chat"
+        async with connect(running.ws + "/v1/echo?method=POST") as ws:
+            await ws.send(json.dumps({"message": "still here"}))
+            assert (await drain(ws))[:2] == (['{"message":"still here"}'], 1000)
+
+
+async def test_servicer_swallowing_its_cancellation_does_not_hold_the_gateway(binding: str) -> None:
+    servicer = StubbornChat()
+    async with gateway(binding, servicer) as running:
+        async with connect(running.ws + "/v1/chat?method=POST") as ws:
+            await ws.send(json.dumps({"text": "x"}))
+            assert json.loads(await ws.recv())["result"]["text"] == "x"
+        async with httpx.AsyncClient(base_url=running.http) as client:
+            assert (await echo(client, "after")).json() == {"message": "after"}
