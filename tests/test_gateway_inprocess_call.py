@@ -170,3 +170,43 @@ async def test_in_process_call_behaves_like_a_grpc_aio_call(scenario: Scenario) 
         async with calls_for(kind) as calls:
             outcomes[kind] = await asyncio.wait_for(scenario(calls), 10)
     assert outcomes["inprocess"] == outcomes["channel"]
+
+
+class NeverReads(GeneratorStyle):
+    async def Chat(self, request_iterator: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+        await asyncio.sleep(30)
+        yield echo_pb2.ChatReply()  # pragma: no cover
+
+
+async def test_sixteen_requests_wait_for_a_servicer_that_does_not_read() -> None:
+    binding = InProcessBinding()
+    echo_pb2_grpc.add_EchoServiceServicer_to_server(NeverReads(), binding)
+    call = _multicallables(binding)["Chat"](metadata=())
+    for _ in range(16):  # docs/gateway.md: each direction holds at most 16 messages
+        await asyncio.wait_for(call.write(echo_pb2.ChatMessage(text="x")), 1)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(call.write(echo_pb2.ChatMessage(text="one too many")), 0.2)
+    assert call.cancel()
+
+
+async def test_no_servicer_registered_is_unimplemented_in_both_bindings() -> None:
+    outcomes = []
+    binding = InProcessBinding()
+    try:
+        await _multicallables(binding)["Echo"](echo_pb2.EchoRequest(message="x"), metadata=())
+    except grpc.aio.AioRpcError as error:
+        outcomes.append(outcome_of(error))
+    server = grpc.aio.server()
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            try:
+                await _multicallables(ChannelBinding(channel))["Echo"](
+                    echo_pb2.EchoRequest(message="x"), metadata=()
+                )
+            except grpc.aio.AioRpcError as error:
+                outcomes.append(outcome_of(error))
+    finally:
+        await server.stop(grace=None)
+    assert outcomes == [("AioRpcError", grpc.StatusCode.UNIMPLEMENTED, "Method not found!", ())] * 2
