@@ -87,8 +87,17 @@ def test_quick_bench_runs_and_reports_every_measure(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "| 64 B: echo throughput (msg/s) |" in result.stdout
     assert "| Chat RPC, HTTP vs WS: echo throughput (msg/s) |" in result.stdout
+    assert "| Chat over WS, in-process vs channel binding: throughput (msg/s) |" in result.stdout
     rounds = json.loads(out.read_text())
     assert set(rounds) == set(all_rows(QUICK))
-    for key in ("64 B rate", "64 KiB rate", "1 MiB rate", "churn rss", "chat rate"):
+    for key in (
+        "64 B rate",
+        "64 KiB rate",
+        "1 MiB rate",
+        "churn rss",
+        "chat rate",
+        "binding rate",
+        "binding cpu/msg",
+    ):
         assert len(rounds[key]["baseline"]) == len(rounds[key]["wsproxy"]) >= 1, key
         assert all(value > 0 for value in rounds[key]["baseline"] + rounds[key]["wsproxy"]), key
