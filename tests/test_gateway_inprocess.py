@@ -66,6 +66,8 @@ class GeneratorStyle(echo_pb2_grpc.EchoServiceServicer):  # type: ignore[misc]
         elif text == "metadata":
             keys = sorted(key for key, _ in context.invocation_metadata() or () if key != "user-agent")
             text = ",".join(keys)
+        elif text == "raise cancelled":
+            raise asyncio.CancelledError
         elif text == "return wrong type":
             return "not a message"
         return echo_pb2.EchoResponse(message=text)

@@ -150,7 +150,18 @@ async def client_stream(calls: Calls) -> Any:
     return await call
 
 
+async def write_after_done_writing(calls: Calls) -> Any:
+    call = calls["Sum"](metadata=())
+    await call.done_writing()
+    try:
+        await call.write(echo_pb2.SumRequest(value=1))
+    except BaseException as error:
+        late = outcome_of(error)
+    return late, await call
+
+
 SCENARIOS = [
+    write_after_done_writing,
     unary_ok,
     unary_metadata,
     unary_abort,
@@ -210,3 +221,13 @@ async def test_no_servicer_registered_is_unimplemented_in_both_bindings() -> Non
     finally:
         await server.stop(grace=None)
     assert outcomes == [("AioRpcError", grpc.StatusCode.UNIMPLEMENTED, "Method not found!", ())] * 2
+
+
+async def test_servicer_raising_cancelled_error_itself_ends_the_call_cancelled() -> None:
+    # Not compared with grpcio: its 1.85 server then sends no status at all (the call hangs until
+    # its deadline). In-process the gateway gets a CANCELLED status (HTTP 499), not a CancelledError
+    # that would cancel the gateway's own task.
+    async with calls_for("inprocess") as calls:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await calls["Echo"](echo_pb2.EchoRequest(message="raise cancelled"), metadata=())
+    assert caught.value.code() is grpc.StatusCode.CANCELLED

@@ -25,7 +25,7 @@ from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
-from wsproxy.gateway._pipe import END, Pipe
+from wsproxy.gateway._pipe import END, Pipe, PipeClosed
 from wsproxy.gateway._routes import Route
 from wsproxy.gateway._servicer_context import (
     CANCELLED_DETAILS,
@@ -182,6 +182,7 @@ class InProcessCall:
         self._task = loop.create_task(_serve(binding, context, request))
         context.finished.add_done_callback(self._finished)
         self._callbacks: list[Callable[[Any], None]] = []
+        self._cancelled_here = False
 
     # -- answers --
 
@@ -207,7 +208,7 @@ class InProcessCall:
         raise self._error(status)
 
     def _error(self, status: Status) -> BaseException:
-        if status.code is grpc.StatusCode.CANCELLED and status.details == CANCELLED_DETAILS:
+        if self._cancelled_here:
             return asyncio.CancelledError()  # grpc.aio: a call cancelled by its caller raises this
         initial = self._context.initial.result() if self._context.initial.done() else ()
         return grpc.aio.AioRpcError(
@@ -228,7 +229,7 @@ class InProcessCall:
             await self._raise_ended()
         try:
             await requests.put(request)
-        except Exception:
+        except PipeClosed:
             await self._raise_ended()
 
     async def done_writing(self) -> None:
@@ -238,7 +239,7 @@ class InProcessCall:
     async def _raise_ended(self) -> None:
         status = self._context.status
         if status is None:
-            raise grpc.aio.UsageError("done_writing() was already called")
+            raise asyncio.InvalidStateError('RPC is half closed after calling "done_writing".')
         if status.code is grpc.StatusCode.OK:
             raise asyncio.InvalidStateError("RPC already finished.")
         raise self._error(status)
@@ -266,6 +267,7 @@ class InProcessCall:
     def cancel(self) -> bool:
         if self._context.status is not None:
             return False
+        self._cancelled_here = True
         self._end(Status(grpc.StatusCode.CANCELLED, CANCELLED_DETAILS, ()))
         return True
 
