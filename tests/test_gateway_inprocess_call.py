@@ -231,3 +231,77 @@ async def test_servicer_raising_cancelled_error_itself_ends_the_call_cancelled()
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await calls["Echo"](echo_pb2.EchoRequest(message="raise cancelled"), metadata=())
     assert caught.value.code() is grpc.StatusCode.CANCELLED
+
+
+class Probe(GeneratorStyle):
+    """Echo records what the context's edge cases do, then aborts with a grpc.Status."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[Any] = []
+
+    async def Echo(self, request: Any, context: Any) -> Any:
+        seen = self.seen
+        seen += [
+            context.code(),
+            context.details(),
+            context.time_remaining(),
+            context.done(),
+            context.cancelled(),
+        ]
+        await context.send_initial_metadata((("a", "1"),))
+        for probe in (lambda: context.send_initial_metadata((("b", "2"),)), context.read):
+            try:
+                await probe()
+            except grpc.aio.UsageError as error:
+                seen.append(f"UsageError: {error}")
+        seen += [
+            context.auth_context(),
+            context.peer_identities(),
+            context.peer_identity_key(),
+            context.peer(),
+        ]
+        context.set_compression(grpc.Compression.Gzip)
+        context.disable_next_message_compression()
+        status = _Status(grpc.StatusCode.FAILED_PRECONDITION, "not now", (("t", "v"),))
+        try:
+            await context.abort_with_status(status)
+        except grpc.aio.AbortError:
+            seen.append(context.done())
+        try:
+            await context.abort(grpc.StatusCode.INTERNAL, "again")
+        except grpc.aio.UsageError as error:
+            seen.append(f"UsageError: {error}")
+        return echo_pb2.EchoResponse(message="ignored after abort")
+
+
+class _Status(grpc.Status):
+    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: Any) -> None:
+        self.code, self.details, self.trailing_metadata = code, details, trailing_metadata
+
+
+async def test_context_edge_cases_in_process() -> None:
+    servicer = Probe()
+    binding = InProcessBinding()
+    echo_pb2_grpc.add_EchoServiceServicer_to_server(servicer, binding)
+    call = _multicallables(binding)["Echo"](echo_pb2.EchoRequest(), metadata=(("x-forwarded-for", "::1"),))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    assert (caught.value.code(), caught.value.details()) == (grpc.StatusCode.FAILED_PRECONDITION, "not now")
+    assert tuple(caught.value.initial_metadata()) == (("a", "1"),)
+    assert [tuple(pair) for pair in caught.value.trailing_metadata()] == [("t", "v")]
+    assert servicer.seen == [
+        None,
+        "",
+        None,
+        False,
+        False,
+        "UsageError: Send initial metadata failed: already sent",
+        "UsageError: read() is for calls that stream requests",
+        {},
+        None,
+        None,
+        "ipv6:[::1]",
+        True,
+        "UsageError: Abort already called!",
+    ]
