@@ -289,7 +289,8 @@ async def test_context_edge_cases_in_process() -> None:
         await call
     assert (caught.value.code(), caught.value.details()) == (grpc.StatusCode.FAILED_PRECONDITION, "not now")
     assert tuple(caught.value.initial_metadata()) == (("a", "1"),)
-    assert [tuple(pair) for pair in caught.value.trailing_metadata()] == [("t", "v")]
+    trailing: Any = caught.value.trailing_metadata()
+    assert [tuple(pair) for pair in trailing] == [("t", "v")]
     assert servicer.seen == [
         None,
         "",
