@@ -306,3 +306,25 @@ async def test_context_edge_cases_in_process() -> None:
         True,
         "UsageError: Abort already called!",
     ]
+
+
+def test_interceptors_must_be_server_interceptors() -> None:
+    with pytest.raises(TypeError, match=r"expected a grpc\.aio\.ServerInterceptor, got object"):
+        InProcessBinding(interceptors=[object()])  # type: ignore[list-item]
+
+
+async def test_add_servicer_serves_what_the_object_has_and_unimplemented_otherwise() -> None:
+    class OnlyEcho:
+        async def Echo(self, request: Any, context: Any) -> Any:
+            return echo_pb2.EchoResponse(message=request.message * 2)
+
+    binding = InProcessBinding()
+    binding.add_servicer("example.v1.EchoService", OnlyEcho())
+    calls = _multicallables(binding)
+    assert (await calls["Echo"](echo_pb2.EchoRequest(message="ab"), metadata=())).message == "abab"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await calls["WhoAmI"](echo_pb2.WhoAmIRequest(), metadata=())
+    assert (caught.value.code(), caught.value.details()) == (
+        grpc.StatusCode.UNIMPLEMENTED,
+        "Method not found!",
+    )
