@@ -22,6 +22,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14 and 15)
 
 
+def minor_faults(pid: int) -> int:
+    """Page faults served without I/O: mostly fresh memory touched for the first time."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[7])  # minflt (field 10)
+
+
 def own_cpu_seconds() -> float:
     times = os.times()
     return times.user + times.system

@@ -1,20 +1,22 @@
-"""Medians and ratios of the rounds, as one Markdown table."""
+"""Medians, ratios and their spread over the rounds, as one Markdown table."""
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
 @dataclass
 class Row:
-    """One measure: its value per round for the baseline and for the proxy, and the paired ratios."""
+    """One measure on one event loop: its value per round for the baseline and the variant (wsproxy)."""
 
     key: str
     label: str
     unit: str
-    target: str = ""  # e.g. ">= 0.85": on the ratio proxy/baseline, or on the proxy's value if absolute
+    target: str = ""  # e.g. ">= 0.85": on the ratio variant/baseline, or on the variant's value if absolute
     absolute: bool = False
+    loop: str = ""  # the server's event loop (and HTTP parser), e.g. "uvloop+httptools"
     base: list[float] = field(default_factory=list)
     proxy: list[float] = field(default_factory=list)
 
@@ -23,17 +25,34 @@ class Row:
         self.proxy.append(proxy)
 
     @property
+    def ratios(self) -> list[float]:
+        """Per round, variant / baseline: each round pairs two runs that saw the same drift."""
+        return [p / b for b, p in zip(self.base, self.proxy, strict=True) if b]
+
+    @property
     def ratio(self) -> float:
-        """The median of the per-round ratios: each round pairs two runs that saw the same drift."""
-        ratios = [p / b for b, p in zip(self.base, self.proxy, strict=True) if b]
+        """The median of the per-round ratios."""
+        ratios = self.ratios
         return statistics.median(ratios) if ratios else float("nan")
 
     @property
+    def judged(self) -> list[float]:
+        """What the target is checked on, per round: the ratios, or the variant's values if absolute."""
+        return self.proxy if self.absolute else self.ratios
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        """Lowest and highest per-round value of what the target is checked on."""
+        values = self.judged
+        return (min(values), max(values)) if values else (float("nan"), float("nan"))
+
+    @property
     def met(self) -> str:
-        if not self.target or not self.base:
+        judged = self.judged
+        if not self.target or not judged:
             return ""
         op, value = self.target.split()
-        measured = statistics.median(self.proxy) if self.absolute else self.ratio
+        measured = statistics.median(judged)
         ok = measured >= float(value) if op == ">=" else measured <= float(value)
         return "yes" if ok else "NO"
 
@@ -46,19 +65,29 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
-def table(rows: list[Row]) -> str:
+def table(rows: Iterable[Row]) -> str:
+    """Ratio is the median of the per-round ratios; spread is their min-max (for absolute rows: the
+    variant's own values, on which its target is checked)."""
     lines = [
-        "| measure | baseline | wsproxy | ratio | target | met | rounds |",
-        "|---|---:|---:|---:|---:|:-:|---:|",
+        "| measure | loop | baseline | wsproxy | ratio | spread | target | met | rounds |",
+        "|---|---|---:|---:|---:|:-:|---:|:-:|---:|",
     ]
     for row in rows:
         if not row.base:
             continue
         base = statistics.median(row.base)
         proxy = statistics.median(row.proxy)
+        low, high = row.spread
         target = f"wsproxy {row.target}" if row.absolute else row.target
         lines.append(
-            f"| {row.label} ({row.unit}) | {_fmt(base)} | {_fmt(proxy)} | {row.ratio:.2f} "
-            f"| {target} | {row.met} | {len(row.base)} |"
+            f"| {row.label} ({row.unit}) | {row.loop} | {_fmt(base)} | {_fmt(proxy)} | {row.ratio:.2f} "
+            f"| {low:.2f}-{high:.2f} | {target} | {row.met} | {len(row.base)} |"
         )
     return "\n".join(lines)
+
+
+def interleave(results: dict[str, dict[str, Row]]) -> list[Row]:
+    """Rows in registry order, each row's loops side by side: {loop: {key: Row}} -> [Row, ...]."""
+    loops = list(results.values())
+    keys = list(loops[0]) if loops else []
+    return [loop_rows[key] for key in keys for loop_rows in loops]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from bench.procstat import cpu_seconds, own_cpu_seconds
+from bench.procstat import cpu_seconds, minor_faults, own_cpu_seconds
 from bench.wsclient import Connection, client_frame, open_connection
 
 HOST = "127.0.0.1"
@@ -25,6 +25,7 @@ class Flow:
     server_cpu: float  # share of its one core the server used
     client_cpu: float  # share of its one core this load client used
     server_us_per_message: float
+    server_faults_per_message: float  # page faults: fresh memory the server touched (big buffers)
     wrong_size: int
 
 
@@ -39,14 +40,17 @@ class _Window:
     def __init__(self, server_pid: int) -> None:
         self.pid = server_pid
         self.wall = self.server = self.client = 0.0
+        self.faults = 0
 
     def start(self) -> None:
         self.wall, self.server, self.client = time.perf_counter(), cpu_seconds(self.pid), own_cpu_seconds()
+        self.faults = minor_faults(self.pid)
 
     def stop(self) -> None:
         self.wall = time.perf_counter() - self.wall
         self.server = cpu_seconds(self.pid) - self.server
         self.client = own_cpu_seconds() - self.client
+        self.faults = minor_faults(self.pid) - self.faults
 
     def flow(self, messages: int, latencies: list[float] | None, wrong_size: int = 0) -> Flow:
         p50 = p99 = None
@@ -61,6 +65,7 @@ class _Window:
             server_cpu=self.server / self.wall,
             client_cpu=self.client / self.wall,
             server_us_per_message=self.server / max(messages, 1) * 1e6,
+            server_faults_per_message=self.faults / max(messages, 1),
             wrong_size=wrong_size,
         )
 

@@ -1,7 +1,9 @@
-"""The server under test, as its own process: `python -m bench.server {echo,demo,demo-*} [--ws IMPL]`.
+"""The server under test, as its own process: `python -m bench.server MODULE:FACTORY [--loop L] ...`.
 
-It listens on a free loopback port, prints "PORT <n>" on stdout once serving, and runs until
-SIGINT/SIGTERM. The parent pins it to a CPU of its own.
+FACTORY is called with no arguments and returns an ASGI app, or an async context manager that yields
+one (for apps with a lifetime, like the demo's gRPC server). The process listens on a free loopback
+port, prints "PORT <n>" on stdout once serving, and runs until SIGINT/SIGTERM on the event loop named
+by --loop (uvicorn's Config.loop is ignored when we run the loop ourselves). The parent pins it to a CPU.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import uvicorn
+from uvicorn.importer import import_from_string
 
-from bench.apps import echo_server
+from bench.harness import run_on
 from wsproxy._types import ASGIApp
 
 
@@ -29,23 +32,51 @@ def raise_fd_limit() -> None:
 
 
 @contextlib.asynccontextmanager
-async def _app(kind: str) -> AsyncIterator[ASGIApp]:
-    if kind == "echo":
-        yield echo_server()
-        return
-    from example_service.app import demo  # grpc is only needed for the end-to-end figures
+async def demo_app() -> AsyncIterator[ASGIApp]:
+    """The demo as shipped: gateway -> servicer in-process (grpc is only needed for the end-to-end rows)."""
+    async with demo_inprocess_app() as app:
+        yield app
 
-    # "demo" is the demo as shipped (in-process binding); "demo-<binding>" picks one.
-    async with demo(binding="channel" if kind == "demo-channel" else "inprocess") as running:
+
+@contextlib.asynccontextmanager
+async def demo_inprocess_app() -> AsyncIterator[ASGIApp]:
+    """The demo with the gateway calling the servicer directly (InProcessBinding)."""
+    from example_service.app import demo
+
+    async with demo(binding="inprocess") as running:
         yield running.app
 
 
-async def _serve(kind: str, ws: str) -> None:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+@contextlib.asynccontextmanager
+async def demo_channel_app() -> AsyncIterator[ASGIApp]:
+    """The demo with the gateway calling grpcio over a grpc.aio channel, both in this process."""
+    from example_service.app import demo
+
+    async with demo(binding="channel") as running:
+        yield running.app
+
+
+@contextlib.asynccontextmanager
+async def _app(factory: str) -> AsyncIterator[ASGIApp]:
+    made = import_from_string(factory)()
+    if hasattr(made, "__aenter__"):
+        async with made as app:
+            yield app
+    else:
+        yield made
+
+
+async def _serve(factory: str, ws: str, http: str) -> None:
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only when the listening
+    # socket's proto says TCP (as `uvicorn --host --port` does). Without it a small write right after
+    # another waits for the client's delayed ACK (40 ms on Linux), e.g. a close frame after a reply.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    async with _app(kind) as app:
-        config = uvicorn.Config(cast(Any, app), ws=ws, log_level="warning", lifespan="off", backlog=4096)
+    async with _app(factory) as app:
+        config = uvicorn.Config(
+            cast(Any, app), ws=ws, http=cast(Any, http), log_level="warning", lifespan="off", backlog=4096
+        )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started:
@@ -58,12 +89,14 @@ async def _serve(kind: str, ws: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.server")
-    parser.add_argument("kind", choices=["echo", "demo", "demo-inprocess", "demo-channel"])
+    parser.add_argument("app", metavar="MODULE:FACTORY", help="e.g. bench.apps:echo_server")
     parser.add_argument("--ws", default="websockets-sansio")
+    parser.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"])
+    parser.add_argument("--http", default="h11", choices=["h11", "httptools"])
     args = parser.parse_args(argv)
     raise_fd_limit()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.kind, args.ws))
+        run_on(args.loop, _serve(args.app, args.ws, args.http))
     return 0
 
 

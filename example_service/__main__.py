@@ -7,6 +7,8 @@ import asyncio
 import errno
 import socket
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 import uvicorn
 
@@ -30,6 +32,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="how the gateway reaches the servicer: a direct call in this process, or a gRPC channel to "
         "the gRPC port (default: %(default)s)",
     )
+    parser.add_argument(
+        "--loop",
+        default="auto",
+        choices=["auto", "asyncio", "uvloop"],
+        help="event loop; auto is uvloop where installed, else asyncio (default: %(default)s)",
+    )
     return parser.parse_args(argv)
 
 
@@ -52,14 +60,29 @@ async def _run(host: str, port: int, grpc_port: int, binding: BindingName) -> No
         server = uvicorn.Server(config)
         shown = f"[{host}]" if ":" in host else host
         print(f"wsproxy demo: open http://{shown}:{sock.getsockname()[1]}/", flush=True)
+        print(f"wsproxy demo: event loop {_loop_name()}, stop with Ctrl-C", flush=True)
         print(f"wsproxy demo: gRPC on 127.0.0.1:{running.grpc_port}, gateway binding: {binding}", flush=True)
         await server.serve(sockets=[sock])
+
+
+def _loop_name() -> str:
+    return type(asyncio.get_running_loop()).__module__.split(".")[0]  # "uvloop" or "asyncio"
+
+
+def _run_on(loop: str, main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on the event loop uvicorn would pick for `--loop` (auto: uvloop where installed)."""
+    factory = uvicorn.Config(app="", loop=loop).get_loop_factory()
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(main)
+    else:  # Python 3.10 has no asyncio.Runner: the default loop
+        asyncio.run(main)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     try:
-        asyncio.run(_run(args.host, args.port, args.grpc_port, args.binding))
+        _run_on(args.loop, _run(args.host, args.port, args.grpc_port, args.binding))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             print(f"wsproxy demo: port {args.port} on {args.host} is taken; try --port", file=sys.stderr)

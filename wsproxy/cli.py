@@ -167,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="uvicorn's WebSocket implementation (default: %(default)s)",
     )
     server.add_argument(
+        "--loop",
+        default="auto",
+        choices=["auto", "asyncio", "uvloop"],
+        help="event loop; auto is uvloop where installed (a dependency), else asyncio (default: %(default)s)",
+    )
+    server.add_argument(
         "--forwarded-allow-ips",
         default="127.0.0.1",
         metavar="IPS",
@@ -399,6 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
         ws=args.ws,
+        loop=args.loop,
         ws_ping_interval=args.ws_ping_interval,
         ws_ping_timeout=args.ws_ping_timeout,
         ws_max_size=args.ws_max_size,
