@@ -328,3 +328,21 @@ async def test_add_servicer_serves_what_the_object_has_and_unimplemented_otherwi
         grpc.StatusCode.UNIMPLEMENTED,
         "Method not found!",
     )
+
+
+def test_every_scenario_alike_on_uvloop_too() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def compare() -> list[str]:
+        assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+        differing = []
+        for scenario in SCENARIOS:
+            outcomes = {}
+            for kind in ("channel", "inprocess"):
+                async with calls_for(kind) as calls:
+                    outcomes[kind] = await asyncio.wait_for(scenario(calls), 10)
+            if outcomes["inprocess"] != outcomes["channel"]:
+                differing.append(f"{scenario.__name__}: {outcomes}")
+        return differing
+
+    assert uvloop.run(compare()) == []
