@@ -80,6 +80,8 @@ class GeneratorStyle(echo_pb2_grpc.EchoServiceServicer):  # type: ignore[misc]
             yield echo_pb2.Tick(seq=seq)
         if request.interval_ms == 1:
             await context.abort(grpc.StatusCode.OUT_OF_RANGE, "past the end")
+        if request.interval_ms == 2:
+            raise RuntimeError("ticker broke")
 
     async def Sum(self, request_iterator: AsyncIterator[Any], context: Context) -> Any:
         values = [request.value async for request in request_iterator]
@@ -105,6 +107,8 @@ class ReadWriteStyle(GeneratorStyle):
             await context.write(echo_pb2.Tick(seq=seq))
         if request.interval_ms == 1:
             await context.abort(grpc.StatusCode.OUT_OF_RANGE, "past the end")
+        if request.interval_ms == 2:
+            raise RuntimeError("ticker broke")
 
     async def Sum(self, request_iterator: AsyncIterator[Any], context: Context) -> Any:
         values = []
@@ -288,6 +292,8 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/v1/echo", {"json": {"message": "x"}, "headers": {"Grpc-Timeout": "forever"}}),
     ("POST", "/v1/echo", {"content": b'{"message": 5'}),
     ("GET", "/v1/ticker", {"params": {"count": 2, "interval_ms": 1}}),
+    ("GET", "/v1/ticker", {"params": {"count": 2, "interval_ms": 2}}),
+    ("GET", "/v1/ticker", {"params": {"count": 0, "interval_ms": 2}}),
     ("GET", "/v1/ticker", {"params": {"count": "x"}}),
     ("POST", "/v1/sum", {"content": b'{"value": 1}{"value": "2"}'}),
     ("POST", "/v1/sum", {"content": b'{"value": 1}{"value": "two"}'}),
@@ -487,3 +493,29 @@ async def test_servicer_swallowing_its_cancellation_does_not_hold_the_gateway(bi
             assert json.loads(await ws.recv())["result"]["text"] == "x"
         async with httpx.AsyncClient(base_url=running.http) as client:
             assert (await echo(client, "after")).json() == {"message": "after"}
+
+
+class DenyAllUnary(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic only in the stubs
+    """Answers every call with one unary handler, whatever the method's kind."""
+
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], details: grpc.HandlerCallDetails
+    ) -> Any:
+        async def deny(request: Any, context: Context) -> Any:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"denied after {type(request).__name__}")
+
+        handler = await continuation(details)
+        return grpc.unary_unary_rpc_method_handler(deny, request_deserializer=handler.request_deserializer)
+
+
+async def test_a_unary_handler_on_a_bidi_call_gets_the_first_message(binding: str) -> None:
+    async with (
+        gateway(binding, GeneratorStyle(), [DenyAllUnary()]) as running,
+        connect(running.ws + "/v1/chat?method=POST") as ws,
+    ):
+        await ws.send(json.dumps({"text": "first"}))
+        frames, code, _ = await asyncio.wait_for(drain(ws), 10)
+    assert [json.loads(frame) for frame in frames] == [
+        {"code": 7, "message": "denied after ChatMessage", "details": []}
+    ]
+    assert code == 4403
