@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.servers import WS_IMPLEMENTATIONS, bind_loopback
+from tests.servers import SERVER_PARAMS, WS_IMPLEMENTATIONS, bind_loopback
 from tests.upstream_apps import Process, upstream_process
 
 
@@ -18,6 +18,15 @@ def ws_impl(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(params=["inprocess", "channel"])
 def binding(request: pytest.FixtureRequest) -> str:
     """Each gateway binding (servicer called in-process, or over a grpc.aio channel): same results."""
+    return str(request.param)
+
+
+@pytest.fixture(params=SERVER_PARAMS)
+def server_impl(request: pytest.FixtureRequest) -> str:
+    """Every server: uvicorn's websockets-sansio, wsproto and legacy websockets, and hypercorn.
+
+    Use with tests.servers.serve_on(server_impl, app) or tests.server_process.server_process(server_impl, ...).
+    """
     return str(request.param)
 
 

@@ -1,21 +1,41 @@
-"""Real uvicorn servers on free loopback ports, for end-to-end tests."""
+"""Real servers on free loopback ports, for end-to-end tests: uvicorn (each WebSocket implementation)
+and hypercorn, in this event loop (`serve_on`) or in a process of their own (`tests/server_process.py`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
+import pytest
 import uvicorn
 
 from wsproxy._types import ASGIApp
 
 # uvicorn's legacy "websockets" implementation is deprecated (it now warns); "auto" picks websockets-sansio.
 WS_IMPLEMENTATIONS = ["websockets-sansio", "wsproto"]
+
+# Every server a liveness behaviour must hold on: uvicorn's three WebSocket implementations and
+# hypercorn. Use SERVER_PARAMS (the `server_impl` fixture in conftest.py) to parametrize: it filters
+# exactly the deprecation warnings of uvicorn's legacy implementation, for that parameter only.
+SERVERS = ["websockets-sansio", "wsproto", "websockets", "hypercorn"]
+LEGACY_WARNINGS = (
+    "ignore:The `websockets` implementation is deprecated:uvicorn.config.UvicornDeprecationWarning",
+    "ignore:websockets.legacy is deprecated:DeprecationWarning",
+    "ignore:websockets.server.WebSocketServerProtocol is deprecated:DeprecationWarning",
+)
+SERVER_PARAMS = [
+    pytest.param(name, marks=[pytest.mark.filterwarnings(w) for w in LEGACY_WARNINGS])
+    if name == "websockets"
+    else pytest.param(name)
+    for name in SERVERS
+]
 
 
 @dataclass(frozen=True)
@@ -38,6 +58,13 @@ def bind_loopback() -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.set_inheritable(True)
+    return sock
+
+
+def listening_loopback() -> socket.socket:
+    """A listening socket on a free loopback port: clients queue in its backlog until the server accepts."""
+    sock = bind_loopback()
+    sock.listen(128)
     return sock
 
 
@@ -67,6 +94,48 @@ async def serve(app: ASGIApp, **options: Any) -> AsyncIterator[Running]:
             await asyncio.wait_for(task, timeout=10)
         finally:
             sock.close()
+
+
+@contextlib.asynccontextmanager
+async def serve_on(server: str, app: ASGIApp, **options: Any) -> AsyncIterator[Running]:
+    """Run `app` on `server` (one of SERVERS) in the current event loop.
+
+    `options` go to uvicorn.Config, or set the hypercorn Config attributes of the same names.
+    """
+    if server != "hypercorn":
+        async with serve(app, ws=server, **options) as running:
+            yield running
+        return
+    from hypercorn.asyncio import serve as hypercorn_serve
+
+    sock = listening_loopback()
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        hypercorn_serve(cast(Any, app), hypercorn_config(sock, **options), shutdown_trigger=stop.wait)
+    )
+    try:
+        yield Running("127.0.0.1", sock.getsockname()[1])
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, timeout=10)
+        finally:
+            sock.close()
+
+
+def hypercorn_config(sock: socket.socket, **options: Any) -> Any:
+    from hypercorn.config import Config
+
+    config = Config()
+    # A duplicate: hypercorn wraps the descriptor in a socket of its own and closes it at shutdown.
+    config.bind = [f"fd://{os.dup(sock.fileno())}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")  # through the logging config, like uvicorn's
+    config.loglevel = "WARNING"
+    config.graceful_timeout = 5
+    for name, value in options.items():
+        setattr(config, name, value)
+    return config
 
 
 @contextlib.contextmanager

@@ -128,6 +128,7 @@ def test_quick_bench_runs_and_reports_every_measure_on_both_loops(tmp_path: Path
             "1 MiB rate",
             "churn rss",
             "chat rate",
+            "fairness p50",
             "binding rate",
             "binding cpu/msg",
         ):

@@ -4,6 +4,7 @@ The clients live in `wsproxy.client`; the gRPC gateway, which needs the `grpc` e
 """
 
 from wsproxy import closecodes
+from wsproxy._stream import StreamSettings, StreamStats
 from wsproxy.errors import (
     ClientDisconnected,
     HandshakeRejected,
@@ -11,7 +12,7 @@ from wsproxy.errors import (
     UpstreamError,
     WSProxyError,
 )
-from wsproxy.middleware import WebSocketProxyMiddleware
+from wsproxy.middleware import WebSocketProxyMiddleware, run_stream
 from wsproxy.upstream import UpstreamApp
 
 __version__ = "0.1.0"
@@ -20,10 +21,13 @@ __all__ = [
     "ClientDisconnected",
     "HandshakeRejected",
     "MessageTooBig",
+    "StreamSettings",
+    "StreamStats",
     "UpstreamApp",
     "UpstreamError",
     "WSProxyError",
     "WebSocketProxyMiddleware",
     "__version__",
     "closecodes",
+    "run_stream",
 ]

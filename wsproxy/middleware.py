@@ -1,16 +1,25 @@
 """The I/O shell: one WebSocket connection driven as one streaming HTTP request to the wrapped app.
 
-Theory of operation. The app runs in the server's task with our `receive` and `send`. Its `receive` reads
-the WebSocket directly (no pump task, no queue), so a message is taken from the socket only when the
-app asks for more body: that is the backpressure, and it keeps the hot path free of task switches.
-Its `send` splits the body into lines and sends each as a frame at once.
+Theory of operation. Every decision (what a message means, when the body ends, which close code,
+when to yield) is made by the stream's sans-I/O core, wsproxy/_stream.py; this module only moves
+messages and schedules. The app runs in the server's task with our `receive` and `send`. Its
+`receive` reads the WebSocket directly (no pump task, no queue), so a message is taken from the
+socket only when the app asks for more body: that is the backpressure, and it keeps the hot path
+free of task switches. Its `send` splits the body into lines and sends each as a frame at once.
+
+The servers' `receive` and `send` do not suspend while their buffers allow, so a stream whose data
+flows both ways would never let the event loop run: every `YIELD_EVERY_FRAMES` frames or
+`YIELD_EVERY_BYTES` bytes (both directions together) the stream gives the loop a turn
+(`asyncio.sleep(0)`). That keeps other streams served, signals handled, and lets the server notice
+a client that reset the connection.
 
 A client can also vanish while the app is not reading (it is busy, streaming a response, or done
-with the body). So whenever the app has been away from `receive` for a tick (one second), and for
-good once the body has ended, a reader task reads the socket ahead into a small bounded inbox: a
-disconnect is seen within about a second, and the app gets `http.disconnect`, a raising `send`,
-and after a grace period a cancellation. When the app comes back to `receive` it drains the inbox
-and then reads inline again. A message after the end of the body is a protocol violation (1008).
+with the body). So whenever the app has been away from `receive` for a tick (one second), as soon
+as it has sent a yield budget's worth without reading, and for good once the body has ended, a
+reader task reads the socket ahead into a small bounded inbox: the app then gets `http.disconnect`,
+a raising `send`, and after a grace period a cancellation. When the app comes back to `receive` it
+drains the inbox and then reads inline again. A message after the end of the body is a protocol
+violation (1008).
 """
 
 from __future__ import annotations
@@ -25,7 +34,6 @@ from collections.abc import Collection
 
 from wsproxy import closecodes
 from wsproxy._handshake import RequestPlan, plan_request
-from wsproxy._lines import LineSplitter
 from wsproxy._options import (
     DEFAULT_FORWARDED_HEADERS,
     DEFAULT_MAX_LINE_SIZE,
@@ -34,13 +42,34 @@ from wsproxy._options import (
     ProxyOptions,
     RequestMutator,
 )
+from wsproxy._stream import (
+    KEEP,
+    READ_AHEAD_BYTES,
+    TICK_SECONDS,
+    YIELD_EVERY_BYTES,
+    YIELD_EVERY_FRAMES,
+    StreamCore,
+    StreamObserver,
+    StreamSettings,
+    StreamStats,
+)
 from wsproxy._types import ASGIApp, Message, Receive, Scope, Send
 from wsproxy.errors import ClientDisconnected, HandshakeRejected, MessageTooBig
 
 logger = logging.getLogger("wsproxy")
 
-TICK_SECONDS = 1.0  # how often an open stream checks for a vanished client and idleness
-READ_AHEAD_BYTES = 64 * 1024  # what a stream may hold unread while its app is away (plus one message)
+__all__ = [
+    "READ_AHEAD_BYTES",
+    "TICK_SECONDS",
+    "YIELD_EVERY_BYTES",
+    "YIELD_EVERY_FRAMES",
+    "StreamObserver",
+    "StreamSettings",
+    "StreamStats",
+    "WebSocketProxyMiddleware",
+    "run_stream",
+]
+
 DISCONNECT_GRACE_SECONDS = 1.0  # how long the app may run on after its client is gone
 
 
@@ -68,6 +97,8 @@ class WebSocketProxyMiddleware:
         allowed_origins: Collection[str] | None = None,
         max_connections: int | None = None,
         idle_timeout: float | None = None,
+        on_stream_start: StreamObserver | None = None,
+        on_stream_end: StreamObserver | None = None,
     ) -> None:
         self.app = app
         self.options = ProxyOptions(
@@ -85,7 +116,9 @@ class WebSocketProxyMiddleware:
         )
         self._forwards = self.options.forwards()
         self._origins = self.options.origins()
-        self._half_close = self.options.half_close_bytes()
+        self.settings = StreamSettings.from_options(
+            self.options, on_stream_start=on_stream_start, on_stream_end=on_stream_end
+        )
         self.active_streams = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -108,7 +141,7 @@ class WebSocketProxyMiddleware:
             return
         self.active_streams += 1
         try:
-            await _Stream(self, plan, receive, send).run()
+            await _Stream(self.app, plan, self.settings, receive, send).run()
         finally:
             self.active_streams -= 1
 
@@ -127,39 +160,27 @@ class WebSocketProxyMiddleware:
         return RequestPlan(mutated, plan.subprotocol, plan.single_message)
 
 
-class _Stream:
-    """One WebSocket connection proxied as one HTTP request."""
+class _Stream(StreamCore):
+    """The I/O and scheduling of one proxied stream; every decision is made by StreamCore, its base.
+
+    A subclass rather than a StreamCore attribute: one object per stream instead of two, and no
+    indirection on the per-message path (memory per stream and 64 B throughput are both targets).
+    """
 
     # Slots: thousands of streams may be open at once, and a per-instance dict is about 1 KiB.
     __slots__ = (
         "app",
-        "body_open",
         "cancel_handle",
         "cancelled_by_us",
-        "close_code",
-        "closed",
         "closer",
-        "end_read",
-        "gone",
+        "gone_handled",
         "gone_waiter",
-        "half_close",
-        "idle_ticks",
-        "idle_timeout",
         "in_receive",
         "inbox",
-        "inbox_bytes",
-        "last_counts",
-        "lines_out",
-        "max_message_size",
-        "messages_in",
-        "path",
         "plan",
         "reader",
-        "response_complete",
         "running",
-        "single_message",
-        "splitter",
-        "status",
+        "settings",
         "task",
         "tick_handle",
         "ws_receive",
@@ -167,53 +188,44 @@ class _Stream:
     )
 
     def __init__(
-        self, proxy: WebSocketProxyMiddleware, plan: RequestPlan, receive: Receive, send: Send
+        self, app: ASGIApp, plan: RequestPlan, settings: StreamSettings, receive: Receive, send: Send
     ) -> None:
-        self.app = proxy.app
+        scope = plan.scope
+        client = scope.get("client")
+        super().__init__(
+            settings,
+            single_message=plan.single_message,
+            method=scope.get("method", ""),
+            path=scope.get("path", ""),
+            client=f"{client[0]}:{client[1]}" if client else None,
+        )
+        self.app = app
         self.plan = plan
-        self.path: str = plan.scope.get("path", "")
+        self.settings = settings
         self.ws_receive = receive
         self.ws_send = send
-        self.half_close = proxy._half_close
-        self.max_message_size = proxy.options.max_message_size
-        self.idle_timeout = proxy.options.idle_timeout
-        self.splitter = LineSplitter(proxy.options.max_line_size)
-        self.single_message = plan.single_message
-
-        self.body_open = True
         self.in_receive = False
         # Read ahead while the app was away; made on first use (an empty deque is 760 bytes, and
         # most streams never need one: memory per open stream counts with thousands of them).
         self.inbox: deque[Message] | None = None
-        self.inbox_bytes = 0
-        self.end_read = False  # the inbox holds the message that ends the body
         self.reader: asyncio.Task[None] | None = None
         self.closer: asyncio.Future[None] | None = None
-        # The client left or we closed: no more frames either way. A bool plus a future made only
-        # when the app waits for it, rather than an asyncio.Event (about 1 KiB per stream).
-        self.gone = False
+        # A future made only when the app waits for the client to go, rather than an asyncio.Event
+        # (about 1 KiB per stream).
         self.gone_waiter: asyncio.Future[None] | None = None
-        self.closed = False  # we sent the close frame (or the client's close arrived)
-        self.close_code: int | None = None
-        self.status: int | None = None
-        self.response_complete = False
+        self.gone_handled = False
         self.task: asyncio.Task[object] | None = None  # the server's task, which runs the app
         self.running = False
         self.cancelled_by_us = False
-        self.messages_in = 0
-        self.lines_out = 0
-        # Idleness is counted in ticks without traffic: no clock read per message.
-        self.last_counts = (0, 0, True)
-        self.idle_ticks = 0
         self.tick_handle: asyncio.TimerHandle | None = None
         self.cancel_handle: asyncio.TimerHandle | None = None
 
-    async def run(self) -> None:
-        started = time.monotonic()
+    async def run(self) -> StreamStats:
         try:
             await self.ws_send({"type": "websocket.accept", "subprotocol": self.plan.subprotocol})
         except OSError:
-            return  # the client left during the handshake
+            return self  # the client left during the handshake: no stream to report
+        self._notify(self.settings.on_stream_start)
         # The app runs right here in the server's task (no task of its own: memory per stream).
         self.task = asyncio.current_task()
         self.tick_handle = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
@@ -223,15 +235,26 @@ class _Stream:
         finally:
             self.running = False
             self._stop_background()
+            self.duration = time.monotonic() - self.started
             logger.debug(
                 "%s %s closed %s: %d messages in, %d lines out, %.3fs",
-                self.plan.scope.get("method"),
+                self.method,
                 self.path,
                 self.close_code,
                 self.messages_in,
-                self.lines_out,
-                time.monotonic() - started,
+                self.messages_out,
+                self.duration,
             )
+            self._notify(self.settings.on_stream_end)  # also when the server cancels the stream
+        return self
+
+    def _notify(self, observer: StreamObserver | None) -> None:
+        if observer is None:
+            return
+        try:
+            observer(self)
+        except Exception:
+            logger.exception("stream observer %r raised for %s", observer, self.path)
 
     async def _run_app(self) -> None:
         failure: BaseException | None = None
@@ -250,11 +273,12 @@ class _Stream:
         if self.cancelled_by_us and self.task is not None and hasattr(self.task, "uncancel"):
             # The app swallowed our cancellation and returned: leave the server's task as it was.
             self.task.uncancel()
-        if failure is not None:
-            self._app_raised(failure)
-            await self._close(*closecodes.close_for_exception(failure))
-        elif not self.response_complete:
-            await self._app_returned_early()
+        level, what = self.outcome(failure)
+        if level >= logging.ERROR and failure is not None:
+            logger.error("%s on %s", what, self.path, exc_info=failure)
+        elif level > logging.DEBUG:
+            logger.log(level, "%s on %s", what, self.path)
+        await self._send_close()
 
     def _cancelled_only_by_us(self) -> bool:
         if not self.cancelled_by_us:
@@ -269,24 +293,6 @@ class _Stream:
             self.cancelled_by_us = True
             self.task.cancel()
 
-    def _app_raised(self, exc: BaseException) -> None:
-        if self.gone and isinstance(exc, OSError):
-            return  # the app tripped over the client's absence: expected, not a bug
-        if isinstance(exc, MessageTooBig):
-            logger.info("%s: %s", self.path, exc)
-        else:
-            logger.error("app raised on %s", self.path, exc_info=exc)
-
-    async def _app_returned_early(self) -> None:
-        if self.closed:
-            return  # we already ended the stream (a limit) or the client left
-        if self.status is None:
-            logger.error("app returned without a response on %s", self.path)
-            await self._close(closecodes.INTERNAL_ERROR, "no response")
-        else:
-            logger.error("app returned before finishing its response on %s", self.path)
-            await self._close(closecodes.INTERNAL_ERROR, "incomplete response")
-
     # The app's receive: the WebSocket read directly, one message per call.
 
     async def receive(self) -> Message:
@@ -295,169 +301,161 @@ class _Stream:
             return {"type": "http.disconnect"}
         if self.inbox:
             message = self.inbox.popleft()
-            self.inbox_bytes -= _size(message)
+            self.took_from_inbox(message)
         else:
             if self.reader is not None:
-                # Back in receive: stop reading ahead (uvicorn's receive is a cancel-safe queue get).
-                self.reader.cancel()
-                self.reader = None
+                await self._stop_reader()
             self.in_receive = True
             try:
                 message = await self.ws_receive()
             finally:
                 self.in_receive = False
-        # What follows runs for every message, so it stays inline: a helper call costs more than
-        # the rest of the work for small messages.
-        if message["type"] != "websocket.receive":
-            self._client_left(message)
-            return {"type": "http.disconnect"}
-        data = message.get("bytes")
-        if data is None:
-            data = message.get("text", "").encode()
-        if data == self.half_close:
+        event = self.client_message(message)
+        if self.pending:
+            await self._after_receive()
+        return event
+
+    async def _after_receive(self) -> None:
+        self.pending = False
+        if self.gone:
+            if self.closing is not None and self.closing.code == closecodes.MESSAGE_TOO_BIG:
+                logger.info("%s: incoming message over the limit", self.path)
+            await self._send_close()
+        elif not self.body_open:
             self._end_body()
-            return {"type": "http.request", "body": b"", "more_body": False}
-        if len(data) > self.max_message_size:
-            logger.info("%s: incoming message of %d bytes over the limit", self.path, len(data))
-            await self._close(closecodes.MESSAGE_TOO_BIG, "message too big")
-            return {"type": "http.disconnect"}
-        self.messages_in += 1
-        if 10 in data or 13 in data:  # b"\n", b"\r" (an int test skips the substring search setup)
-            # Raw line breaks would split one message into two requests; in JSON they are whitespace.
-            data = data.replace(b"\r", b" ").replace(b"\n", b" ")
-        if self.single_message:
-            self._end_body()
-            return {"type": "http.request", "body": data + b"\n", "more_body": False}
-        return {"type": "http.request", "body": data + b"\n", "more_body": True}
+        if self.yield_due:
+            self.yielded()
+            await asyncio.sleep(0)
 
     async def _wait_gone(self) -> None:
         if self.gone:
+            await asyncio.sleep(0)  # an app that polls receive() after the end must still let the loop run
             return
         if self.gone_waiter is None:
             self.gone_waiter = asyncio.get_running_loop().create_future()
         await asyncio.shield(self.gone_waiter)
 
     def _end_body(self) -> None:
-        self.body_open = False
-        if self.gone:
-            return
-        if self.inbox:
-            self.closer = asyncio.ensure_future(self._violation())
-        elif self.reader is None:
-            self.reader = asyncio.get_running_loop().create_task(self._read_ahead())
+        if self.body_ended(unread=bool(self.inbox)):
+            self.closer = asyncio.ensure_future(self._send_close())
+        elif self.reader is None and not self.gone:
+            self._start_reader()
+
+    async def _stop_reader(self) -> None:
+        """Back in receive: stop reading ahead. The servers' receive is cancel-safe, but legacy
+        websockets' refuses a second reader until the cancelled one has unwound: wait for it."""
+        reader = self.reader
+        self.reader = None
+        if reader is not None and not reader.done():
+            reader.cancel()
+            await asyncio.wait((reader,))
+
+    def _start_reader(self) -> None:
+        self.reader = asyncio.get_running_loop().create_task(self._read_ahead())
 
     async def _read_ahead(self) -> None:
         """Read while the app is away: to the inbox while the body is open, a violation after it."""
         try:
-            while self.inbox_bytes <= READ_AHEAD_BYTES or not self.body_open:
+            while self.may_read_ahead():
                 message = await self.ws_receive()
-                if message["type"] != "websocket.receive":
-                    self._client_left(message)
-                    return
-                if self.end_read or not self.body_open:
-                    await self._violation()
+                verdict = self.read_ahead(message)
+                if verdict != KEEP:
+                    await self._send_close()  # the violation's close; nothing if the client left
                     return
                 if self.inbox is None:
                     self.inbox = deque()
                 self.inbox.append(message)
-                self.inbox_bytes += _size(message)
-                self.end_read = self.single_message or _data(message) == self.half_close
         except OSError:
-            self._client_left(None)
+            self.client_left(None)
+            self._gone()
         finally:
             if self.reader is asyncio.current_task():
                 self.reader = None
 
-    async def _violation(self) -> None:
-        await self._close(closecodes.POLICY_VIOLATION, "message after end of request body")
-
     # The app's send: lines out as frames, the close frame at the end.
 
     async def send(self, message: Message) -> None:
-        if message["type"] != "http.response.body":
-            self._start_response(message)
-            return
-        status = self.status
-        if status is None or self.response_complete:
-            raise RuntimeError(
-                'Unexpected ASGI message "http.response.body" before "http.response.start" or after the end'
-            )
-        if self.gone:
-            raise ClientDisconnected("the WebSocket client has gone away")
-        body = message.get("body", b"")
-        more_body = message.get("more_body", False)
-        if more_body:
-            single = self.splitter.single_line(body)
-            if single is not None:
-                # The common case (one short line, nothing buffered), kept inline and apart from the
-                # loop below on purpose: folding it in costs 0.15 us a message, 2% of 64 B throughput.
-                frame: Message
-                try:
-                    frame = {"type": "websocket.send", "text": single.decode()}
-                except UnicodeDecodeError:
-                    frame = {"type": "websocket.send", "bytes": single}
-                try:
-                    await self.ws_send(frame)
-                except OSError as exc:
-                    self._client_left(None)
-                    raise ClientDisconnected("the WebSocket client has gone away") from exc
-                self.lines_out += 1
-                return
-        try:
-            lines = self.splitter.feed_views(body) if body else ()
-            if not more_body:
-                self.response_complete = True
-                lines = [*lines, *self.splitter.flush()]
-        except MessageTooBig:
-            logger.info("%s: response line over the limit", self.path)
-            await self._close(closecodes.MESSAGE_TOO_BIG, "response line too big")
-            raise ClientDisconnected("response line too big: stream closed with 1009") from None
-        # The frames are sent right here, not in a helper coroutine: this runs for every message.
-        for line in lines:
-            try:
-                frame = {"type": "websocket.send", "text": str(line, "utf-8")}
-            except UnicodeDecodeError:
-                frame = {"type": "websocket.send", "bytes": bytes(line)}
+        frame = self.single_frame(message)
+        if frame is not None:
+            # The common case, one short line: kept apart from the general path on purpose (and
+            # not in a helper coroutine), it runs for every message.
             try:
                 await self.ws_send(frame)
-            except OSError as exc:
-                self._client_left(None)
-                raise ClientDisconnected("the WebSocket client has gone away") from exc
-            self.lines_out += 1
-        if not more_body:
-            await self._close(*closecodes.close_for_status(status))
+            except (OSError, RuntimeError) as exc:
+                raise self._send_failed(exc) from exc
+            if self.pending:
+                await self._after_send()
+            return
+        if message["type"] != "http.response.body":
+            self.response_start(message)
+            return
+        try:
+            frames = self.response_body(message)
+        except MessageTooBig:
+            logger.info("%s: response line over the limit", self.path)
+            await self._send_close()
+            raise ClientDisconnected("response line too big: stream closed with 1009") from None
+        except ClientDisconnected:
+            await asyncio.sleep(0)  # an app that ignores this and sends on must still let the loop run
+            raise
+        if len(frames) == 1:
+            try:
+                await self.ws_send(frames[0])
+            except (OSError, RuntimeError) as exc:
+                raise self._send_failed(exc) from exc
+        else:
+            for frame in frames:
+                try:
+                    await self.ws_send(frame)
+                except (OSError, RuntimeError) as exc:
+                    raise self._send_failed(exc) from exc
+                if self.charge_frame(frame):
+                    await self._yield_sending()
+        if self.pending:
+            await self._after_send()
 
-    def _start_response(self, message: Message) -> None:
-        kind = message["type"]
-        if kind != "http.response.start":
-            raise RuntimeError(
-                f'Expected ASGI message "http.response.start" or "http.response.body", but got {kind!r}'
-            )
-        if self.status is not None:
-            raise RuntimeError('Unexpected ASGI message "http.response.start" sent twice')
-        self.status = int(message["status"])
+    async def _after_send(self) -> None:
+        self.pending = False
+        if self.closing is not None:
+            await self._send_close()
+        if self.yield_due:
+            await self._yield_sending()
+
+    def _send_failed(self, exc: BaseException) -> ClientDisconnected:
+        if isinstance(exc, RuntimeError):
+            # The server sent its own close (keepalive timeout, shutdown, its frame limit) and
+            # refuses further frames: for the app that is a client gone, not a crash of its own.
+            self.server_closed()
+            self._gone()
+            return ClientDisconnected("the server closed the WebSocket")
+        self.client_left(None)
+        self._gone()
+        return ClientDisconnected("the WebSocket client has gone away")
+
+    async def _yield_sending(self) -> None:
+        """The app has sent its budget's worth: give the loop a turn, and make sure a client that
+        vanished is noticed even if the app never reads (the read-ahead watches the socket)."""
+        if self.yielded() and self.reader is None and not self.in_receive and self.may_read_ahead():
+            self._start_reader()
+        await asyncio.sleep(0)
 
     # Ending the stream.
 
-    async def _close(self, code: int, reason: str = "") -> None:
-        if self.closed:
+    async def _send_close(self) -> None:
+        """Send the close frame the core decided on, once; either way the stream is gone now."""
+        closing = self.take_close()
+        self._gone()
+        if closing is None:
             return
-        self.closed = True
-        self.close_code = code
-        self._mark_gone()
-        with contextlib.suppress(OSError):  # a client already gone needs no close frame
-            await self.ws_send({"type": "websocket.close", "code": code, "reason": reason})
+        # A client already gone needs no close frame, and a server that closed on its own refuses it.
+        with contextlib.suppress(OSError, RuntimeError):
+            await self.ws_send({"type": "websocket.close", "code": closing.code, "reason": closing.reason})
 
-    def _client_left(self, message: Message | None) -> None:
-        if not self.closed:
-            self.closed = True
-            self.close_code = message.get("code", closecodes.GOING_AWAY) if message else None
-        self._mark_gone()
-
-    def _mark_gone(self) -> None:
-        if self.gone:
+    def _gone(self) -> None:
+        """No frame can go either way any more: wake the app's receive, and end the app if it hangs."""
+        if self.gone_handled:
             return
-        self.gone = True
+        self.gone_handled = True
         if self.gone_waiter is not None and not self.gone_waiter.done():
             self.gone_waiter.set_result(None)
         if self.running and not self.response_complete:
@@ -470,20 +468,12 @@ class _Stream:
     def _tick(self) -> None:
         if self.gone:
             return
-        counts = (self.messages_in, self.lines_out, self.body_open)
-        self.idle_ticks = self.idle_ticks + 1 if counts == self.last_counts else 0
-        self.last_counts = counts
-        if self.idle_timeout is not None and self.idle_ticks * TICK_SECONDS >= self.idle_timeout:
-            logger.debug("%s: idle for %.0fs, closing", self.path, self.idle_ticks * TICK_SECONDS)
-            self.closer = asyncio.ensure_future(self._close(closecodes.GOING_AWAY, "idle timeout"))
+        if self.tick():
+            logger.debug("%s: idle, closing", self.path)
+            self.closer = asyncio.ensure_future(self._send_close())
             return
-        if (
-            self.body_open
-            and not self.in_receive
-            and self.reader is None
-            and self.inbox_bytes <= READ_AHEAD_BYTES
-        ):
-            self.reader = asyncio.get_running_loop().create_task(self._read_ahead())
+        if self.body_open and not self.in_receive and self.reader is None and self.may_read_ahead():
+            self._start_reader()
         self.tick_handle = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
 
     def _stop_background(self) -> None:
@@ -495,17 +485,16 @@ class _Stream:
                 task.cancel()
 
 
-def _data(message: Message) -> bytes:
-    data: bytes | None = message.get("bytes")
-    if data is None:
-        text: str = message.get("text", "")
-        return text.encode()
-    return data
+async def run_stream(
+    app: ASGIApp, plan: RequestPlan, settings: StreamSettings, receive: Receive, send: Send
+) -> StreamStats:
+    """Run one WebSocket connection, already past `websocket.connect`, as one HTTP request to `app`.
 
-
-def _size(message: Message) -> int:
-    data = message.get("bytes")
-    return len(data if data is not None else message.get("text", ""))
+    `receive`/`send` are an ASGI WebSocket pair (a server's, or a virtual one that feeds
+    `websocket.receive`/`websocket.disconnect` and collects `websocket.accept`/`send`/`close`).
+    Returns the stream's record once the app has ended and the close is sent.
+    """
+    return await _Stream(app, plan, settings, receive, send).run()
 
 
 async def _deny(scope: Scope, send: Send, status: int, message: str) -> None:

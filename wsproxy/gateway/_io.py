@@ -1,7 +1,12 @@
-"""The ASGI side of one gateway request: reading JSON values from the body, writing the response."""
+"""The ASGI side of one gateway request: reading JSON values from the body, writing the response.
+
+Both pumps charge wsproxy's yield budget (wsproxy/_stream.py) and give the event loop a turn when it
+is spent: the server's receive and send need not suspend, and one busy call must not hold the loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import deque
 from collections.abc import Callable
@@ -9,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from wsproxy._stream import YieldBudget
 from wsproxy.gateway._jsonstream import JSONValueSplitter, ValueTooLarge
 from wsproxy.gateway._status import GatewayError
 from wsproxy.gateway._types import Receive, Send
@@ -32,6 +38,7 @@ class RequestReader:
         self._splitter = JSONValueSplitter(max_value_size=max_value_size)
         self._values: deque[bytes] = deque()
         self._body_done = False
+        self._budget = YieldBudget()
 
     async def next_value(self) -> Any | None:
         """The next decoded JSON value, or None once the body has ended."""
@@ -41,6 +48,8 @@ class RequestReader:
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 raise ClientGone
+            if self._budget.charge(len(message.get("body", b""))):
+                await asyncio.sleep(0)
             try:
                 self._values.extend(self._splitter.feed(message.get("body", b"")))
             except ValueTooLarge as exc:
@@ -62,6 +71,8 @@ class RequestReader:
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 return
+            if self._budget.charge(len(message.get("body", b""))):
+                await asyncio.sleep(0)
 
 
 class ResponseWriter:
@@ -72,6 +83,7 @@ class ResponseWriter:
         self._encode = encode
         self.started = False
         self.finished = False
+        self._budget = YieldBudget()
 
     async def message(self, message: Any, headers: list[tuple[bytes, bytes]]) -> None:
         await self._start(200, headers)
@@ -112,3 +124,5 @@ class ResponseWriter:
             await self._send(message)
         except OSError:
             raise ClientGone from None
+        if self._budget.charge(len(message.get("body", b""))):
+            await asyncio.sleep(0)

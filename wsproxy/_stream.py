@@ -1,0 +1,477 @@
+"""One proxied stream's decisions, without I/O: events in, actions out.
+
+Theory of operation. The I/O shell (wsproxy/middleware.py) owns the sockets, tasks and timers; this
+module owns every decision about what they carry, in the manner of python-websockets' protocol core:
+
+- client -> app: `client_message()` turns one ASGI `websocket.*` event into the app's `http.*` event.
+  It knows what a message means: the half-close marker ends the body, CR/LF become spaces (one message
+  is one body line), a message over `max_message_size` ends the stream with 1009, a disconnect marks the
+  client gone, and with `single_message` the first message also ends the body.
+- app -> client: `single_frame()` (the common case: one short line), `response_start()` and
+  `response_body()` turn the app's response into the text or binary frames to send (one per line),
+  and on the last body event decide the close code from the status (1000, or 4000 + status). A line
+  over `max_line_size` ends the stream with 1009.
+- the end: `outcome()` maps how the app ended (returned, raised, returned early) to a log level and a
+  close frame; `client_left()` and `server_closed()` record that no frame can go either way any more.
+- scheduling: every frame charges the yield budget, one for both directions. When `yield_due` is set
+  the shell must give the event loop a turn before the next event: no stream, whatever its app does,
+  runs more than YIELD_EVERY_FRAMES frames or YIELD_EVERY_BYTES bytes (plus the frame that crossed
+  it) in one turn of the loop. Without it an app that
+  never awaits anything but `send` never lets the server run anything else (other clients, signals,
+  the notice that its own client reset the connection), because the servers' `send` and `receive`
+  do not suspend while their buffers allow.
+- read-ahead: while the app is away from `receive`, the shell may read the socket into an inbox;
+  `read_ahead()` decides what each message read that way means (keep it, a violation after the end of
+  the body, the client gone) and `may_read_ahead()` bounds the inbox.
+- idleness: `tick()` is called once a second and answers whether the idle timeout has run out.
+
+When the core decides to end the stream, it sets `closing` to the close frame the shell must send now
+(once: `closing` is cleared by `take_close()`, and a stream that is gone never closes twice). Any
+decision the shell must act on also sets `pending`, so the common case costs the shell one test.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from wsproxy import closecodes
+from wsproxy._lines import LineSplitter
+from wsproxy._options import ProxyOptions
+from wsproxy._types import Message
+from wsproxy.errors import ClientDisconnected, MessageTooBig, UpstreamError
+
+# The yield budget: at most this many frames, or this many bytes, counting both directions, between
+# two turns of the event loop. Chosen with `python -m bench` (docs/performance.md): small enough
+# that one flooding client delays the others by well under a millisecond per turn, large enough
+# that the extra turns cost no measurable throughput.
+YIELD_EVERY_FRAMES = 64
+YIELD_EVERY_BYTES = 256 * 1024
+READ_AHEAD_BYTES = 64 * 1024  # what a stream may hold unread while its app is away (plus one message)
+SINGLE_LINE_MAX = 4096  # the fast path takes lines shorter than this (longer ones are sent as views)
+TICK_SECONDS = 1.0  # how often an open stream checks for idleness and a vanished client
+
+# What a message read ahead (while the app is away) means.
+KEEP = 0
+VIOLATION = 1
+GONE = 2
+
+
+class YieldBudget:
+    """The same budget for other pumps (the gateway's): charge each message, yield when told.
+
+    `charge()` returns True when the loop must get a turn (then the budget starts over).
+    """
+
+    __slots__ = ("frame_cost", "limit", "spent")
+
+    def __init__(self, frames: int = YIELD_EVERY_FRAMES, nbytes: int = YIELD_EVERY_BYTES) -> None:
+        self.limit = nbytes
+        self.frame_cost = nbytes // frames
+        self.spent = 0
+
+    def charge(self, size: int) -> bool:
+        self.spent += size + self.frame_cost
+        if self.spent >= self.limit:
+            self.spent = 0
+            return True
+        return False
+
+
+class Close(NamedTuple):
+    code: int
+    reason: str = ""
+
+
+@dataclass(slots=True, eq=False)
+class StreamStats:
+    """The record of one stream, for logs, metrics and access logs: live, counted in place.
+
+    The same object is passed to `on_stream_start` (after the accept) and `on_stream_end` (when the
+    stream has ended, cancelled or not); read it, never write it. Messages and bytes are counted as
+    they pass (in: client -> app, the half-close not counted; out: app -> client, one per line;
+    bytes are payload sizes). `close_code` is the code of the close frame we sent, the client's own
+    close code, or None when the connection was lost without one. `duration` is set at the end;
+    `started` is `time.monotonic()` at the start.
+    """
+
+    method: str = ""
+    path: str = ""
+    client: str | None = None
+    close_code: int | None = None
+    messages_in: int = 0
+    bytes_in: int = 0
+    messages_out: int = 0
+    bytes_out: int = 0
+    duration: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+
+StreamObserver = Callable[[StreamStats], None]
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """What every stream of one middleware shares, computed once from its options."""
+
+    half_close: bytes | None = b""
+    max_message_size: int = 1 << 20
+    max_line_size: int = 1 << 20
+    idle_timeout: float | None = None
+    yield_frames: int = YIELD_EVERY_FRAMES
+    yield_bytes: int = YIELD_EVERY_BYTES
+    on_stream_start: StreamObserver | None = None
+    on_stream_end: StreamObserver | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("on_stream_start", "on_stream_end"):
+            hook = getattr(self, name)
+            if hook is not None and not callable(hook):
+                raise TypeError(f"{name} must be callable: (StreamStats) -> None")
+
+    @classmethod
+    def from_options(
+        cls,
+        options: ProxyOptions,
+        *,
+        on_stream_start: StreamObserver | None = None,
+        on_stream_end: StreamObserver | None = None,
+    ) -> StreamSettings:
+        return cls(
+            half_close=options.half_close_bytes(),
+            max_message_size=options.max_message_size,
+            max_line_size=options.max_line_size,
+            idle_timeout=options.idle_timeout,
+            on_stream_start=on_stream_start,
+            on_stream_end=on_stream_end,
+        )
+
+
+class StreamCore(StreamStats):
+    """The state and decisions of one stream; see the module docstring.
+
+    It is its own StreamStats record: the counts live in the object the decisions already touch,
+    so counting costs nothing extra per message.
+    """
+
+    # Slots: thousands of streams may be open at once.
+    __slots__ = (
+        "body_open",
+        "closed",
+        "closing",
+        "end_read",
+        "frame_cost",
+        "gone",
+        "half_close",
+        "idle_limit",
+        "idle_ticks",
+        "inbox_bytes",
+        "last_counts",
+        "max_line_size",
+        "max_message_size",
+        "messages_at_yield",
+        "pending",
+        "response_complete",
+        "single_message",
+        "spent",
+        "splitter",
+        "status",
+        "yield_budget",
+        "yield_due",
+    )
+
+    def __init__(
+        self,
+        settings: StreamSettings,
+        *,
+        single_message: bool = False,
+        method: str = "",
+        path: str = "",
+        client: str | None = None,
+    ) -> None:
+        StreamStats.__init__(self, method=method, path=path, client=client)
+        self.half_close = settings.half_close
+        self.max_message_size = settings.max_message_size
+        self.splitter = LineSplitter(settings.max_line_size)
+        self.max_line_size = settings.max_line_size
+        self.single_message = single_message
+        # One counter for both limits: each frame costs its size plus an equal share of the byte
+        # budget, so a turn ends after `yield_frames` frames or `yield_bytes` bytes, whichever first.
+        self.yield_budget = settings.yield_bytes
+        self.frame_cost = settings.yield_bytes // settings.yield_frames
+        timeout = settings.idle_timeout
+        # Idleness is counted in ticks without traffic: no clock read per message.
+        self.idle_limit = None if timeout is None else max(1, math.ceil(timeout / TICK_SECONDS))
+        self.idle_ticks = 0
+        self.last_counts = (0, 0, True)
+
+        self.body_open = True
+        self.end_read = False  # a message read ahead ends the body
+        self.inbox_bytes = 0
+        self.status: int | None = None
+        self.response_complete = False
+        self.gone = False  # no frame can go either way any more
+        self.closed = False  # a close frame was sent, or the client's arrived
+        self.closing: Close | None = None  # a close frame the shell must send now
+        self.spent = 0
+        self.messages_at_yield = 0  # messages_in at the last yield: did the app read since?
+        self.yield_due = False
+        # Set with any decision the shell must act on after an event: a yield, a close, the end of
+        # the body, the client gone. One flag, so the common case costs the shell one test.
+        self.pending = False
+
+    # client -> app
+
+    def client_message(self, message: Message) -> Message:
+        """The app's event for one event from the WebSocket (which the shell read for it)."""
+        if message["type"] != "websocket.receive":
+            self.client_left(message.get("code", closecodes.GOING_AWAY))
+            return {"type": "http.disconnect"}
+        data = message.get("bytes")
+        if data is None:
+            data = message.get("text", "").encode()
+        size = len(data)
+        # The budget inline: this runs for every message, and a call costs more than the rest.
+        self.spent += size + self.frame_cost
+        if self.spent >= self.yield_budget:
+            self.yield_due = self.pending = True
+        if data == self.half_close:
+            self.body_open = False
+            self.pending = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        if size > self.max_message_size:
+            self.close(closecodes.MESSAGE_TOO_BIG, "message too big")
+            return {"type": "http.disconnect"}
+        self.messages_in += 1
+        self.bytes_in += size
+        if 10 in data or 13 in data:  # b"\n", b"\r" (an int test skips the substring search setup)
+            # Raw line breaks would split one message into two requests; in JSON they are whitespace.
+            data = data.replace(b"\r", b" ").replace(b"\n", b" ")
+        if self.single_message:
+            self.body_open = False
+            self.pending = True
+            return {"type": "http.request", "body": data + b"\n", "more_body": False}
+        return {"type": "http.request", "body": data + b"\n", "more_body": True}
+
+    def read_ahead(self, message: Message) -> int:
+        """What one event read while the app was away means: KEEP it for the app, a VIOLATION, or GONE."""
+        if message["type"] != "websocket.receive":
+            self.client_left(message.get("code", closecodes.GOING_AWAY))
+            return GONE
+        if self.end_read or not self.body_open:
+            self.close(closecodes.POLICY_VIOLATION, "message after end of request body")
+            return VIOLATION
+        self.inbox_bytes += message_size(message)
+        self.end_read = self.single_message or message_data(message) == self.half_close
+        return KEEP
+
+    def body_ended(self, *, unread: bool) -> bool:
+        """The app got the end of the body; True if a message already waits after it (closing: 1008)."""
+        if unread and not self.gone:
+            self.close(closecodes.POLICY_VIOLATION, "message after end of request body")
+            return True
+        return False
+
+    def took_from_inbox(self, message: Message) -> None:
+        self.inbox_bytes -= message_size(message)
+
+    def may_read_ahead(self) -> bool:
+        """Whether the shell may read one more message ahead (the inbox is bounded while the body is open)."""
+        return not self.gone and (self.inbox_bytes <= READ_AHEAD_BYTES or not self.body_open)
+
+    # app -> client
+
+    def response_start(self, message: Message) -> None:
+        kind = message["type"]
+        if kind != "http.response.start":
+            raise RuntimeError(
+                f'Expected ASGI message "http.response.start" or "http.response.body", but got {kind!r}'
+            )
+        if self.status is not None:
+            raise RuntimeError('Unexpected ASGI message "http.response.start" sent twice')
+        self.status = int(message["status"])
+
+    def single_frame(self, message: Message) -> Message | None:
+        """The one frame for a body event that is exactly one short line with nothing buffered, charged
+        to the budget; None for anything else (then `response_start` or `response_body` decides).
+
+        The common case of a message-per-chunk stream, answered without building a list: it runs for
+        every message.
+        """
+        if (
+            message["type"] != "http.response.body"
+            or self.status is None
+            or self.response_complete
+            or self.gone
+            or not message.get("more_body", False)
+        ):
+            return None
+        # LineSplitter.single_line(), inlined: a call costs as much as the test itself.
+        chunk: bytes = message.get("body", b"")
+        end = len(chunk) - 1
+        if not (
+            0 < end < SINGLE_LINE_MAX
+            and end <= self.max_line_size
+            and not self.splitter._tail
+            and chunk.find(10) == end  # 10 is b"\n"
+            and chunk[end - 1] != 13  # b"\r": the general path strips it
+        ):
+            return None
+        line = chunk[:end]
+        size = end
+        self.messages_out += 1
+        self.bytes_out += size
+        self.spent += size + self.frame_cost
+        if self.spent >= self.yield_budget:
+            self.yield_due = self.pending = True
+        try:
+            return {"type": "websocket.send", "text": line.decode()}
+        except UnicodeDecodeError:
+            return {"type": "websocket.send", "bytes": line}
+
+    def response_body(self, message: Message) -> Sequence[Message]:
+        """The frames for one `http.response.body` event; the close on the last one is left in `closing`.
+
+        One frame (or none) is charged to the yield budget here; when there are several, the shell
+        charges each as it sends it (`charge_frame`). Raises MessageTooBig for a line over the
+        limit, after setting `closing` to 1009.
+        """
+        status = self.status
+        if status is None or self.response_complete:
+            raise RuntimeError(
+                'Unexpected ASGI message "http.response.body" before "http.response.start" or after the end'
+            )
+        if self.gone:
+            raise ClientDisconnected("the WebSocket client has gone away")
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        splitter = self.splitter
+        try:
+            lines = splitter.feed_views(body) if body else ()
+            if not more_body:
+                self.response_complete = True
+                lines = [*lines, *splitter.flush()]
+        except MessageTooBig:
+            self.close(closecodes.MESSAGE_TOO_BIG, "response line too big")
+            raise
+        frames: list[Message] = []
+        size = 0
+        for line in lines:
+            size += len(line)
+            try:
+                frames.append({"type": "websocket.send", "text": str(line, "utf-8")})
+            except UnicodeDecodeError:
+                frames.append({"type": "websocket.send", "bytes": bytes(line)})
+        self.messages_out += len(frames)
+        self.bytes_out += size
+        if len(frames) <= 1:
+            # One frame, or none (an event with no complete line still costs a turn's share: an app
+            # sending empty bodies forever must yield too). Several are charged one by one as the
+            # shell sends them (charge_frame), so a chunk of many lines still yields within it.
+            self.spent += size + self.frame_cost
+            if self.spent >= self.yield_budget:
+                self.yield_due = self.pending = True
+        if not more_body:
+            self.close(*closecodes.close_for_status(status))
+        return frames
+
+    def charge_frame(self, frame: Message) -> bool:
+        """Charge one of several frames `response_body` returned; True when the loop must get a turn."""
+        self.spent += message_size(frame) + self.frame_cost
+        if self.spent >= self.yield_budget:
+            self.yield_due = self.pending = True
+        return self.yield_due
+
+    def yielded(self) -> bool:
+        """The shell gives the loop a turn: the budget starts over.
+
+        Returns True if the app took no message during the budget just spent: it only sends, so the
+        shell should watch the socket for it (a vanished client is seen only by reading).
+        """
+        only_sent = self.messages_in == self.messages_at_yield
+        self.messages_at_yield = self.messages_in
+        self.yield_due = False
+        self.spent = 0
+        return only_sent
+
+    # The end.
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Decide to end the stream with `code`: the shell sends `closing` (unless the client is gone)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code = code
+        if not self.gone:
+            self.closing = Close(code, reason)
+        self.gone = self.pending = True
+
+    def take_close(self) -> Close | None:
+        closing, self.closing = self.closing, None
+        return closing
+
+    def client_left(self, code: int | None) -> None:
+        """The client closed (its code) or the connection was lost (None): nothing more can be sent."""
+        if not self.closed:
+            self.closed = True
+            self.close_code = code
+        self.gone = self.pending = True
+        self.closing = None
+
+    def server_closed(self) -> None:
+        """The server ended the connection on its own (keepalive timeout, shutdown, its frame limit)."""
+        self.client_left(None)
+
+    def outcome(self, failure: BaseException | None) -> tuple[int, str]:
+        """How the app's end is reported: (log level, message); a close frame is left in `closing`.
+
+        `failure` is what the app raised, or None if it returned. Logged at ERROR only when it is
+        the app's fault: not when it tripped over its client's absence.
+        """
+        if failure is not None:
+            if self.gone and isinstance(failure, OSError):
+                return logging.DEBUG, "app ended on the client's absence"
+            self.close(*closecodes.close_for_exception(failure))
+            if isinstance(failure, MessageTooBig):
+                return logging.INFO, str(failure)
+            if isinstance(failure, UpstreamError):
+                # The upstream's failure, logged once per call where it happened (wsproxy.upstream):
+                # when a shared upstream connection dies, hundreds of streams end at once.
+                return logging.WARNING, "upstream failed"
+            return logging.ERROR, "app raised"
+        if self.response_complete or self.closed:
+            return logging.DEBUG, "app returned"
+        if self.status is None:
+            self.close(closecodes.INTERNAL_ERROR, "no response")
+            return logging.ERROR, "app returned without a response"
+        self.close(closecodes.INTERNAL_ERROR, "incomplete response")
+        return logging.ERROR, "app returned before finishing its response"
+
+    def tick(self) -> bool:
+        """Called every TICK_SECONDS: True if the idle timeout ran out (then `closing` holds 1001)."""
+        if self.gone:
+            return False
+        counts = (self.messages_in, self.messages_out, self.body_open)
+        self.idle_ticks = self.idle_ticks + 1 if counts == self.last_counts else 0
+        self.last_counts = counts
+        if self.idle_limit is not None and self.idle_ticks >= self.idle_limit:
+            self.close(closecodes.GOING_AWAY, "idle timeout")
+            return True
+        return False
+
+
+def message_data(message: Message) -> bytes:
+    data: bytes | None = message.get("bytes")
+    if data is None:
+        text: str = message.get("text", "")
+        return text.encode()
+    return data
+
+
+def message_size(message: Message) -> int:
+    data = message.get("bytes")
+    return len(data if data is not None else message.get("text", ""))
