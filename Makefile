@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# `make demo PORT=8011` serves the demo on another port (default 8000).
 demo: $(STAMP)
-	$(BIN)/python -m example_service
+	$(BIN)/python -m example_service $(if $(PORT),--port $(PORT))
 
 test: $(STAMP)
 	scripts/ensure-chromium

@@ -15,7 +15,7 @@ import platform
 import time
 from importlib.metadata import PackageNotFoundError, version
 
-from bench import rows_binding, rows_chat, rows_echo, rows_fairness, rows_resources
+from bench import rows_binding, rows_chat, rows_echo, rows_fairness, rows_metrics, rows_resources
 from bench.harness import QUICK, Bench, Loop, Plan, RowGroup, has_uvloop, progress
 from bench.report import Row
 
@@ -28,6 +28,7 @@ GROUPS: tuple[RowGroup, ...] = (
     rows_chat.GROUP,
     rows_binding.GROUP,
     rows_fairness.GROUP,
+    rows_metrics.GROUP,
 )
 
 

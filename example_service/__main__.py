@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import logging
 import socket
 import sys
 from collections.abc import Coroutine
@@ -68,6 +69,16 @@ async def _run(host: str, port: int, grpc_port: int, binding: BindingName) -> No
         await server.serve(sockets=[sock])
 
 
+def _print_access_lines() -> None:
+    """Each call's access line on stdout, so a person watching the demo sees how each call ended."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access = logging.getLogger("wsproxy.access")
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
+
+
 def _loop_name() -> str:
     return type(asyncio.get_running_loop()).__module__.split(".")[0]  # "uvloop" or "asyncio"
 
@@ -84,6 +95,7 @@ def _run_on(loop: str, main: Coroutine[Any, Any, None]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    _print_access_lines()
     try:
         _run_on(args.loop, _run(args.host, args.port, args.grpc_port, args.binding))
     except OSError as exc:

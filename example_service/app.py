@@ -64,7 +64,7 @@ def build_app(target: grpc.aio.Channel | Binding) -> ASGIApp:
         ],
         default=gateway,
     )
-    return WebSocketProxyMiddleware(router)
+    return WebSocketProxyMiddleware(router, access_log=True)  # one line per call, as the `wsproxy` command
 
 
 @dataclass(frozen=True)

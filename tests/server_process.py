@@ -1,7 +1,7 @@
 """A server in a process of its own, for tests where the server itself may freeze.
 
 `python -m tests.server_process SERVER module:app --fd N [--ping-interval S --ping-timeout S]
-[--ws-max-size BYTES]` serves
+[--ws-max-size BYTES] [--loop asyncio|uvloop]` serves
 `app` on the listening socket N with SERVER (one of tests.servers.SERVERS), prints "READY" and runs
 until SIGTERM. Logging goes to stderr as "LEVEL logger: message", so a test can check that nothing
 was logged at ERROR. `server_process()` starts one; `ServerProcess.stop()` sends SIGTERM and tells
@@ -147,13 +147,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ping-interval", type=float, default=0.0)
     parser.add_argument("--ping-timeout", type=float, default=0.0)
     parser.add_argument("--ws-max-size", type=int, default=0, help="the server's own message size limit")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
     warnings.simplefilter("ignore", DeprecationWarning)  # uvicorn's legacy websockets implementation
     sock = socket.socket(fileno=args.fd)
-    asyncio.run(_serve(args.server, cast(Any, _load(args.app)), sock, args))
+    main = _serve(args.server, cast(Any, _load(args.app)), sock, args)
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
     return 0
 
 

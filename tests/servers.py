@@ -29,6 +29,7 @@ LEGACY_WARNINGS = (
     "ignore:The `websockets` implementation is deprecated:uvicorn.config.UvicornDeprecationWarning",
     "ignore:websockets.legacy is deprecated:DeprecationWarning",
     "ignore:websockets.server.WebSocketServerProtocol is deprecated:DeprecationWarning",
+    "ignore:remove second argument of ws_handler:DeprecationWarning",
 )
 SERVER_PARAMS = [
     pytest.param(name, marks=[pytest.mark.filterwarnings(w) for w in LEGACY_WARNINGS])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.servers import drain
+from tests.servers import bind_loopback, drain
 from tests.upstream_apps import ROOT, Process, open_requests, spawn_listening, upstream_process
 from wsproxy import cli
 
@@ -43,7 +44,7 @@ def test_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
         "--method-override-param", "--default-method", "--forward-header", "--token-cookie-name",
         "--request-mutator", "--half-close-message", "--max-message-size", "--max-line-size",
         "--allowed-origin", "--max-connections", "--idle-timeout", "--upstream-connect-timeout",
-        "--upstream-read-timeout", "--no-upstream-check",
+        "--upstream-read-timeout", "--no-upstream-check", "--authenticate", "--metrics-port", "--no-access-log",
     ]  # fmt: skip
     assert [flag for flag in flags if flag not in text] == []
     assert "(default: 1048576)" in text
@@ -76,6 +77,12 @@ def test_python_dash_m_runs_the_command() -> None:
         ),
         (["--upstream", "http://a", "--default-method", "GE T"], "default_method must be an HTTP method"),
         (["--upstream", "http://a", "--ssl-certfile", "/no/such.pem"], "cannot load the TLS certificate/key"),
+        (
+            ["--upstream", "http://a", "--metrics-port", "0"],
+            "--metrics-port: must be a port number (1-65535), got 0",
+        ),
+        (["--upstream", "http://a", "--metrics-port", "70000"], "must be a port number"),
+        (["--upstream", "http://a", "--authenticate", "no_such_module_here:auth"], "Could not import module"),
     ],
 )
 def test_bad_arguments_are_one_line(
@@ -92,6 +99,23 @@ def test_unreachable_upstream_at_start_is_one_line(
         f"wsproxy: error: upstream {refused_url} is not reachable: Connection refused "
         "(start it first, or pass --no-upstream-check)\n"
     )
+
+
+def test_a_taken_metrics_port_is_one_line_before_anything_listens() -> None:
+    with bind_loopback() as taken:
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*WSPROXY, "--app", "tests.upstream_apps:app", "--metrics-port", str(port)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"wsproxy: error: cannot serve metrics on 127.0.0.1:{port}: Address already in use"
+    ]
 
 
 def test_app_from_env_needs_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -206,3 +230,38 @@ async def test_sigterm_closes_streams_1012_and_their_upstream_calls(upstream: Pr
             assert (await drain(ws))[1] == 1012
         assert proxy.proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
     assert await open_requests(upstream, 0) == 0
+
+
+@pytest.mark.parametrize("how", ["proto 0", "tcp", "fromfd as uvicorn does"])
+def test_listening_sockets_are_tcp_so_accepted_ones_get_nodelay(how: str) -> None:
+    """asyncio sets TCP_NODELAY only under an IPPROTO_TCP listener; uvicorn's --fd/--workers make proto 0."""
+    made = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP if how == "tcp" else 0)
+    if how.startswith("fromfd"):
+        with made:
+            made = socket.fromfd(made.fileno(), socket.AF_UNIX, socket.SOCK_STREAM)
+    with cli.tcp_socket(made) as sock:
+        assert (sock.family, sock.type, sock.proto) == (
+            socket.AF_INET,
+            socket.SOCK_STREAM,
+            socket.IPPROTO_TCP,
+        )
+
+
+def test_a_unix_socket_stays_one() -> None:
+    with cli.tcp_socket(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)) as sock:
+        assert sock.family == socket.AF_UNIX
+
+
+def test_the_port_taken_exits_3_as_uvicorn_does() -> None:
+    with bind_loopback() as taken:
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*WSPROXY, "--app", "tests.upstream_apps:app", "--port", str(port)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 3
+    assert "address already in use" in result.stderr

@@ -114,6 +114,8 @@ header_names = st.one_of(
             b"content-length",
             b"transfer-encoding",
             b"x-trace",
+            b"traceparent",
+            b"Baggage",
             b"x-forwarded-for",
             b"x-evil\r\ninjected",
             b"x-\x00",
@@ -262,7 +264,8 @@ def allowed_header(name: bytes, options: dict[str, Any]) -> bool:
     lowered = name.decode("latin-1").lower()
     if lowered in HOP_BY_HOP or lowered.startswith("sec-websocket-"):
         return False
-    forwarded = options.get("forwarded_headers", ("host", "origin", "referer"))
+    default = ("host", "origin", "referer", "traceparent", "tracestate", "baggage")
+    forwarded = options.get("forwarded_headers", default)
     return bool(forwarded(lowered)) if callable(forwarded) else lowered in forwarded
 
 

@@ -21,10 +21,10 @@ from websockets.uri import parse_uri
 
 from bench.flood import flooding
 from tests.server_process import server_process
-from tests.servers import drain
+from tests.servers import drain, serve_on
 
 APP = "tests.liveness_apps:app"
-CALL_SECONDS = 60  # generous: this proves the call completes at all; speed is bench/fairness.py's
+CALL_SECONDS = 60  # generous: this proves the call completes at all; speed is bench/rows_fairness.py's
 
 
 def reset(ws: ClientConnection) -> None:
@@ -52,11 +52,12 @@ async def echo_call(url: str, text: str) -> tuple[list[str | bytes], int | None]
     return [reply, *frames], code
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 @pytest.mark.parametrize("chunk", [1, 100], ids=["line-per-send", "100-lines-per-send"])
 async def test_a_producer_that_never_yields_and_whose_client_resets_frees_the_server(
-    server_impl: str, chunk: int
+    server_impl: str, chunk: int, loop: str
 ) -> None:
-    with server_process(server_impl, APP) as server:
+    with server_process(server_impl, APP, "--loop", loop) as server:
         url = server.running.ws
         ws = await connect(f"{url}/produce?chunk={chunk}", max_size=None)
         for _ in range(10):
@@ -74,8 +75,9 @@ async def test_a_producer_that_never_yields_and_whose_client_resets_frees_the_se
         assert server.error_lines() == [], server.stderr()
 
 
-async def test_a_flooding_client_does_not_starve_new_calls(server_impl: str) -> None:
-    with server_process(server_impl, APP) as server:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_a_flooding_client_does_not_starve_new_calls(server_impl: str, loop: str) -> None:
+    with server_process(server_impl, APP, "--loop", loop) as server:
         url = server.running.ws
         with flooding(url + "/echo?method=POST") as flood:
             for i in range(20):
@@ -158,3 +160,12 @@ async def test_the_servers_own_frame_limit_while_the_app_streams_is_a_client_gon
         assert counts == {"running": 0, "ended": 1}
         assert server.stop(), "the server ignored SIGTERM and was killed"
         assert server.error_lines() == [], server.stderr()
+
+
+async def test_every_server_also_runs_in_this_loop_for_other_tests(server_impl: str) -> None:
+    """tests.servers.serve_on(), the in-process fixture other test modules use with `server_impl`."""
+    from tests.liveness_apps import app
+
+    async with serve_on(server_impl, app) as running:
+        frames, code = await asyncio.wait_for(echo_call(running.ws, "in-loop"), CALL_SECONDS)
+    assert (frames, code) == (["in-loop"], 1000)

@@ -640,3 +640,43 @@ async def test_the_record_is_live_and_ends_even_when_the_server_cancels_the_stre
 def test_observers_must_be_callable() -> None:
     with pytest.raises(TypeError, match="on_stream_end must be callable"):
         StreamSettings(on_stream_end=42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        RuntimeError("Unexpected ASGI message 'websocket.send', after sending 'websocket.close'."),
+        OSError("connection reset"),
+    ],
+    ids=["server-closed-keepalive", "reset"],
+)
+async def test_a_send_the_server_refuses_is_a_client_gone_with_no_second_close(
+    failure: BaseException, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As after uvicorn's keepalive timeout: its send raises RuntimeError once it sent its own close."""
+    attempts: list[str] = []
+    outcome: list[BaseException] = []
+
+    async def receive() -> Message:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        attempts.append(message["type"])
+        if message["type"] != "websocket.accept" and len(attempts) > 10:
+            raise failure
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        try:
+            while True:
+                await send(body(b"line\n"))
+        except ClientDisconnected as exc:
+            outcome.append(exc)
+            raise
+
+    stats = await asyncio.wait_for(run_stream(app, PLAN, StreamSettings(), receive, send), 10)
+    assert len(outcome) == 1  # the app saw its client gone...
+    assert attempts.count("websocket.close") == 0  # ...and no close frame was attempted after it
+    assert stats.close_code is None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

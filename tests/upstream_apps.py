@@ -168,7 +168,9 @@ class Process:
 
 
 @contextlib.contextmanager
-def spawn_listening(argv: list[str], *, graceful_stop: bool = True) -> Iterator[Process]:
+def spawn_listening(
+    argv: list[str], *, graceful_stop: bool = True, env: dict[str, str] | None = None, stderr: Any = None
+) -> Iterator[Process]:
     """Run `argv` plus `--fd N`, N an already listening loopback socket the process inherits.
 
     Connections queue in the socket's backlog until the process serves them, so a first request
@@ -183,8 +185,9 @@ def spawn_listening(argv: list[str], *, graceful_stop: bool = True) -> Iterator[
             [*argv, "--fd", str(sock.fileno())],
             pass_fds=[sock.fileno()],
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
             stdin=subprocess.DEVNULL,
+            stderr=stderr,
             start_new_session=True,  # so a kill takes uvicorn's worker processes too
         )
     finally:

@@ -4,6 +4,7 @@ The clients live in `wsproxy.client`; the gRPC gateway, which needs the `grpc` e
 """
 
 from wsproxy import closecodes
+from wsproxy._access_log import QueryValuesHidden
 from wsproxy._stream import StreamSettings, StreamStats
 from wsproxy.errors import (
     ClientDisconnected,
@@ -21,6 +22,7 @@ __all__ = [
     "ClientDisconnected",
     "HandshakeRejected",
     "MessageTooBig",
+    "QueryValuesHidden",
     "StreamSettings",
     "StreamStats",
     "UpstreamApp",

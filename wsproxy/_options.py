@@ -12,7 +12,15 @@ RequestMutator = Callable[[Scope, Scope], Scope]
 HeaderPredicate = Callable[[str], bool]
 ForwardedHeaders = Collection[str] | HeaderPredicate
 
-DEFAULT_FORWARDED_HEADERS: tuple[str, ...] = ("host", "origin", "referer")
+# W3C Trace Context and Baggage pass by default, so an instrumented app continues the client's trace.
+DEFAULT_FORWARDED_HEADERS: tuple[str, ...] = (
+    "host",
+    "origin",
+    "referer",
+    "traceparent",
+    "tracestate",
+    "baggage",
+)
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 DEFAULT_MAX_LINE_SIZE = 1 << 20
 

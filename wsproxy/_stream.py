@@ -16,10 +16,11 @@ module owns every decision about what they carry, in the manner of python-websoc
 - scheduling: every frame charges the yield budget, one for both directions. When `yield_due` is set
   the shell must give the event loop a turn before the next event: no stream, whatever its app does,
   runs more than YIELD_EVERY_FRAMES frames or YIELD_EVERY_BYTES bytes (plus the frame that crossed
-  it) in one turn of the loop. Without it an app that
-  never awaits anything but `send` never lets the server run anything else (other clients, signals,
-  the notice that its own client reset the connection), because the servers' `send` and `receive`
-  do not suspend while their buffers allow.
+  it) in one turn of the loop. Without it an app that never awaits anything but `send` never lets
+  the server run anything else (other clients, signals, the notice that its own client reset the
+  connection), because the servers' `send` and `receive` do not suspend while their buffers allow.
+  `yielded()` also tells the shell whether the app only sent since the last turn: then nothing reads
+  the socket for it, and the shell starts the read-ahead to see a vanished client.
 - read-ahead: while the app is away from `receive`, the shell may read the socket into an inbox;
   `read_ahead()` decides what each message read that way means (keep it, a violation after the end of
   the body, the client gone) and `may_read_ahead()` bounds the inbox.
@@ -43,12 +44,12 @@ from wsproxy import closecodes
 from wsproxy._lines import LineSplitter
 from wsproxy._options import ProxyOptions
 from wsproxy._types import Message
-from wsproxy.errors import ClientDisconnected, MessageTooBig, UpstreamError
+from wsproxy.errors import ClientDisconnected, MessageTooBig
 
 # The yield budget: at most this many frames, or this many bytes, counting both directions, between
-# two turns of the event loop. Chosen with `python -m bench` (docs/performance.md): small enough
-# that one flooding client delays the others by well under a millisecond per turn, large enough
-# that the extra turns cost no measurable throughput.
+# two turns of the event loop (docs/reliability.md). Measured (docs/performance.md): a turn costs
+# 3-6 us, under 0.1 us per message at 64 frames, while one busy stream's turn stays well under a
+# millisecond, so a flooding client delays a new call by little more than that per busy stream.
 YIELD_EVERY_FRAMES = 64
 YIELD_EVERY_BYTES = 256 * 1024
 READ_AHEAD_BYTES = 64 * 1024  # what a stream may hold unread while its app is away (plus one message)
@@ -435,10 +436,11 @@ class StreamCore(StreamStats):
         if failure is not None:
             if self.gone and isinstance(failure, OSError):
                 return logging.DEBUG, "app ended on the client's absence"
-            self.close(*closecodes.close_for_exception(failure))
-            if isinstance(failure, MessageTooBig):
-                return logging.INFO, str(failure)
-            if isinstance(failure, UpstreamError):
+            code, reason = closecodes.close_for_exception(failure)
+            self.close(code, reason)
+            if code in (closecodes.MESSAGE_TOO_BIG, closecodes.POLICY_VIOLATION):
+                return logging.INFO, str(failure)  # wsproxy's own error about what the client sent
+            if code == closecodes.BAD_GATEWAY:
                 # The upstream's failure, logged once per call where it happened (wsproxy.upstream):
                 # when a shared upstream connection dies, hundreds of streams end at once.
                 return logging.WARNING, "upstream failed"

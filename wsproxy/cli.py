@@ -9,7 +9,9 @@ its app by name.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import importlib.util
 import json
 import os
 import socket
@@ -22,13 +24,16 @@ from urllib.parse import urlsplit
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 from uvicorn.importer import ImportFromStringError, import_from_string
+from uvicorn.supervisors import Multiprocess
 
+from wsproxy._metrics_http import prepare_multiprocess_dir, start_metrics_listener
 from wsproxy._options import DEFAULT_FORWARDED_HEADERS, DEFAULT_MAX_LINE_SIZE, DEFAULT_MAX_MESSAGE_SIZE
 from wsproxy._types import ASGIApp
 from wsproxy.middleware import WebSocketProxyMiddleware
 from wsproxy.upstream import UpstreamApp
 
 SETTINGS_ENV = "WSPROXY_SETTINGS"
+STARTUP_FAILURE = 3  # uvicorn's exit status when the server could not start (e.g. the port is taken)
 
 DESCRIPTION = """\
 Serve a streaming HTTP/JSON API (such as grpc-gateway's) over WebSocket.
@@ -48,6 +53,7 @@ examples:
   wsproxy --upstream http://gateway:8081 --host 0.0.0.0 --port 8080 --workers 4 \\
           --allowed-origin https://app.example.com
   wsproxy --app example_service.app:app --port 8080
+  wsproxy --upstream http://127.0.0.1:8081 --metrics-port 9090 --authenticate myauth:check
 
 A client connects to ws://HOST:PORT/<the gateway's path>?method=POST, sends one
 JSON object per message, an empty message to finish, and reads one JSON object
@@ -75,6 +81,9 @@ class AppSettings:
     upstream_connect_timeout: float
     upstream_read_timeout: float | None
     upstream_max_connections: int | None
+    authenticate: str | None = None
+    access_log: bool = True
+    metrics: bool = False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -255,6 +264,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODULE:ATTR",
         help="function (websocket_scope, http_scope) -> http_scope that edits each request",
     )
+    proxy.add_argument(
+        "--authenticate",
+        metavar="MODULE:ATTR",
+        help="async function (http_scope) -> None run before accept; raises HandshakeRejected to refuse",
+    )
+
+    ops = parser.add_argument_group("operations (docs/operations.md)")
+    ops.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus /metrics and /healthz on this port of --host (needs wsproxy[metrics]; "
+        "default: no metrics)",
+    )
+    ops.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="no line per stream (and no uvicorn access log); by default each stream logs one at its end",
+    )
 
     upstream = parser.add_argument_group("upstream (with --upstream)")
     upstream.add_argument(
@@ -302,6 +330,9 @@ def settings_from_args(args: argparse.Namespace) -> AppSettings:
         upstream_connect_timeout=args.upstream_connect_timeout,
         upstream_read_timeout=args.upstream_read_timeout,
         upstream_max_connections=args.upstream_max_connections,
+        authenticate=args.authenticate,
+        access_log=not args.no_access_log,
+        metrics=args.metrics_port is not None,
     )
 
 
@@ -318,6 +349,7 @@ def build_app(settings: AppSettings) -> WebSocketProxyMiddleware:
     else:
         inner = import_from_string(settings.app)
     mutator = import_from_string(settings.request_mutator) if settings.request_mutator else None
+    authenticate = import_from_string(settings.authenticate) if settings.authenticate else None
     return WebSocketProxyMiddleware(
         inner,
         method_override_param=settings.method_override_param,
@@ -331,6 +363,9 @@ def build_app(settings: AppSettings) -> WebSocketProxyMiddleware:
         allowed_origins=settings.allowed_origins,
         max_connections=settings.max_connections,
         idle_timeout=settings.idle_timeout,
+        authenticate=authenticate,
+        metrics=settings.metrics,
+        access_log=settings.access_log,
     )
 
 
@@ -362,9 +397,17 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
+def _check_port(parser: argparse.ArgumentParser, flag: str, port: int) -> None:
+    if not 0 < port < 65536:
+        parser.error(f"argument {flag}: must be a port number (1-65535), got {port}")
+
+
 def _log_config(level: str) -> dict[str, Any]:
     config = copy.deepcopy(LOGGING_CONFIG)
     config["loggers"]["wsproxy"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    # uvicorn logs each handshake with its query string; its values may be secrets.
+    config.setdefault("filters", {})["query_values_hidden"] = {"()": "wsproxy.QueryValuesHidden"}
+    config["loggers"]["uvicorn.error"]["filters"] = ["query_values_hidden"]
     return config
 
 
@@ -372,6 +415,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     settings = settings_from_args(args)
+    if args.metrics_port is not None:
+        _check_port(parser, "--metrics-port", args.metrics_port)
+        if importlib.util.find_spec("prometheus_client") is None:
+            parser.error("--metrics-port needs prometheus_client: pip install 'wsproxy[metrics]'")
+        # Before anything imports prometheus_client: it picks per-process files at import time.
+        metrics_dir = prepare_multiprocess_dir()
     try:
         build_app(settings)  # every option checked here, once, before any worker starts
     except (ValueError, TypeError, ImportFromStringError) as exc:
@@ -392,8 +441,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"wsproxy: error: upstream {settings.upstream} is not reachable: {_reason(exc)} "
                 "(start it first, or pass --no-upstream-check)\n",
             )
+    if args.metrics_port is not None:
+        try:
+            start_metrics_listener(args.host, args.metrics_port, metrics_dir)
+        except OSError as exc:
+            parser.exit(
+                2,
+                f"wsproxy: error: cannot serve metrics on {args.host}:{args.metrics_port}: {_reason(exc)}\n",
+            )
     os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))
-    uvicorn.run(
+    config = _Config(
         "wsproxy.cli:app_from_env",
         factory=True,
         host=args.host,
@@ -410,8 +467,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         ws_ping_timeout=args.ws_ping_timeout,
         ws_max_size=args.ws_max_size,
         forwarded_allow_ips=args.forwarded_allow_ips,
+        access_log=not args.no_access_log,
         # The gateway's responses carry its own Server and Date headers.
         server_header=settings.upstream is None,
         date_header=settings.upstream is None,
     )
-    return 0
+    return _serve(config, args.fd)
+
+
+class _Config(uvicorn.Config):
+    def bind_socket(self) -> socket.socket:
+        return tcp_socket(super().bind_socket())
+
+
+def tcp_socket(sock: socket.socket) -> socket.socket:
+    """The same listening socket, with its protocol read from the descriptor.
+
+    asyncio sets TCP_NODELAY on accepted connections only when the listening socket's `proto` is
+    IPPROTO_TCP, and uvicorn makes the sockets of `--workers N` and `--fd` with proto 0. Without
+    NODELAY a small write after another (the close frame after a unary reply) waits for the client's
+    delayed ACK: 40 ms per call on Linux.
+    """
+    if sock.proto == socket.IPPROTO_TCP:
+        return sock
+    # Family, type and protocol as the kernel has them (uvicorn labels an --fd socket AF_UNIX).
+    return socket.socket(fileno=sock.detach())
+
+
+def _serve(config: uvicorn.Config, fd: int | None) -> int:
+    """uvicorn.run's start-up, with the listening sockets made by `tcp_socket` (exit status 3 as uvicorn's)."""
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        if config.workers > 1:
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
+            return 0
+        server.run(sockets=None if fd is None else [tcp_socket(socket.socket(fileno=fd))])
+    return 0 if server.started else STARTUP_FAILURE

@@ -31,9 +31,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 from wsproxy import closecodes
+from wsproxy._access_log import log_stream
+from wsproxy._auth import Authenticate, authenticate_request
 from wsproxy._handshake import RequestPlan, plan_request
+from wsproxy._metrics import metrics_for
+from wsproxy._observers import chain
 from wsproxy._options import (
     DEFAULT_FORWARDED_HEADERS,
     DEFAULT_MAX_LINE_SIZE,
@@ -55,6 +60,9 @@ from wsproxy._stream import (
 )
 from wsproxy._types import ASGIApp, Message, Receive, Scope, Send
 from wsproxy.errors import ClientDisconnected, HandshakeRejected, MessageTooBig
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 logger = logging.getLogger("wsproxy")
 
@@ -99,6 +107,9 @@ class WebSocketProxyMiddleware:
         idle_timeout: float | None = None,
         on_stream_start: StreamObserver | None = None,
         on_stream_end: StreamObserver | None = None,
+        authenticate: Authenticate | None = None,
+        metrics: bool | CollectorRegistry = False,
+        access_log: bool = False,
     ) -> None:
         self.app = app
         self.options = ProxyOptions(
@@ -116,8 +127,20 @@ class WebSocketProxyMiddleware:
         )
         self._forwards = self.options.forwards()
         self._origins = self.options.origins()
+        if authenticate is not None and not callable(authenticate):
+            raise TypeError("authenticate must be an async function: (http_scope) -> None")
+        self._authenticate = authenticate
+        if not isinstance(metrics, bool) and not hasattr(metrics, "register"):
+            raise TypeError("metrics must be True, False or a prometheus_client CollectorRegistry")
+        if not isinstance(access_log, bool):
+            raise TypeError(f"access_log must be True or False, got {access_log!r}")
+        self._metrics = None if metrics is False else metrics_for(None if metrics is True else metrics)
+        started = self._metrics.stream_started if self._metrics else None
+        ended = self._metrics.stream_ended if self._metrics else None
         self.settings = StreamSettings.from_options(
-            self.options, on_stream_start=on_stream_start, on_stream_end=on_stream_end
+            self.options,
+            on_stream_start=chain(started, on_stream_start),
+            on_stream_end=chain(ended, log_stream if access_log else None, on_stream_end),
         )
         self.active_streams = 0
 
@@ -130,13 +153,19 @@ class WebSocketProxyMiddleware:
             return  # the client left before the handshake completed
         try:
             plan = self._plan(scope)
+            if self._authenticate is not None:
+                await authenticate_request(self._authenticate, plan.scope)
         except HandshakeRejected as exc:
             logger.debug("refused %s: %d %s", scope.get("path"), exc.status, exc.message)
+            if self._metrics is not None:
+                self._metrics.handshake_refused(exc.status)
             await _deny(scope, send, exc.status, exc.message)
             return
         limit = self.options.max_connections
         if limit is not None and self.active_streams >= limit:
             logger.info("refused %s: %d streams open, the limit", scope.get("path"), limit)
+            if self._metrics is not None:
+                self._metrics.handshake_refused(503)
             await _refuse_busy(scope, send)
             return
         self.active_streams += 1
