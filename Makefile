@@ -20,6 +20,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	scripts/ensure-chromium
 	scripts/ensure-nginx
+	scripts/ensure-go
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -15,7 +15,15 @@ import platform
 import time
 from importlib.metadata import PackageNotFoundError, version
 
-from bench import rows_binding, rows_chat, rows_echo, rows_fairness, rows_metrics, rows_resources
+from bench import (
+    rows_binding,
+    rows_chat,
+    rows_echo,
+    rows_fairness,
+    rows_metrics,
+    rows_resources,
+    rows_upstream,
+)
 from bench.harness import QUICK, Bench, Loop, Plan, RowGroup, has_uvloop, progress
 from bench.report import Row
 
@@ -29,6 +37,7 @@ GROUPS: tuple[RowGroup, ...] = (
     rows_binding.GROUP,
     rows_fairness.GROUP,
     rows_metrics.GROUP,
+    rows_upstream.GROUP,
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -12,6 +13,8 @@ from websockets.asyncio.client import connect
 from tests.servers import drain
 from tests.upstream_apps import Process, open_requests, proxying, upstream_process
 from wsproxy import WebSocketProxyMiddleware
+from wsproxy._types import Message
+from wsproxy._upstream_request import Framing, framing_of, http1_framing_headers
 from wsproxy.upstream import UpstreamApp, forwarded_request_headers
 
 # The header mapping, no I/O.
@@ -42,7 +45,6 @@ def test_forwarded_headers_drop_hop_by_hop_and_add_forwarding() -> None:
         (b"x-forwarded-for", b"203.0.113.9, 10.0.0.7"),
         (b"x-forwarded-proto", b"https"),
         (b"x-forwarded-host", b"public.example"),
-        (b"transfer-encoding", b"chunked"),
     ]
 
 
@@ -131,7 +133,7 @@ async def test_unreachable_upstream_is_502(refused_url: str) -> None:
     async with proxying(UpstreamApp(refused_url)) as proxy, httpx.AsyncClient() as client:
         response = await client.get(proxy.http + "/anything")
     assert response.status_code == 502
-    assert response.json() == {"error": "upstream unreachable", "reason": "Connection refused"}
+    assert response.json() == {"error": "upstream unreachable", "reason": "connection refused"}
 
 
 async def test_unresolvable_upstream_is_502() -> None:
@@ -236,7 +238,7 @@ async def test_upstream_not_running_closes_4502(refused_url: str) -> None:
         frames, code, reason = await drain(ws)
     assert (code, reason) == (4502, "Bad Gateway")
     assert [json.loads(frame) for frame in frames] == [
-        {"error": "upstream unreachable", "reason": "Connection refused"}
+        {"error": "upstream unreachable", "reason": "connection refused"}
     ]
 
 
@@ -254,3 +256,165 @@ async def test_websocket_client_leaving_closes_the_upstream_call(upstream: Proce
             await ws.recv()
             assert await open_requests(upstream, 1) == 1
         assert await open_requests(upstream, 0) == 0
+
+
+# Framing: GET and HEAD carry no body upstream; an open body asks the connection to close (Go).
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "expected"),
+    [
+        ("GET", [], "bodyless"),
+        ("HEAD", [], "bodyless"),
+        ("get", [], "bodyless"),
+        ("GET", [(b"content-length", b"4")], "fixed"),
+        ("GET", [(b"transfer-encoding", b"chunked")], "streaming"),
+        ("POST", [(b"content-length", b"4")], "fixed"),
+        ("POST", [], "streaming"),
+        ("DELETE", [], "streaming"),
+    ],
+)
+def test_framing_table(method: str, headers: list[tuple[bytes, bytes]], expected: str) -> None:
+    assert framing_of(method, headers).value == expected
+
+
+def test_only_an_open_http1_body_asks_for_the_connection_to_close() -> None:
+    assert http1_framing_headers(Framing.STREAMING) == [
+        (b"transfer-encoding", b"chunked"),
+        (b"connection", b"close"),
+    ]
+    assert http1_framing_headers(Framing.FIXED) == []
+    assert http1_framing_headers(Framing.BODYLESS) == []
+
+
+async def test_websocket_get_is_answered_without_a_half_close(upstream: Process, ws_impl: str) -> None:
+    # /inspect answers once the request body ends: a GET's has ended before it began.
+    app = WebSocketProxyMiddleware(UpstreamApp(upstream.http))
+    async with proxying(app, ws=ws_impl) as proxy, connect(proxy.ws + "/inspect") as ws:
+        frames, code, _ = await drain(ws)
+    assert code == 1000
+    seen = json.loads(frames[0])
+    headers = dict(seen["headers"])
+    assert (seen["method"], seen["body"]) == ("GET", "")
+    assert "transfer-encoding" not in headers
+    assert "content-length" not in headers
+
+
+async def test_websocket_post_streams_chunked_and_asks_to_close(upstream: Process) -> None:
+    app = WebSocketProxyMiddleware(UpstreamApp(upstream.http))
+    async with proxying(app) as proxy, connect(proxy.ws + "/inspect?method=POST") as ws:
+        await ws.send('{"a": 1}')
+        await ws.send("")
+        frames, code, _ = await drain(ws)
+    assert code == 1000
+    headers = dict(json.loads(frames[0])["headers"])
+    assert (headers["transfer-encoding"], headers["connection"]) == ("chunked", "close")
+
+
+async def test_a_message_on_a_get_call_closes_1008(upstream: Process, ws_impl: str) -> None:
+    app = WebSocketProxyMiddleware(UpstreamApp(upstream.http))
+    async with proxying(app, ws=ws_impl) as proxy, connect(proxy.ws + "/forever") as ws:
+        assert json.loads(await ws.recv()) == {"n": 0}
+        await ws.send('{"late": true}')
+        assert await drain(ws) == ([], 1008, "message after end of request body")
+        assert await open_requests(upstream, 0) == 0
+
+
+async def test_a_half_close_on_a_get_call_is_harmless(upstream: Process) -> None:
+    app = WebSocketProxyMiddleware(UpstreamApp(upstream.http))
+    async with proxying(app) as proxy, connect(proxy.ws + "/stream?count=2") as ws:
+        await ws.send("")
+        assert await drain(ws) == (['{"n": 0}', '{"n": 1}'], 1000, "")
+
+
+async def test_plain_get_and_head_keep_the_connection_alive(upstream: Process) -> None:
+    async with proxying(UpstreamApp(upstream.http)) as proxy, httpx.AsyncClient() as client:
+        head = await client.head(proxy.http + "/inspect")
+        first = (await client.get(proxy.http + "/inspect")).json()["client"]
+        second = (await client.get(proxy.http + "/inspect")).json()["client"]
+    assert head.status_code == 200
+    assert first == second
+
+
+# Fairness: a busy stream hands the event loop back (the numbers are docs/upstream.md's).
+
+
+class LoopTurns:
+    """Counts what a pump did between two turns of another task on the same loop."""
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.runs: list[int] = []
+
+    def record(self) -> None:
+        self.messages += 1
+
+    async def watch(self) -> None:
+        while True:
+            if self.messages:
+                self.runs.append(self.messages)
+                self.messages = 0
+            await asyncio.sleep(0)
+
+
+async def run_with_turns(app: UpstreamApp, scope: dict[str, Any], receive: Any, turns: LoopTurns) -> None:
+    async def send(message: Message) -> None:  # a server send that never yields
+        turns.record()
+
+    watcher = asyncio.ensure_future(turns.watch())
+    try:
+        await asyncio.wait_for(app(scope, receive, send), 60)
+    finally:
+        watcher.cancel()
+        await app.aclose()
+
+
+def http_scope(method: str, path: str, query: bytes = b"") -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "query_string": query,
+        "headers": [],
+        "scheme": "http",
+    }
+
+
+async def test_a_busy_download_yields_every_32_messages(upstream: Process) -> None:
+    turns = LoopTurns()
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    scope = http_scope("GET", "/firehose", b"count=3000&size=100")
+    await run_with_turns(UpstreamApp(upstream.http), scope, receive, turns)
+    assert sum(turns.runs) > 3000  # the whole body went through
+    assert max(turns.runs) <= 32
+
+
+async def test_a_busy_upload_yields_every_32_messages(upstream: Process) -> None:
+    turns = LoopTurns()
+    sent = 0
+
+    async def receive() -> dict[str, Any]:  # a server receive with messages queued: never yields
+        nonlocal sent
+        if sent == 2000:
+            await asyncio.sleep(3600)  # after the body, a server's receive waits for the disconnect
+        sent += 1
+        turns.record()
+        more = sent < 2000
+        return {"type": "http.request", "body": b'{"n": 1}\n' if more else b"", "more_body": more}
+
+    async def send(message: Message) -> None:
+        if message.get("body"):
+            assert json.loads(message["body"]) == {"sum": 1999}
+
+    watcher = asyncio.ensure_future(turns.watch())
+    app = UpstreamApp(upstream.http)
+    try:
+        await asyncio.wait_for(app(http_scope("POST", "/sum"), receive, send), 60)
+    finally:
+        watcher.cancel()
+        await app.aclose()
+    assert max(turns.runs) <= 32

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import ssl
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.servers import drain
-from tests.upstream_apps import proxying, spawn_listening, upstream_process
+from tests.upstream_apps import make_certificate, proxying, spawn_listening, upstream_process
 from wsproxy import WebSocketProxyMiddleware
 from wsproxy.upstream import UpstreamApp
 
@@ -26,15 +25,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and its key."""
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def trusting(cert: Path) -> ssl.SSLContext:
@@ -62,7 +53,7 @@ async def test_untrusted_upstream_certificate_is_502(certificate: tuple[Path, Pa
     assert response.status_code == 502
     assert response.json() == {
         "error": "upstream unreachable",
-        "reason": "TLS handshake failed (CERTIFICATE_VERIFY_FAILED)",
+        "reason": "TLS handshake failed",
     }
 
 
@@ -76,3 +67,16 @@ async def test_command_serves_wss(certificate: tuple[Path, Path]) -> None:
         wss = proxy.ws.replace("ws:", "wss:")
         async with connect(wss + "/stream?count=2", ssl=trusting(cert), open_timeout=30) as ws:
             assert await drain(ws) == (['{"n": 0}', '{"n": 1}'], 1000, "")
+
+
+async def test_http2_required_but_not_offered_is_the_fixed_tls_502(certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate  # uvicorn speaks no HTTP/2: its TLS handshake selects no "h2"
+    with upstream_process("--ssl-certfile", str(cert), "--ssl-keyfile", str(key)) as upstream:
+        url = upstream.http.replace("http:", "https:")
+        app = UpstreamApp(url, ssl_context=trusting(cert), http_version="2")
+        async with proxying(app) as proxy, httpx.AsyncClient() as client:
+            response = await client.get(proxy.http + "/stream", timeout=30)
+    assert (response.status_code, response.json()) == (
+        502,
+        {"error": "upstream unreachable", "reason": "TLS handshake failed"},
+    )

@@ -10,9 +10,11 @@ Routes (one JSON object per line both ways):
     POST /sum               client stream: {"sum": total of every line's "n"} once the body ends
     POST /bidi              each request line echoed back at once, {"echo": line}
     GET  /status/CODE       answers CODE with {"error": "...", "code": CODE}
-    *    /inspect           the request as seen here: method, path, query, headers, client, body
+    *    /inspect           the request as seen here: method, HTTP version, path, query, headers, client, body
     GET  /hang              never answers
     GET  /active            {"open": N}: requests whose handler is still running
+    GET  /firehose?count=N&size=B  N lines of about B bytes (1000) as fast as the client takes them
+    GET  /firehose-sent     {"sent": N}: lines the last /firehose has written so far
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import contextlib
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -37,6 +41,7 @@ from wsproxy._types import Receive, Scope, Send
 from wsproxy.upstream import UpstreamApp
 
 _open_requests = 0
+_firehose_sent = 0
 
 
 async def _start(send: Send, status: int = 200, content_type: bytes = b"application/x-ndjson") -> None:
@@ -83,6 +88,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def _route(scope: Scope, receive: Receive, send: Send) -> None:
+    global _firehose_sent
     path: str = scope["path"]
     query = dict(part.split("=", 1) for part in scope["query_string"].decode().split("&") if "=" in part)
     if path == "/echo":
@@ -123,6 +129,7 @@ async def _route(scope: Scope, receive: Receive, send: Send) -> None:
             body += line + b"\n"
         seen = {
             "method": scope["method"],
+            "http_version": scope.get("http_version"),
             "path": path,
             "query": scope["query_string"].decode(),
             "headers": [[k.decode(), v.decode()] for k, v in scope["headers"]],
@@ -134,6 +141,17 @@ async def _route(scope: Scope, receive: Receive, send: Send) -> None:
     elif path == "/hang":
         while (await receive())["type"] != "http.disconnect":
             pass  # never answers; only the client's leaving ends the handler
+    elif path == "/firehose":
+        _firehose_sent = 0
+        await _start(send)
+        padding = "x" * int(query.get("size", "1000"))
+        for n in range(int(query.get("count", "1000"))):
+            await _line(send, {"n": n, "padding": padding})
+            _firehose_sent += 1
+        await _end(send)
+    elif path == "/firehose-sent":
+        await _start(send, 200, b"application/json")
+        await _line(send, {"sent": _firehose_sent}, more=False)
     elif path == "/active":
         await _start(send, 200, b"application/json")
         # This request itself is one of the open ones.
@@ -205,6 +223,20 @@ def spawn_listening(
             proc.wait(timeout=10)
 
 
+def hypercorn_process(*hypercorn_args: str) -> contextlib.AbstractContextManager[Process]:
+    """This module's `app` served by hypercorn (HTTP/1.1, h2c prior knowledge, or TLS with h2)."""
+    argv = [sys.executable, "-c", _HYPERCORN_FD, *hypercorn_args]
+    return spawn_listening(argv, graceful_stop=False)
+
+
+# hypercorn's command wants `--bind fd://N`; spawn_listening appends `--fd N`.
+_HYPERCORN_FD = (
+    "import sys; from hypercorn.__main__ import main; args = sys.argv[1:]; "
+    "fd = args.pop(args.index('--fd') + 1); args.remove('--fd'); "
+    "sys.exit(main(['tests.upstream_apps:app', '--bind', 'fd://' + fd, '--log-level', 'warning', *args]))"
+)
+
+
 def upstream_process(*uvicorn_args: str) -> contextlib.AbstractContextManager[Process]:
     """This module's `app` served by uvicorn in its own process."""
     argv = [sys.executable, "-m", "uvicorn", "tests.upstream_apps:app", "--log-level", "warning"]
@@ -234,3 +266,87 @@ async def proxying(app: UpstreamApp | WebSocketProxyMiddleware, **options: Any) 
             yield running
     finally:
         await upstream_app.aclose()
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, made with openssl in `directory`."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+# Raw TCP upstreams that misbehave in one precise way, for the fixed failure messages.
+
+RAW_BEHAVIOURS = ("close", "reset", "garbage", "close-mid-body")
+
+
+@contextlib.asynccontextmanager
+async def raw_upstream(behaviour: str) -> AsyncIterator[str]:
+    """An upstream that reads a request head, then misbehaves; yields its http:// URL.
+
+    close: closes without answering. reset: resets the connection (SO_LINGER 0).
+    garbage: answers bytes that are not HTTP. close-mid-body: starts a chunked response, then closes.
+    """
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            if behaviour == "garbage":
+                writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+            elif behaviour == "close-mid-body":
+                writer.write(b'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n9\r\n{"n": 0}\n\r\n')
+                await writer.drain()
+                await asyncio.sleep(0.2)
+            elif behaviour == "reset":
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def h2_goaway_upstream() -> AsyncIterator[tuple[str, list[int]]]:
+    """An h2c server (the h2 library, server side) that answers each request with one NDJSON line,
+    then sends GOAWAY: every connection serves one call. Yields its URL and the list of
+    connections it accepted (their count grows by one per connection)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    accepted: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(len(accepted))
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived):
+                        body = json.dumps({"connection": len(accepted)}).encode() + b"\n"
+                        conn.send_headers(event.stream_id, [(b":status", b"200")])
+                        conn.send_data(event.stream_id, body, end_stream=True)
+                        conn.close_connection(last_stream_id=event.stream_id)
+                writer.write(conn.data_to_send())
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", accepted
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -10,6 +10,7 @@ from wsproxy.errors import (
     ClientDisconnected,
     HandshakeRejected,
     MessageTooBig,
+    RequestBodyNotAllowed,
     UpstreamError,
     WSProxyError,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "HandshakeRejected",
     "MessageTooBig",
     "QueryValuesHidden",
+    "RequestBodyNotAllowed",
     "StreamSettings",
     "StreamStats",
     "UpstreamApp",

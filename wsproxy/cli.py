@@ -30,7 +30,7 @@ from wsproxy._metrics_http import prepare_multiprocess_dir, start_metrics_listen
 from wsproxy._options import DEFAULT_FORWARDED_HEADERS, DEFAULT_MAX_LINE_SIZE, DEFAULT_MAX_MESSAGE_SIZE
 from wsproxy._types import ASGIApp
 from wsproxy.middleware import WebSocketProxyMiddleware
-from wsproxy.upstream import UpstreamApp
+from wsproxy.upstream import HTTP_VERSIONS, HttpVersion, UpstreamApp
 
 SETTINGS_ENV = "WSPROXY_SETTINGS"
 STARTUP_FAILURE = 3  # uvicorn's exit status when the server could not start (e.g. the port is taken)
@@ -84,6 +84,7 @@ class AppSettings:
     authenticate: str | None = None
     access_log: bool = True
     metrics: bool = False
+    upstream_http_version: HttpVersion = "auto"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -302,7 +303,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--upstream-max-connections",
         type=_positive_int,
         metavar="N",
-        help="connections to the gateway per worker; each open stream holds one (default: no limit)",
+        help="connections to the gateway per worker; over HTTP/1.1 each open stream holds one "
+        "(default: no limit)",
+    )
+    upstream.add_argument(
+        "--upstream-http-version",
+        choices=HTTP_VERSIONS,
+        default="auto",
+        help="auto: HTTP/1.1 to http://, HTTP/2 or 1.1 by ALPN to https://; 2: h2c prior knowledge "
+        "to http:// (default: %(default)s)",
     )
     upstream.add_argument(
         "--no-upstream-check",
@@ -333,6 +342,7 @@ def settings_from_args(args: argparse.Namespace) -> AppSettings:
         authenticate=args.authenticate,
         access_log=not args.no_access_log,
         metrics=args.metrics_port is not None,
+        upstream_http_version=args.upstream_http_version,
     )
 
 
@@ -345,6 +355,7 @@ def build_app(settings: AppSettings) -> WebSocketProxyMiddleware:
             connect_timeout=settings.upstream_connect_timeout,
             read_timeout=settings.upstream_read_timeout,
             max_connections=settings.upstream_max_connections,
+            http_version=settings.upstream_http_version,
         )
     else:
         inner = import_from_string(settings.app)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from wsproxy.errors import MessageTooBig, UpstreamError
+from wsproxy.errors import MessageTooBig, RequestBodyNotAllowed, UpstreamError
 
 NORMAL = 1000
 GOING_AWAY = 1001
@@ -48,6 +48,9 @@ def close_for_exception(exc: BaseException) -> tuple[int, str]:
         return MESSAGE_TOO_BIG, "message too big"
     if isinstance(exc, UpstreamError):
         return BAD_GATEWAY, "bad gateway"
+    if isinstance(exc, RequestBodyNotAllowed):
+        # A GET's body ends before it starts: the same rule as a message after a half-close.
+        return POLICY_VIOLATION, "message after end of request body"
     return INTERNAL_ERROR, "internal error"
 
 

@@ -30,3 +30,7 @@ class HandshakeRejected(WSProxyError):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class RequestBodyNotAllowed(WSProxyError):
+    """A GET or HEAD call (no request body upstream) was given body data (close 1008)."""

@@ -1,4 +1,4 @@
-"""An ASGI app that forwards every HTTP request to a remote HTTP/1.1 server, full duplex.
+"""An ASGI app that forwards every HTTP request to a remote HTTP/1.1 or HTTP/2 server, full duplex.
 
 Wrap it in `WebSocketProxyMiddleware` to serve a separately running REST gateway over
 WebSocket; plain HTTP requests pass through the same app, so one process fronts the gateway.
@@ -6,67 +6,58 @@ WebSocket; plain HTTP requests pass through the same app, so one process fronts 
     app = WebSocketProxyMiddleware(UpstreamApp("http://127.0.0.1:8081"))
 
 The request body streams out while the response streams back: a response line reaches the
-client as soon as the upstream writes it, even while the client is still sending. See
-docs/upstream.md for the failure mapping (502/504 before the response starts, `UpstreamError`
-after it started).
+client as soon as the upstream writes it, even while the client is still sending. How the body is
+framed (none for GET/HEAD, `Connection: close` for open HTTP/1.1 bodies so Go's server answers at
+once) is decided in `_upstream_request`; the transports are `_h11_client` and `_h2_client`, pooled
+by `_upstream_pool`. Failures reach the client as one of the fixed messages in `_upstream_errors`
+(502/503/504 JSON before the response starts, `UpstreamError` after it); details go to the log.
+See docs/upstream.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
-import os
-import socket
+import logging
 import ssl
-from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-import h11
-
-from wsproxy._h11_client import (
-    ConnectionPool,
+from wsproxy._types import Message, Receive, Scope, Send
+from wsproxy._upstream_call import ResponseHead, UpstreamCall
+from wsproxy._upstream_errors import (
+    ClosedEarly,
     ConnectTimeout,
-    H11Connection,
-    Origin,
+    Failure,
+    MalformedResponse,
     PoolTimeout,
     ReadTimeout,
+    StreamReset,
+    failure_of,
 )
-from wsproxy._types import Message, Receive, Scope, Send
-from wsproxy.errors import UpstreamError
-
-__all__ = ["UpstreamApp"]
-
-# RFC 9110 section 7.6.1: meaningful for one connection only, never forwarded.
-HOP_BY_HOP_HEADERS = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
+from wsproxy._upstream_pool import HTTP_VERSIONS, HttpVersion, Origin, UpstreamPool
+from wsproxy._upstream_request import (
+    Framing,
+    forwarded_request_headers,
+    framing_of,
+    http1_framing_headers,
+    response_headers,
 )
-# Our own server already answered these for its client; forwarding them would repeat them.
-REQUEST_ONLY_DROPPED = frozenset({b"host", b"expect", b"x-forwarded-proto", b"x-forwarded-host"})
+from wsproxy.errors import RequestBodyNotAllowed, UpstreamError
+
+__all__ = ["HTTP_VERSIONS", "HttpVersion", "UpstreamApp", "forwarded_request_headers"]
+
+logger = logging.getLogger("wsproxy.upstream")
+
+# A pump hands the event loop back at least every this many messages, so one busy stream (data
+# always ready on its socket, a server `send`/`receive` that does not yield) cannot starve the
+# others. A message is at most one read (64 KiB) over HTTP/1.1, one DATA frame over HTTP/2.
+YIELD_EVERY_MESSAGES = 32
+
+_TRANSPORT_ERRORS = (OSError, ReadTimeout, ClosedEarly, StreamReset, MalformedResponse)
 
 
 class _ClientGone(Exception):
     """The downstream client disconnected; the exchange stops without a response."""
-
-
-class _Failure(Exception):
-    """The upstream failed before the response started: answered with `status` and a JSON body."""
-
-    def __init__(self, status: int, error: str, reason: str) -> None:
-        super().__init__(f"{error}: {reason}")
-        self.status = status
-        self.error = error
-        self.reason = reason
 
 
 class UpstreamApp:
@@ -74,21 +65,25 @@ class UpstreamApp:
 
     Args:
         base_url: where requests go; the request path is appended to its path.
-        connect_timeout: seconds to open a connection (and to wait for a free one when
-            `max_connections` is reached); None waits forever.
+        http_version: "auto" (HTTP/1.1 for http://, HTTP/2 or 1.1 by ALPN for https://), "1.1",
+            or "2" (h2c with prior knowledge for http://, ALPN h2 required for https://).
+        connect_timeout: seconds to open a connection (and to wait for a free one, or a free
+            HTTP/2 stream, when `max_connections` is reached); None waits forever.
         read_timeout: longest silence from the upstream, in seconds, while a response is
             awaited or streamed; None (the default) lets streams idle forever.
-        max_connections: upstream connections in use at once; None means no cap. Each open
-            stream holds one connection for its whole life.
-        max_keepalive_connections: idle connections kept for reuse.
+        max_connections: upstream connections at once; None means no cap. Over HTTP/1.1 each
+            open stream holds one connection; over HTTP/2 streams share connections.
+        max_keepalive_connections: idle HTTP/1.1 connections kept for reuse.
         keepalive_expiry: seconds an idle connection is kept.
-        ssl_context: for https upstreams; defaults to the system's verified context.
+        ssl_context: for https upstreams; defaults to the system's verified context. Its ALPN
+            protocols are set from `http_version`.
     """
 
     def __init__(
         self,
         base_url: str,
         *,
+        http_version: HttpVersion = "auto",
         connect_timeout: float | None = 10.0,
         read_timeout: float | None = None,
         max_connections: int | None = None,
@@ -103,9 +98,12 @@ class UpstreamApp:
             raise ValueError(f"upstream URL must not have a query or fragment, got {base_url!r}")
         if max_connections is not None and max_connections < 1:
             raise ValueError(f"max_connections must be positive or None, got {max_connections!r}")
+        if http_version not in HTTP_VERSIONS:
+            raise ValueError(f"http_version must be one of {HTTP_VERSIONS}, got {http_version!r}")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         self.base_url = base_url
         self.origin = Origin(parts.scheme, parts.hostname, port)
+        self.http_version: HttpVersion = http_version
         self._prefix = parts.path.rstrip("/").encode()
         self._read_timeout = read_timeout
         if parts.scheme == "https" and ssl_context is None:
@@ -116,10 +114,24 @@ class UpstreamApp:
         self._max_keepalive_connections = max_keepalive_connections
         self._keepalive_expiry = keepalive_expiry
         # Created on first use, inside the server's event loop.
-        self._pool: ConnectionPool | None = None
+        self._pool: UpstreamPool | None = None
+
+    @property
+    def pool(self) -> UpstreamPool:
+        if self._pool is None:
+            self._pool = UpstreamPool(
+                self.origin,
+                ssl_context=self._ssl_context,
+                http_version=self.http_version,
+                connect_timeout=self._connect_timeout,
+                max_connections=self._max_connections,
+                max_keepalive_connections=self._max_keepalive_connections,
+                keepalive_expiry=self._keepalive_expiry,
+            )
+        return self._pool
 
     async def aclose(self) -> None:
-        """Close the idle upstream connections (connections in use close when their call ends)."""
+        """Close the idle upstream connections (and HTTP/2 connections with their streams)."""
         if self._pool is not None:
             await self._pool.aclose()
 
@@ -132,38 +144,25 @@ class UpstreamApp:
                 f"UpstreamApp serves HTTP only, got scope type {scope['type']!r}; "
                 "wrap it in WebSocketProxyMiddleware for WebSockets"
             )
-        if self._pool is None:
-            self._pool = ConnectionPool(
-                self.origin,
-                ssl_context=self._ssl_context,
-                connect_timeout=self._connect_timeout,
-                max_connections=self._max_connections,
-                max_keepalive_connections=self._max_keepalive_connections,
-                keepalive_expiry=self._keepalive_expiry,
-            )
-        try:
-            conn = await self._pool.acquire()
-        except (ConnectTimeout, PoolTimeout) as exc:
-            await _send_failure(send, _failure_of(exc))
-            return
-        except OSError as exc:
-            await _send_failure(send, _failure_of(exc))
-            return
-        exchange = _Exchange(conn, receive, send, self._read_timeout)
-        try:
-            await exchange.run(self._request_event(scope))
-        finally:
-            self._pool.release(conn)
-
-    def _request_event(self, scope: Scope) -> h11.Request:
+        method: str = scope["method"]
+        headers = forwarded_request_headers(scope, self.origin.netloc)
+        framing = framing_of(method, scope["headers"])
         target = self._prefix + (scope.get("raw_path") or scope["path"].encode())
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
-        return h11.Request(
-            method=scope["method"],
-            target=target,
-            headers=forwarded_request_headers(scope, self.origin.netloc),
-        )
+        bodyless = framing is Framing.BODYLESS
+        try:
+            # HTTP/2 ignores the HTTP/1.1 framing headers (it frames bodies itself).
+            call = await self.pool.open_call(
+                method, target, headers + http1_framing_headers(framing), bodyless=bodyless
+            )
+        except (ConnectTimeout, PoolTimeout, *_TRANSPORT_ERRORS) as exc:
+            await _send_failure(send, exc, scope)
+            return
+        try:
+            await _Exchange(call, receive, send, self._read_timeout, scope, bodyless=bodyless).run()
+        finally:
+            call.release()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -177,21 +176,27 @@ class UpstreamApp:
 
 
 class _Exchange:
-    """One request/response over one connection: body out and response back at the same time."""
+    """One request/response over one call: body out and response back at the same time."""
 
-    def __init__(self, conn: H11Connection, receive: Receive, send: Send, read_timeout: float | None):
-        self._conn = conn
+    def __init__(
+        self,
+        call: UpstreamCall,
+        receive: Receive,
+        send: Send,
+        read_timeout: float | None,
+        scope: Scope,
+        *,
+        bodyless: bool,
+    ) -> None:
+        self._call = call
         self._receive = receive
         self._send = send
         self._read_timeout = read_timeout
+        self._scope = scope
+        self._bodyless = bodyless
         self._response_started = False
 
-    async def run(self, request: h11.Request) -> None:
-        try:
-            await self._conn.send(request)
-        except OSError as exc:
-            await _send_failure(self._send, _failure_of(exc))
-            return
+    async def run(self) -> None:
         upload = asyncio.ensure_future(self._upload())
         download = asyncio.ensure_future(self._download())
         try:
@@ -202,62 +207,73 @@ class _Exchange:
             upload.cancel()
             download.cancel()
             await asyncio.gather(upload, download, return_exceptions=True)
-        broken_contract = None if upload.cancelled() else upload.exception()
-        if broken_contract is not None:
-            raise broken_contract  # the server broke the ASGI contract; not the upstream's fault
+        client_error = None if upload.cancelled() else upload.exception()
+        if client_error is not None:
+            raise client_error  # a body on a GET, or the server broke the ASGI contract
         if download.cancelled():
-            return  # the client went away first; the unfinished connection gets closed
+            return  # the client went away first; the unfinished call gets closed
         failure = download.exception()
         if failure is None or isinstance(failure, _ClientGone):
             return
-        if not isinstance(failure, (OSError, h11.ProtocolError, ReadTimeout)):
+        if not isinstance(failure, _TRANSPORT_ERRORS):
             raise failure
         if self._response_started:
-            raise UpstreamError(f"upstream failed mid-response: {_describe(failure)}") from failure
-        await _send_failure(self._send, _failure_of(failure))
+            message = failure_of(failure).reason
+            logger.warning("upstream failed mid-response on %s: %r", self._scope.get("path"), failure)
+            raise UpstreamError(f"upstream failed mid-response: {message}") from failure
+        await _send_failure(self._send, failure, self._scope)
 
     async def _upload(self) -> None:
         """Stream the request body out, then wait for the client's disconnect."""
-        body_open = True
+        body_open = not self._bodyless
+        since_yield = 0
         while True:
+            since_yield += 1
+            if since_yield > YIELD_EVERY_MESSAGES:
+                since_yield = 1
+                await asyncio.sleep(0)
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 return
             if message["type"] != "http.request":
                 raise RuntimeError(f'Expected ASGI message "http.request", but got {message["type"]!r}')
+            body = message.get("body", b"")
+            if self._bodyless and body:
+                raise RequestBodyNotAllowed(f"{self._scope['method']} takes no request body")
             if not body_open:
                 continue
             try:
-                if message.get("body"):
-                    await self._conn.send(h11.Data(data=message["body"]))
+                if body:
+                    await self._call.send_body(body)
                 if not message.get("more_body", False):
                     body_open = False
-                    await self._conn.send(h11.EndOfMessage())
-            except (OSError, h11.LocalProtocolError):
+                    await self._call.end_body()
+            except _TRANSPORT_ERRORS:
                 # The upstream stopped reading (it answered early, or died): the download
                 # side reports which; the rest of the body is not wanted.
                 body_open = False
 
     async def _download(self) -> None:
+        since_yield = 0
         while True:
-            event = await self._conn.next_event(self._read_timeout)
-            if isinstance(event, h11.InformationalResponse):
-                continue
-            if isinstance(event, h11.Response):
-                headers = _response_headers(event.headers)
-                await self._forward(
-                    {"type": "http.response.start", "status": event.status_code, "headers": headers}
-                )
+            since_yield += 1  # every message sent on counts, the response head included
+            if since_yield > YIELD_EVERY_MESSAGES:
+                since_yield = 1
+                await asyncio.sleep(0)
+            event = await self._call.next_event(self._read_timeout)
+            if isinstance(event, ResponseHead):
+                message: Message = {
+                    "type": "http.response.start",
+                    "status": event.status,
+                    "headers": response_headers(event.headers),
+                }
+                await self._forward(message)
                 self._response_started = True
-            elif isinstance(event, h11.Data):
-                await self._forward(
-                    {"type": "http.response.body", "body": bytes(event.data), "more_body": True}
-                )
-            elif isinstance(event, h11.EndOfMessage):
+            elif event is None:
                 await self._forward({"type": "http.response.body", "body": b"", "more_body": False})
                 return
-            else:  # ConnectionClosed (or PAUSED) before the response ended
-                raise ConnectionResetError(errno.ECONNRESET, "upstream closed the connection")
+            else:
+                await self._forward({"type": "http.response.body", "body": event, "more_body": True})
 
     async def _forward(self, message: Message) -> None:
         try:
@@ -267,93 +283,16 @@ class _Exchange:
             raise _ClientGone from exc
 
 
-def forwarded_request_headers(scope: Scope, upstream_netloc: str) -> list[tuple[bytes, bytes]]:
-    """The client's headers minus hop-by-hop ones, with Host and X-Forwarded-* for the upstream."""
-    headers: list[tuple[bytes, bytes]] = scope["headers"]
-    named_in_connection = {
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == b"connection"
-        for token in value.split(b",")
-    }
-    dropped = HOP_BY_HOP_HEADERS | REQUEST_ONLY_DROPPED | named_in_connection
-    out = [(b"host", upstream_netloc.encode())]
-    forwarded_for: list[bytes] = []
-    original_host = b""
-    has_length = False
-    for name, value in headers:
-        lower = name.lower()
-        if lower == b"host":
-            original_host = value
-        elif lower == b"x-forwarded-for":
-            forwarded_for.append(value)
-        elif lower == b"content-length":
-            has_length = True
-            out.append((lower, value))
-        elif lower not in dropped:
-            out.append((lower, value))
-    client = scope.get("client")
-    if client:
-        chain = b", ".join(forwarded_for)
-        last = chain.rsplit(b",", 1)[-1].strip()
-        # uvicorn's proxy-headers support may already have made the last hop our client.
-        if last != client[0].encode():
-            chain = chain + b", " + client[0].encode() if chain else client[0].encode()
-        out.append((b"x-forwarded-for", chain))
-    elif forwarded_for:
-        out.append((b"x-forwarded-for", b", ".join(forwarded_for)))
-    scheme = str(scope.get("scheme", "http"))
-    out.append((b"x-forwarded-proto", b"https" if scheme in ("https", "wss") else b"http"))
-    if original_host:
-        out.append((b"x-forwarded-host", original_host))
-    if not has_length:
-        # The body's length is unknown up front (a WebSocket stream has no end yet).
-        out.append((b"transfer-encoding", b"chunked"))
-    return out
-
-
-def _response_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    headers = list(headers)
-    named_in_connection = {
-        token.strip().lower()
-        for name, value in headers
-        if name == b"connection"
-        for token in value.split(b",")
-    }
-    dropped = HOP_BY_HOP_HEADERS | named_in_connection
-    return [(name, value) for name, value in headers if name not in dropped]
-
-
-def _failure_of(exc: BaseException) -> _Failure:
-    if isinstance(exc, ConnectTimeout):
-        return _Failure(504, "upstream timeout", "connect timed out")
-    if isinstance(exc, ReadTimeout):
-        return _Failure(504, "upstream timeout", "no response in time")
-    if isinstance(exc, PoolTimeout):
-        return _Failure(503, "upstream busy", "all upstream connections are in use")
-    if isinstance(exc, OSError):
-        return _Failure(502, "upstream unreachable", _describe(exc))
-    return _Failure(502, "bad upstream response", _describe(exc))
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ReadTimeout):
-        return "read timed out"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake failed ({exc.reason or exc.strerror})"
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve the upstream host ({exc.strerror})"
-    if isinstance(exc, OSError) and exc.errno:
-        # asyncio's own strerror names the address ("Connect call failed (...)"); the errno's is enough.
-        return os.strerror(exc.errno)
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    if isinstance(exc, h11.RemoteProtocolError):
-        return f"invalid HTTP from upstream ({exc})"
-    return str(exc) or type(exc).__name__
-
-
-async def _send_failure(send: Send, failure: _Failure) -> None:
+async def _send_failure(send: Send, exc: BaseException, scope: Scope) -> None:
+    failure: Failure = failure_of(exc)
+    logger.warning(
+        "upstream failure on %s %s -> %d %s: %r",
+        scope.get("method"),
+        scope.get("path"),
+        failure.status,
+        failure.reason,
+        exc,
+    )
     body = json.dumps({"error": failure.error, "reason": failure.reason}).encode()
     start: Message = {
         "type": "http.response.start",
