@@ -48,9 +48,7 @@ def _listen(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-        # Listening before the URL is printed: a client that connects at once waits in the backlog
-        # instead of being refused while uvicorn is still starting.
-        sock.listen(2048)
+        sock.listen(2048)  # before the URL is printed: a client that follows it at once must not be refused
     except OSError:
         sock.close()
         raise

@@ -1,4 +1,5 @@
-"""The demo as one ASGI app: page + browser module + gateway, with wsproxy in front.
+"""The demo as one ASGI app: page + browser module + gateway (and its OpenAPI document at
+/openapi.json), with wsproxy in front.
 
 `demo()` starts the gRPC server and yields the app, so tests can serve the whole demo on a free
 port: `async with demo() as running: async with serve(running.app) as srv: ...`. The gateway
@@ -54,7 +55,12 @@ async def _browser_module(request: Request) -> Response:
 
 def build_app(target: grpc.aio.Channel | Binding) -> ASGIApp:
     """The page and its files, everything else to the gateway; WebSocket upgrades go through wsproxy."""
-    gateway = Gateway(target, [SERVICE])
+    gateway = Gateway(
+        target,
+        [SERVICE],
+        openapi_path="/openapi.json",
+        openapi_info={"title": "wsproxy demo: EchoService", "version": "1.0.0"},
+    )
     router = Router(
         routes=[
             Route("/", _index, methods=["GET"]),

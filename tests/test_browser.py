@@ -143,6 +143,12 @@ async def test_demo_page_runs_all_five_rpcs(tmp_path: Path) -> None:
         await page.screenshot(path=str(target), full_page=True)
         assert target.read_bytes().startswith(b"\x89PNG")
 
+        # The page links the API's OpenAPI document, and the link opens it.
+        await page.click("#openapi-link")
+        await expect(page).to_have_url(f"{srv.http}/openapi.json")
+        document = json.loads(await page.locator("body").inner_text())
+        assert (document["openapi"], "/v1/echo" in document["paths"]) == ("3.1.0", True)
+
 
 # Runs inside the page: every call kind of the browser module and how errors surface.
 MODULE_CALL_KINDS_JS = """

@@ -54,6 +54,9 @@ async def test_ticker_streams_results(client: httpx.AsyncClient) -> None:
     ticks = lines(response.text)
     assert [tick["result"]["seq"] for tick in ticks] == [0, 1, 2, 3, 4]  # type: ignore[index]
     assert all(tick["result"]["time"].endswith("Z") for tick in ticks)  # type: ignore[index]
+    # The first line (seq 0, its default) prints its fields in the same order as the later ones:
+    # declaration order, as protojson does.
+    assert [list(tick["result"]) for tick in ticks] == [["seq", "time"]] * 5  # type: ignore[index]
 
 
 async def test_ticker_error_before_first_message_is_an_http_status(client: httpx.AsyncClient) -> None:
@@ -130,7 +133,7 @@ async def test_unknown_path_and_wrong_method(client: httpx.AsyncClient) -> None:
     missing = await client.get("/v1/nope")
     assert (missing.status_code, missing.json()) == (404, {"code": 5, "message": "Not Found", "details": []})
     wrong = await client.get("/v1/echo")
-    assert (wrong.status_code, wrong.json()["code"]) == (405, 12)
+    assert (wrong.status_code, wrong.json()["code"]) == (501, 12)  # grpc-gateway: UNIMPLEMENTED
 
 
 async def test_page_is_served(client: httpx.AsyncClient) -> None:
@@ -150,3 +153,16 @@ async def test_client_leaving_mid_ticker_cancels_the_grpc_call(running: tuple[De
         first = json.loads(await anext(response.aiter_lines()))
         assert first["result"]["seq"] == 0
     assert await asyncio.wait_for(app.servicer.cancelled.get(), timeout=10) == "Ticker"
+
+
+async def test_demo_serves_a_valid_openapi_document(client: httpx.AsyncClient) -> None:
+    from openapi_spec_validator import validate
+
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    validate(document)
+    assert set(document["paths"]) == {"/v1/echo", "/v1/ticker", "/v1/sum", "/v1/chat", "/v1/whoami"}
+    ticker = document["paths"]["/v1/ticker"]["get"]
+    assert [parameter["name"] for parameter in ticker["parameters"]] == ["count", "interval_ms"]
+    assert list(ticker["responses"]["200"]["content"]) == ["application/x-ndjson"]

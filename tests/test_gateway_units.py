@@ -8,7 +8,7 @@ from google.protobuf import timestamp_pb2, wrappers_pb2
 from google.protobuf.descriptor_pb2 import FieldDescriptorProto, FileDescriptorProto
 
 from wsproxy.gateway import TemplateError, compile_template, http_status
-from wsproxy.gateway._fields import FieldError, is_shadowed, merge_json, set_from_strings
+from wsproxy.gateway._fields import FieldError, merge_json, populate_query, set_from_strings
 from wsproxy.gateway._jsonstream import JSONValueSplitter, ValueTooLarge
 
 
@@ -134,7 +134,6 @@ def _message_class() -> type:
         ("limit", ["7"], "limit.value", 7),
         ("blob", ["aGk="], "blob", b"hi"),
         ("blob", ["aGk"], "blob", b"hi"),
-        ("name", ["a", "b"], "name", "b"),
     ],
 )
 def test_fields_from_url_strings(path: str, values: list[str], attribute: str, expected: object) -> None:
@@ -155,11 +154,22 @@ def test_fields_from_url_strings(path: str, values: list[str], attribute: str, e
         ("color", "7"),
         ("when", "yesterday"),
         ("inner", "x"),
+        ("page_size", "99999999999999999999"),
+        ("page_size", " 1"),
+        ("page_size", "1_000"),
+        ("ratio", "1e400"),
+        ("ratio", "1_0"),
+        ("blob", "a"),
     ],
 )
 def test_bad_url_values_are_field_errors(path: str, value: str) -> None:
     with pytest.raises(FieldError):
         set_from_strings(_message_class()(), path, [value], strict=True)
+
+
+def test_a_singular_field_given_twice_is_refused() -> None:
+    with pytest.raises(FieldError, match="too many values"):
+        set_from_strings(_message_class()(), "name", ["a", "b"], strict=False)
 
 
 def test_unknown_query_fields_are_ignored_but_unknown_path_fields_are_errors() -> None:
@@ -181,10 +191,10 @@ def test_json_body_into_whole_message_or_one_field() -> None:
         merge_json(message, "*", [1, 2])
 
 
-def test_shadowing() -> None:
-    assert is_shadowed("book.name", ["book"])
-    assert is_shadowed("name", ["name"])
-    assert not is_shadowed("bookish", ["book"])
+def test_query_skips_fields_bound_by_the_path_or_body_by_proto_or_json_name() -> None:
+    message = _message_class()()
+    populate_query(message, [("inner.depth", "1"), ("pageSize", "2"), ("name", "n")], ["inner", "page_size"])
+    assert (message.inner.depth, message.page_size, message.name) == (0, 0, "n")
 
 
 @pytest.mark.parametrize(
@@ -211,3 +221,45 @@ def test_shadowing() -> None:
 )
 def test_http_status_matches_grpc_gateway(code: grpc.StatusCode, status: int) -> None:
     assert http_status(code) == status
+
+
+@pytest.mark.parametrize(
+    ("headers", "client", "expected"),
+    [
+        ([], ("10.0.0.9", 1), "10.0.0.9"),
+        ([(b"x-forwarded-for", b"1.1.1.1")], ("10.0.0.9", 1), "1.1.1.1, 10.0.0.9"),
+        (
+            [(b"x-forwarded-for", b"1.1.1.1"), (b"x-forwarded-for", b"2.2.2.2")],
+            ("10.0.0.9", 1),
+            "1.1.1.1, 2.2.2.2, 10.0.0.9",
+        ),
+        # uvicorn's proxy_headers already made the last forwarded address the client: not twice.
+        ([(b"x-forwarded-for", b"1.1.1.1, 2.2.2.2")], ("2.2.2.2", 1), "1.1.1.1, 2.2.2.2"),
+        ([(b"x-forwarded-for", b"1.1.1.1")], None, "1.1.1.1"),
+    ],
+)
+def test_x_forwarded_for(
+    headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None, expected: str
+) -> None:
+    from wsproxy.gateway._metadata import request_metadata
+
+    metadata = dict(request_metadata(headers, client))
+    assert metadata["x-forwarded-for"] == expected
+
+
+def test_x_forwarded_host_wins_over_host() -> None:
+    from wsproxy.gateway._metadata import request_metadata
+
+    both = [(b"host", b"inner:80"), (b"x-forwarded-host", b"outer.example")]
+    assert dict(request_metadata(both, None))["x-forwarded-host"] == "outer.example"
+    assert dict(request_metadata([(b"host", b"inner:80")], None))["x-forwarded-host"] == "inner:80"
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [(b"10S", 10.0), (b"250m", 0.25), (b"2M", 120.0), (b"1H", 3600.0), (b"0S", None), (b"99999999H", None)],
+)
+def test_grpc_timeout(header: bytes, seconds: float | None) -> None:
+    from wsproxy.gateway._metadata import request_timeout
+
+    assert request_timeout([(b"grpc-timeout", header)]) == seconds

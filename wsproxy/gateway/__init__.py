@@ -7,6 +7,7 @@ Put `wsproxy.WebSocketProxyMiddleware` in front of it to serve the same API over
 from wsproxy.gateway._binding import Binding, ChannelBinding
 from wsproxy.gateway._gateway import Gateway
 from wsproxy.gateway._inprocess import HandlerCallDetails, InProcessBinding, InProcessCall
+from wsproxy.gateway._openapi import openapi_document
 from wsproxy.gateway._routes import Kind, PathTemplate, Route, TemplateError, compile_template
 from wsproxy.gateway._servicer_context import InProcessServicerContext
 from wsproxy.gateway._status import http_status
@@ -25,4 +26,5 @@ __all__ = [
     "TemplateError",
     "compile_template",
     "http_status",
+    "openapi_document",
 ]

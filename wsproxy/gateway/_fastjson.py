@@ -53,6 +53,8 @@ def _flat_fields(descriptor: Any) -> list[FieldDescriptor] | None:
     """The fields of a flat message type, or None if the type is not flat."""
     if descriptor.full_name.startswith("google.protobuf.") or descriptor.GetOptions().map_entry:
         return None
+    if descriptor.extension_ranges:  # json_format prints set extensions too
+        return None
     fields = list(descriptor.fields)
     for field in fields:
         if field.message_type is not None or field.containing_oneof is not None:

@@ -1,43 +1,56 @@
 """Fill request message fields from path variables, query parameters and the JSON body.
 
-Follows grpc-gateway: path variables and query parameters are strings converted to the field's
-type; fields are named by proto name or JSON name, nested with dots (`a.b=1`), repeated by
-repeating the key (`x=1&x=2`); unknown query parameters are ignored; the body field and the path
-variables cannot be set from the query.
+Follows grpc-gateway v2's runtime/query.go (DefaultQueryParser) and runtime/convert.go: path
+variables and query values are strings parsed the way Go's strconv and time packages parse them
+(so `99999999999` for an int32, `1_000` or ` 1` are refused, `100ms` is a Duration); fields are
+named by proto name or JSON name, nested with dots (`a.b=1`); a repeated field takes every value of
+its key, a map field takes `key[k]=v`, and a singular field given twice is an error; a second
+member of a oneof is an error; unknown names are ignored; the body field and the path variables
+cannot be set from the query. Every refusal is a FieldError, answered with INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import unquote
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-_TRUE = {"true", "t", "1", "True", "TRUE", "T"}
-_FALSE = {"false", "f", "0", "False", "FALSE", "F"}
-_INT_TYPES = {
-    FieldDescriptor.TYPE_INT32,
-    FieldDescriptor.TYPE_INT64,
-    FieldDescriptor.TYPE_UINT32,
-    FieldDescriptor.TYPE_UINT64,
-    FieldDescriptor.TYPE_SINT32,
-    FieldDescriptor.TYPE_SINT64,
-    FieldDescriptor.TYPE_FIXED32,
-    FieldDescriptor.TYPE_FIXED64,
-    FieldDescriptor.TYPE_SFIXED32,
-    FieldDescriptor.TYPE_SFIXED64,
+# strconv.ParseBool
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+_T = FieldDescriptor
+_INT_RANGES = {
+    _T.TYPE_INT32: (-(2**31), 2**31 - 1),
+    _T.TYPE_SINT32: (-(2**31), 2**31 - 1),
+    _T.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
+    _T.TYPE_INT64: (-(2**63), 2**63 - 1),
+    _T.TYPE_SINT64: (-(2**63), 2**63 - 1),
+    _T.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
+    _T.TYPE_UINT32: (0, 2**32 - 1),
+    _T.TYPE_FIXED32: (0, 2**32 - 1),
+    _T.TYPE_UINT64: (0, 2**64 - 1),
+    _T.TYPE_FIXED64: (0, 2**64 - 1),
 }
-# Well-known message types whose JSON form is a string (or a wrapped scalar) accepted from a URL.
-_STRING_MESSAGES = {
-    "google.protobuf.Timestamp",
-    "google.protobuf.Duration",
-    "google.protobuf.FieldMask",
-}
+_SIGNED = re.compile(r"[+-]?[0-9]+")  # strconv.ParseInt(s, 10, n): no spaces, no underscores
+_UNSIGNED = re.compile(r"[0-9]+")  # strconv.ParseUint(s, 10, n): no sign at all
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_SPECIAL_FLOATS = {"inf": math.inf, "+inf": math.inf, "-inf": -math.inf, "infinity": math.inf}
+_SPECIAL_FLOATS |= {"+infinity": math.inf, "-infinity": -math.inf, "nan": math.nan}
+_FLOAT32_MAX = 3.4028234663852886e38
+# time.ParseDuration: a sequence of decimal numbers, each with a unit; "0" alone is allowed.
+_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
+_DURATION_NANOS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9}
+_DURATION_NANOS |= {"m": 60 * 10**9, "h": 3600 * 10**9}
+_MAP_KEY = re.compile(r"(.*)\[(.*)\]")  # valuesKeyRegexp: labels[key]=value
 _WRAPPERS = {
     f"google.protobuf.{name}Value"
     for name in ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes")
@@ -49,112 +62,260 @@ class FieldError(ValueError):
 
 
 def find_field(descriptor: Any, name: str) -> FieldDescriptor | None:
+    """fields.ByName, then fields.ByJSONName, as grpc-gateway looks a name up."""
     field: FieldDescriptor | None = descriptor.fields_by_name.get(name)
     if field is not None:
         return field
     return next((field for field in descriptor.fields if field.json_name == name), None)
 
 
-def _resolve(message: Message, path: str) -> tuple[Message, FieldDescriptor] | None:
-    """The message holding the last field of a dotted `path`, and that field; None if unknown."""
-    names = path.split(".")
-    for name in names[:-1]:
-        field = find_field(message.DESCRIPTOR, name)
-        if field is None or field.message_type is None or _is_repeated(field):
-            return None
-        message = getattr(message, field.name)
-    field = find_field(message.DESCRIPTOR, names[-1])
-    return None if field is None else (message, field)
+def _is_map(field: FieldDescriptor) -> bool:
+    return field.message_type is not None and bool(field.message_type.GetOptions().map_entry)
 
 
-def _is_repeated(field: FieldDescriptor) -> bool:
-    return bool(field.is_repeated)
+def _real_oneof(field: FieldDescriptor) -> Any:
+    oneof = field.containing_oneof
+    if oneof is None or getattr(oneof, "is_synthetic", False) or _is_proto3_optional(field):
+        return None
+    return oneof
+
+
+def _is_proto3_optional(field: FieldDescriptor) -> bool:
+    oneof = field.containing_oneof
+    return oneof is not None and len(oneof.fields) == 1 and oneof.name == "_" + field.name
+
+
+def normalize_path(descriptor: Any, names: list[str]) -> list[str]:
+    """runtime.normalizeFieldPath: JSON names -> proto names, as far as the message knows them."""
+    normalized: list[str] = []
+    for index, name in enumerate(names):
+        field = find_field(descriptor, name)
+        if field is None:
+            return names
+        normalized.append(field.name)
+        if index == len(names) - 1:
+            break
+        if field.message_type is None or field.is_repeated:
+            return names
+        descriptor = field.message_type
+    return normalized
 
 
 def _enum_value(enum: EnumDescriptor, text: str) -> int:
     value = enum.values_by_name.get(text)
     if value is not None:
         return int(value.number)
-    try:
-        number = int(text)
-    except ValueError:
-        raise FieldError(f"{text!r} is not a value of enum {enum.full_name}") from None
-    if number not in enum.values_by_number:
-        raise FieldError(f"{number} is not a value of enum {enum.full_name}")
+    if _SIGNED.fullmatch(text) and int(text) in enum.values_by_number:
+        return int(text)
+    raise FieldError(f"{text!r} is not a valid value of enum {enum.full_name}")
+
+
+def _integer(kind: int, text: str) -> int:
+    low, high = _INT_RANGES[kind]
+    if not (_UNSIGNED if low == 0 else _SIGNED).fullmatch(text):
+        raise FieldError(f"{text!r} is not an integer")
+    number = int(text)
+    if not low <= number <= high:
+        raise FieldError(f"{text!r} is out of range [{low}, {high}]")
     return number
+
+
+def _float(text: str, *, bits: int) -> float:
+    special = _SPECIAL_FLOATS.get(text.lower())
+    if special is not None:
+        return special
+    if not _DECIMAL.fullmatch(text):
+        raise FieldError(f"{text!r} is not a number")
+    number = float(text)
+    if math.isinf(number) or (bits == 32 and abs(number) > _FLOAT32_MAX):
+        raise FieldError(f"{text!r} is out of range for a {bits}-bit float")
+    return number
+
+
+def _bytes(text: str) -> bytes:
+    """runtime.Bytes: standard base64, else URL-safe; unpadded input is also accepted."""
+    padded = text + "=" * (-len(text) % 4)
+    for altchars in (None, b"-_"):
+        try:
+            return base64.b64decode(padded, altchars=altchars, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+    raise FieldError(f"{text!r} is not base64")
 
 
 def _scalar(field: FieldDescriptor, text: str) -> Any:
     kind = field.type
-    try:
-        if kind in _INT_TYPES:
-            return int(text)
-        if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
-            number = float(text)
-            if math.isnan(number) and text != "NaN":
-                raise ValueError(text)
-            return number
-    except ValueError:
-        raise FieldError(f"field {field.name}: {text!r} is not a number") from None
-    if kind == FieldDescriptor.TYPE_BOOL:
+    if kind in _INT_RANGES:
+        return _integer(kind, text)
+    if kind in (_T.TYPE_DOUBLE, _T.TYPE_FLOAT):
+        return _float(text, bits=64 if kind == _T.TYPE_DOUBLE else 32)
+    if kind == _T.TYPE_BOOL:
         if text in _TRUE:
             return True
         if text in _FALSE:
             return False
-        raise FieldError(f"field {field.name}: {text!r} is not a boolean")
-    if kind == FieldDescriptor.TYPE_ENUM:
+        raise FieldError(f"{text!r} is not a boolean")
+    if kind == _T.TYPE_ENUM:
         assert field.enum_type is not None
         return _enum_value(field.enum_type, text)
-    if kind == FieldDescriptor.TYPE_BYTES:
-        padded = text + "=" * (-len(text) % 4)
-        try:
-            if "-" in text or "_" in text:
-                return base64.urlsafe_b64decode(padded)
-            return base64.b64decode(padded, validate=True)
-        except (binascii.Error, ValueError):
-            raise FieldError(f"field {field.name}: {text!r} is not base64") from None
+    if kind == _T.TYPE_BYTES:
+        return _bytes(text)
     return text
 
 
+def go_duration_nanos(text: str) -> int:
+    """time.ParseDuration: `1h30m`, `100ms`, `-1.5s`, `0`; at most 2^63-1 nanoseconds."""
+    sign, rest = (-1, text[1:]) if text.startswith("-") else (1, text.removeprefix("+"))
+    if rest == "0":
+        return 0
+    total, position = 0, 0
+    while position < len(rest):
+        found = _DURATION_PART.match(rest, position)
+        if found is None or found.group(1) in ("", "."):
+            raise FieldError(f"{text!r} is not a duration (e.g. 1.5s, 100ms, 1h30m)")
+        whole, _, fraction = found.group(1).partition(".")
+        unit = _DURATION_NANOS[found.group(2)]
+        total += int(whole or "0") * unit + (int(fraction) * unit // 10 ** len(fraction) if fraction else 0)
+        position = found.end()
+    if not rest or total > 2**63 - 1:
+        raise FieldError(f"{text!r} is not a duration within ±292 years")
+    return sign * total
+
+
 def _set_message(field: FieldDescriptor, target: Message, text: str) -> None:
+    """runtime.parseMessage: the well-known types a URL string can carry."""
     assert field.message_type is not None
     name = field.message_type.full_name
     if name in _WRAPPERS:
-        value = _scalar(field.message_type.fields_by_name["value"], text)
-        target.value = value  # type: ignore[attr-defined]
-        return
-    if name not in _STRING_MESSAGES:
-        raise FieldError(f"field {field.name} ({name}) cannot be set from a URL")
+        target.value = _scalar(field.message_type.fields_by_name["value"], text)  # type: ignore[attr-defined]
+    elif name == "google.protobuf.Duration":
+        nanos = go_duration_nanos(text)
+        seconds = abs(nanos) // 10**9
+        sign = -1 if nanos < 0 else 1
+        target.seconds, target.nanos = sign * seconds, sign * (abs(nanos) % 10**9)  # type: ignore[attr-defined]
+    elif name == "google.protobuf.FieldMask":
+        del target.paths[:]  # type: ignore[attr-defined]
+        target.paths.extend(text.split(","))  # type: ignore[attr-defined]  # passed through, as given
+    elif name == "google.protobuf.Timestamp":
+        try:
+            json_format.ParseDict(text, target)  # type: ignore[arg-type]  # RFC 3339
+        except json_format.ParseError as exc:
+            raise FieldError(str(exc)) from None
+    elif name in ("google.protobuf.Struct", "google.protobuf.Value"):
+        try:
+            json_format.ParseDict(json.loads(text), target)
+        except (ValueError, json_format.ParseError) as exc:
+            raise FieldError(f"not a JSON {name.rpartition('.')[2]}: {exc}") from None
+    else:
+        raise FieldError(f"unsupported message type: {name!r}")
+
+
+def _convert(field: FieldDescriptor, text: str, target: Message | None = None) -> Any:
     try:
-        json_format.ParseDict(text, target)  # type: ignore[arg-type]  # WKTs take their JSON string
-    except json_format.ParseError as exc:
-        raise FieldError(f"field {field.name}: {exc}") from None
+        if not text.isascii():
+            text.encode("utf-8")  # a lone surrogate would fail later, in serialization or in upb
+        if field.message_type is not None:
+            assert target is not None
+            _set_message(field, target, text)
+            return target
+        return _scalar(field, text)
+    except FieldError as exc:
+        raise FieldError(f"parsing field {field.name!r}: {exc}") from None
+    except UnicodeEncodeError:
+        raise FieldError(f"parsing field {field.name!r}: not valid UTF-8") from None
 
 
 def set_from_strings(message: Message, path: str, values: list[str], *, strict: bool) -> None:
-    """Set the field at dotted `path` from URL strings; `strict` makes an unknown field an error."""
-    resolved = _resolve(message, path)
-    if resolved is None or (
-        resolved[1].message_type is not None and resolved[1].message_type.GetOptions().map_entry
-    ):
-        if strict:
-            raise FieldError(f"no field {path!r} in {message.DESCRIPTOR.full_name}")
-        return
-    holder, field = resolved
-    if _is_repeated(field):
+    """runtime.populateFieldValueFromPath: set the field at dotted `path` from URL strings.
+
+    `strict` (path variables) makes an unknown field an error; query parameters are ignored then.
+    """
+    names = path.split(".")
+    holder = message
+    field: FieldDescriptor | None = None
+    for index, name in enumerate(names):
+        field = find_field(holder.DESCRIPTOR, name)
+        if field is None:
+            if strict:
+                raise FieldError(f"no field {path!r} in {message.DESCRIPTOR.full_name}")
+            return
+        oneof = _real_oneof(field)
+        if oneof is not None:
+            chosen = holder.WhichOneof(oneof.name)
+            if chosen is not None and (field.message_type is None or chosen != field.name):
+                raise FieldError(f"field already set for oneof {oneof.name!r}")
+        if index == len(names) - 1:
+            break
+        if field.message_type is None or field.is_repeated:
+            raise FieldError(f"invalid path: {name!r} is not a message")
+        holder = getattr(holder, field.name)
+    assert field is not None
+    if _is_map(field):
+        _set_map_entry(field, getattr(holder, field.name), values)
+    elif field.is_repeated:
         container = getattr(holder, field.name)
-        del container[:]
         for text in values:
             if field.message_type is not None:
-                _set_message(field, container.add(), text)
+                _convert(field, text, container.add())
             else:
-                container.append(_scalar(field, text))
-        return
-    text = values[-1]
-    if field.message_type is not None:
-        _set_message(field, getattr(holder, field.name), text)
+                container.append(_convert(field, text))
+    elif len(values) > 1:
+        raise FieldError(f"too many values for field {field.name!r}: {', '.join(values)}")
+    elif field.message_type is not None:
+        _convert(field, values[0], getattr(holder, field.name))
     else:
-        setattr(holder, field.name, _scalar(field, text))
+        setattr(holder, field.name, _convert(field, values[0]))
+
+
+def _set_map_entry(field: FieldDescriptor, container: Any, values: list[str]) -> None:
+    """runtime.populateMapField: exactly one key (from `name[key]`) and one value."""
+    if len(values) != 2:
+        raise FieldError(f"map field {field.name!r} takes one value per key, as {field.name}[key]=value")
+    assert field.message_type is not None
+    key_field, value_field = (field.message_type.fields_by_name[name] for name in ("key", "value"))
+    key = _convert(key_field, values[0])
+    if value_field.message_type is not None:
+        _convert(value_field, values[1], container[key])
+    else:
+        container[key] = _convert(value_field, values[1])
+
+
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def parse_query(raw: bytes) -> list[tuple[str, str]]:
+    """url.ParseQuery, strict as Go's: a bad %-escape or a `;` in a key is an error, not a guess."""
+    pairs: list[tuple[str, str]] = []
+    for part in raw.decode("utf-8", "replace").split("&"):
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        if ";" in key:
+            raise FieldError("invalid semicolon separator in query")
+        if _BAD_ESCAPE.search(part):
+            raise FieldError(f"invalid URL escape in query parameter {key!r}")
+        try:
+            key, value = (unquote(text.replace("+", " "), errors="strict") for text in (key, value))
+        except UnicodeDecodeError:
+            raise FieldError(f"query parameter {key!r} is not valid UTF-8") from None
+        pairs.append((key, value))
+    return pairs
+
+
+def populate_query(message: Message, pairs: Iterable[tuple[str, str]], taken: Iterable[str]) -> None:
+    """runtime.DefaultQueryParser.Parse: every query parameter not bound by the path or the body."""
+    grouped: dict[str, list[str]] = {}
+    for name, value in pairs:
+        grouped.setdefault(name, []).append(value)
+    filters = [path.split(".") for path in taken if path]
+    for key, values in grouped.items():
+        found = _MAP_KEY.fullmatch(key)
+        if found is not None:
+            key, values = found.group(1), [found.group(2), *values]
+        field_path = normalize_path(message.DESCRIPTOR, key.split("."))
+        if any(field_path[: len(prefix)] == prefix for prefix in filters):
+            continue
+        set_from_strings(message, ".".join(field_path), values, strict=False)
 
 
 def merge_json(message: Message, body_field: str, value: Any) -> None:
@@ -163,15 +324,20 @@ def merge_json(message: Message, body_field: str, value: Any) -> None:
         if body_field == "*":
             json_format.ParseDict(value, message, ignore_unknown_fields=True)
             return
-        resolved = _resolve(message, body_field)
-        if resolved is None:
-            raise FieldError(f"no body field {body_field!r} in {message.DESCRIPTOR.full_name}")
-        holder, field = resolved
+        holder, field = message, None
+        for name in body_field.split("."):
+            if field is not None:
+                holder = getattr(holder, field.name)
+            field = find_field(holder.DESCRIPTOR, name)
+            if field is None:
+                raise FieldError(f"no body field {body_field!r} in {message.DESCRIPTOR.full_name}")
+        assert field is not None
         json_format.ParseDict({field.json_name: value}, holder, ignore_unknown_fields=True)
     except json_format.ParseError as exc:
         raise FieldError(str(exc)) from None
-
-
-def is_shadowed(name: str, taken: Iterable[str]) -> bool:
-    """Query parameter `name` would set a field already bound by the path or the body field."""
-    return any(name == path or name.startswith(path + ".") for path in taken)
+    except RecursionError:
+        raise FieldError("request body is nested too deeply") from None
+    except (TypeError, ValueError, AttributeError) as exc:  # e.g. a JSON value of the wrong shape
+        raise FieldError(f"request body does not fit {message.DESCRIPTOR.full_name}: {exc}") from None
+    except SystemError as exc:  # upb's enum lookup fails this way on a lone surrogate
+        raise FieldError(f"request body does not fit {message.DESCRIPTOR.full_name}: {exc}") from None

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 
 from wsproxy._stream import YieldBudget
 from wsproxy.gateway._jsonstream import JSONValueSplitter, ValueTooLarge
@@ -62,6 +63,10 @@ class RequestReader:
         raw = self._values.popleft()
         try:
             return json.loads(raw)
+        except RecursionError:
+            raise GatewayError(
+                grpc.StatusCode.INVALID_ARGUMENT, "request body is nested too deeply"
+            ) from None
         except ValueError as exc:
             raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"request body is not JSON: {exc}") from None
 
@@ -75,44 +80,102 @@ class RequestReader:
                 await asyncio.sleep(0)
 
 
+Headers = list[tuple[bytes, bytes]]
+Trailers = Sequence[tuple[bytes, bytes]]
+
+
 class ResponseWriter:
-    """Writes a grpc-gateway response: a bare message, `{"result": ...}` lines, or a status error."""
+    """Writes a grpc-gateway response: a bare message, `{"result": ...}` lines, or a status error.
+
+    `trailers`: the client asked for trailers (`TE: trailers`) and the server can send them (the
+    ASGI `http.response.trailers` extension); then a unary answer or an error ends with the call's
+    trailer metadata. `pending_error`: an error to end the stream with once the call's replies are out.
+    """
 
     def __init__(self, send: Send, encode: Callable[[Any], bytes]) -> None:
         self._send = send
-        self._encode = encode
+        self.encode = encode
+        self.trailers = False
+        self.pending_error: GatewayError | None = None
         self.started = False
         self.finished = False
+        self._trailers_due = False
         self._budget = YieldBudget()
 
-    async def message(self, message: Any, headers: list[tuple[bytes, bytes]]) -> None:
-        await self._start(200, headers)
-        await self._body(self._encode(message), more=False)
+    async def message(self, message: Any, headers: Headers, trailers: Trailers = ()) -> None:
+        encoded = self._encoded(message)
+        if encoded is None:
+            await self.error(_unprintable(), 500, headers, trailers)
+            return
+        await self._start(200, headers, with_trailers=self.trailers)
+        await self._body(encoded, more=False)
+        await self._trailers(trailers)
 
-    async def stream_item(self, message: Any, headers: list[tuple[bytes, bytes]]) -> None:
+    async def stream_item(self, message: Any, headers: Headers) -> None:
+        if self.finished:
+            return
+        encoded = self._encoded(message)
+        if encoded is None:
+            await self.error(_unprintable(), 500, headers)
+            return
         await self._start(200, headers)
-        await self._body(b'{"result":' + self._encode(message) + b"}\n", more=True)
+        await self._body(b'{"result":' + encoded + b"}\n", more=True)
+
+    def _encoded(self, message: Any) -> bytes | None:
+        """None when the message has no JSON form (e.g. a FieldMask path in camelCase): protojson
+        refuses those too, and grpc-gateway answers the marshal error as UNKNOWN (HTTP 500)."""
+        try:
+            return self.encode(message)
+        except (ValueError, TypeError, AttributeError, json_format.Error):
+            return None
 
     async def end_stream(self, headers: list[tuple[bytes, bytes]]) -> None:
         await self._start(200, headers)
         await self._body(b"", more=False)
 
-    async def error(self, body: dict[str, Any], status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        """Before any message: the status JSON with `status`; mid-stream: an `{"error": ...}` line."""
+    async def error(
+        self,
+        body: dict[str, Any],
+        status: int,
+        headers: Headers,
+        trailers: Trailers = (),
+    ) -> None:
+        """Before any message: the status JSON with `status`; mid-stream: an `{"error": ...}` line.
+
+        UNAUTHENTICATED also says `WWW-Authenticate: <message>`, as runtime.DefaultHTTPErrorHandler does.
+        """
         if self.finished:
             return
-        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        # "replace": a message may quote a client's lone surrogate, which has no UTF-8 form.
+        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
         if self.started:
             await self._body(b'{"error":' + payload + b"}\n", more=False)
-        else:
-            await self._start(status, headers)
-            await self._body(payload, more=False)
+            return
+        if body.get("code") == grpc.StatusCode.UNAUTHENTICATED.value[0]:
+            challenge = str(body.get("message", "")).encode("latin-1", "replace").replace(b"\r", b" ")
+            headers = [*headers, (b"www-authenticate", challenge.replace(b"\n", b" "))]
+        await self._start(status, headers, with_trailers=self.trailers)
+        await self._body(payload, more=False)
+        await self._trailers(trailers)
 
-    async def _start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    async def _start(self, status: int, headers: Headers, *, with_trailers: bool = False) -> None:
         if not self.started:
             self.started = True
+            start: dict[str, Any] = {
+                "type": "http.response.start",
+                "status": status,
+                "headers": JSON_HEADERS + headers,
+            }
+            if with_trailers:
+                start["trailers"] = True
+            self._trailers_due = with_trailers
+            await self._call(start)
+
+    async def _trailers(self, trailers: Trailers) -> None:
+        if self._trailers_due:
+            self._trailers_due = False
             await self._call(
-                {"type": "http.response.start", "status": status, "headers": JSON_HEADERS + headers}
+                {"type": "http.response.trailers", "headers": list(trailers), "more_trailers": False}
             )
 
     async def _body(self, body: bytes, *, more: bool) -> None:
@@ -126,3 +189,11 @@ class ResponseWriter:
             raise ClientGone from None
         if self._budget.charge(len(message.get("body", b""))):
             await asyncio.sleep(0)
+
+
+def _unprintable() -> dict[str, Any]:
+    return {
+        "code": grpc.StatusCode.UNKNOWN.value[0],
+        "message": "the response has no JSON form",
+        "details": [],
+    }

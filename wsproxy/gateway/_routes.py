@@ -1,7 +1,9 @@
 """Routes from `google.api.http` options: HTTP method + path template -> gRPC method.
 
 Path templates follow google/api/http.proto: literal segments, `*` (one segment), `**` (the rest),
-variables `{field.path}` or `{field.path=pattern/*}`, and an optional `:verb` suffix.
+variables `{field.path}` or `{field.path=pattern/*}`, and an optional `:verb` suffix. As that file
+says, a single-segment variable's value is fully percent-decoded (`%2F` becomes `/`), while a
+multi-segment one (`{name=**}`, `{name=a/*}`) keeps `%2F` as it came.
 """
 
 from __future__ import annotations
@@ -47,16 +49,27 @@ class PathTemplate:
     template: str
     regex: re.Pattern[str]
     variables: tuple[str, ...]  # field paths, in group order
+    multi_segment: tuple[bool, ...] = ()  # per variable: may span several segments
 
     def match(self, raw_path: str) -> dict[str, str] | None:
         """Field path -> percent-decoded value, or None when the path does not match."""
         found = self.regex.fullmatch(raw_path)
         if found is None:
             return None
-        return {
-            field: "/".join(unquote(part) for part in found.group(f"v{index}").split("/"))
-            for index, field in enumerate(self.variables)
-        }
+        values = {}
+        for index, field in enumerate(self.variables):
+            raw = found.group(f"v{index}")
+            if index < len(self.multi_segment) and self.multi_segment[index]:
+                values[field] = "".join(
+                    piece if _ENCODED_SLASH.fullmatch(piece) else unquote(piece)
+                    for piece in _ENCODED_SLASH.split(raw)
+                )
+            else:
+                values[field] = unquote(raw)
+        return values
+
+
+_ENCODED_SLASH = re.compile(r"(%2[fF])")
 
 
 def _segment_pattern(segment: str, template: str) -> str:
@@ -79,6 +92,7 @@ def compile_template(template: str) -> PathTemplate:
         body, verb = body[:colon], body[colon + 1 :]
     parts: list[str] = []
     variables: list[str] = []
+    multi_segment: list[bool] = []
     for segment in _split_outside_braces(body, template):
         if segment.startswith("{"):
             if not segment.endswith("}"):
@@ -88,10 +102,11 @@ def compile_template(template: str) -> PathTemplate:
             inner = "/".join(_segment_pattern(piece, template) for piece in pieces)
             parts.append(f"(?P<v{len(variables)}>{inner})")
             variables.append(field.strip())
+            multi_segment.append(len(pieces) > 1 or "**" in pieces)
         else:
             parts.append(_segment_pattern(segment, template))
     regex = "/" + "/".join(parts) + (":" + re.escape(verb) if verb else "")
-    return PathTemplate(template, re.compile(regex), tuple(variables))
+    return PathTemplate(template, re.compile(regex), tuple(variables), tuple(multi_segment))
 
 
 def _split_outside_braces(body: str, template: str) -> Iterator[str]:
@@ -115,6 +130,7 @@ class Route:
     path: PathTemplate
     body: str  # "" (no body), "*" (the whole request) or a field path
     method: MethodDescriptor
+    response_body: str = ""  # "" (the whole response) or the field printed instead
 
     @property
     def kind(self) -> Kind:
@@ -132,7 +148,7 @@ def _rule_routes(rule: http_pb2.HttpRule, method: MethodDescriptor) -> Iterator[
             http_method, template = rule.custom.kind.upper(), rule.custom.path
         else:
             http_method, template = pattern.upper(), getattr(rule, pattern)
-        yield Route(http_method, compile_template(template), rule.body, method)
+        yield Route(http_method, compile_template(template), rule.body, method, rule.response_body)
     for binding in rule.additional_bindings:
         yield from _rule_routes(binding, method)
 
