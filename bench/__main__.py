@@ -28,7 +28,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--loop",
         default="both",
         choices=sorted(LOOPS),
-        help="the server's event loop: asyncio with h11, uvloop with httptools (default: %(default)s)",
+        help="the server's event loop: asyncio or uvloop, both with h11 (default: %(default)s)",
     )
     parser.add_argument(
         "--ws",

@@ -6,6 +6,8 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+VERDICT_ROUNDS = 7  # a target is judged on the median of at least this many rounds (issue 11)
+
 
 @dataclass
 class Row:
@@ -16,7 +18,7 @@ class Row:
     unit: str
     target: str = ""  # e.g. ">= 0.85": on the ratio variant/baseline, or on the variant's value if absolute
     absolute: bool = False
-    loop: str = ""  # the server's event loop (and HTTP parser), e.g. "uvloop+httptools"
+    loop: str = ""  # the server's event loop (and HTTP parser), e.g. "uvloop+h11"
     base: list[float] = field(default_factory=list)
     proxy: list[float] = field(default_factory=list)
 
@@ -67,7 +69,8 @@ def _fmt(value: float) -> str:
 
 def table(rows: Iterable[Row]) -> str:
     """Ratio is the median of the per-round ratios; spread is their min-max (for absolute rows: the
-    variant's own values, on which its target is checked)."""
+    variant's own values, on which its target is checked). A target met or missed over fewer than
+    VERDICT_ROUNDS rounds is shown in parentheses."""
     lines = [
         "| measure | loop | baseline | wsproxy | ratio | spread | target | met | rounds |",
         "|---|---|---:|---:|---:|:-:|---:|:-:|---:|",
@@ -79,10 +82,18 @@ def table(rows: Iterable[Row]) -> str:
         proxy = statistics.median(row.proxy)
         low, high = row.spread
         target = f"wsproxy {row.target}" if row.absolute else row.target
+        met = row.met
+        if met and len(row.base) < VERDICT_ROUNDS:
+            met = f"({met})"  # fewer rounds than a verdict needs: an indication only
         lines.append(
             f"| {row.label} ({row.unit}) | {row.loop} | {_fmt(base)} | {_fmt(proxy)} | {row.ratio:.2f} "
-            f"| {low:.2f}-{high:.2f} | {target} | {row.met} | {len(row.base)} |"
+            f"| {low:.2f}-{high:.2f} | {target} | {met} | {len(row.base)} |"
         )
+    lines.append("")
+    lines.append(
+        f"ratio: median of the per-round ratios; spread: their lowest-highest; met in parentheses: "
+        f"fewer than {VERDICT_ROUNDS} rounds, an indication, not a verdict."
+    )
     return "\n".join(lines)
 
 

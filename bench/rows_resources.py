@@ -1,6 +1,7 @@
-"""Resource rows: server memory per open stream, and RSS growth over many streams opened and closed.
+"""Resource rows: RSS growth over many streams opened and closed, then server memory per open stream.
 
-Each round starts a fresh server for each variant, so one round's streams never inflate the next.
+Each round starts a fresh server for each variant, so one round's streams never inflate the next. The
+churn comes first: the open streams measured after it start from the heap the churn left.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from bench.scenarios import payload_of
 
 
 def memory_streams(plan: Plan) -> int:
-    return 20 if plan.quick else 2000
+    return 20 if plan.quick else 1500
 
 
 def churn_streams(plan: Plan) -> int:
-    return 40 if plan.quick else 5000
+    return 40 if plan.quick else 2500
 
 
 def rows(plan: Plan) -> list[Row]:
@@ -38,48 +39,40 @@ def rows(plan: Plan) -> list[Row]:
     ]
 
 
-async def memory_round(bench: Bench, bare: bool) -> float:
-    """Bytes of server RSS per open stream: (RSS with N streams open - idle RSS) / N."""
+async def resource_round(bench: Bench, bare: bool) -> tuple[float, float, float]:
+    """On a fresh server: RSS after / before the churn streams, streams per second, and then
+    bytes of RSS per open stream, (RSS with N streams open - RSS before opening them) / N."""
     path = BARE_PATH if bare else PROXY_ECHO
     payload = payload_of(64)
     count = memory_streams(bench.plan)
+    settle = 0.1 if bench.plan.quick else 1.0  # --quick only shows that it works
     async with bench.server(ECHO_SERVER) as srv:
-        await scenarios.churn(srv.port, path, payload, 50)  # first streams import and allocate lazily
-        await asyncio.sleep(0.3)
-        idle = rss_bytes(srv.pid)
-        conns = await scenarios.open_streams(srv.port, path, payload, count)
-        await asyncio.sleep(1.2)  # every stream's timers have run once
-        opened = rss_bytes(srv.pid)
-        await asyncio.gather(*(c.close() for c in conns))
-    return (opened - idle) / count
-
-
-async def churn_round(bench: Bench, bare: bool) -> tuple[float, float]:
-    """RSS after / before the churn streams opened, used and closed; and streams per second."""
-    path = BARE_PATH if bare else PROXY_ECHO
-    payload = payload_of(64)
-    async with bench.server(ECHO_SERVER) as srv:
-        await scenarios.churn(srv.port, path, payload, 200)
-        await asyncio.sleep(0.3)
+        await scenarios.churn(srv.port, path, payload, 200)  # first streams import and allocate lazily
+        await asyncio.sleep(0.3 * settle)
         before = rss_bytes(srv.pid)
         rate = await scenarios.churn(srv.port, path, payload, churn_streams(bench.plan))
-        await asyncio.sleep(1.2)  # streams finishing their close handshakes
+        await asyncio.sleep(0.6 * settle)  # streams finishing their close handshakes (loopback: milliseconds)
         after = rss_bytes(srv.pid)
-    return after / before, rate
+        conns = await scenarios.open_streams(srv.port, path, payload, count)
+        await asyncio.sleep(1.1 * settle)  # every stream has had its first tick (within a second)
+        opened = rss_bytes(srv.pid)
+        for conn in conns:  # the server is stopped next: no need for closing handshakes
+            if conn.transport is not None:
+                conn.transport.abort()
+    return after / before, rate, (opened - after) / count
 
 
 async def measure(bench: Bench) -> None:
     rounds = bench.plan.rounds
     for round_ in range(rounds):
-        memory = {bare: await memory_round(bench, bare) / 1024 for bare in order(round_)}
-        bench.add("memory", memory[True], memory[False])
-        churned = {bare: await churn_round(bench, bare) for bare in order(round_)}
-        bench.add("churn rss", churned[True][0], churned[False][0])
-        bench.add("churn rate", churned[True][1], churned[False][1])
+        results = {bare: await resource_round(bench, bare) for bare in order(round_)}
+        bare, proxy = results[True], results[False]
+        bench.add("churn rss", bare[0], proxy[0])
+        bench.add("churn rate", bare[1], proxy[1])
+        bench.add("memory", bare[2] / 1024, proxy[2] / 1024)
         bench.say(
-            f"resources round {round_ + 1}/{rounds}: memory per stream bare {memory[True]:.1f} KiB, "
-            f"proxy {memory[False]:.1f} KiB; RSS after/before churn bare {churned[True][0]:.3f}, "
-            f"proxy {churned[False][0]:.3f}"
+            f"resources round {round_ + 1}/{rounds}: memory per stream bare {bare[2] / 1024:.1f} KiB, "
+            f"proxy {proxy[2] / 1024:.1f} KiB; RSS after/before churn bare {bare[0]:.3f}, proxy {proxy[0]:.3f}"
         )
 
 

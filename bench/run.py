@@ -21,6 +21,7 @@ from bench import (
     rows_echo,
     rows_fairness,
     rows_metrics,
+    rows_mux,
     rows_resources,
     rows_upstream,
 )
@@ -38,6 +39,7 @@ GROUPS: tuple[RowGroup, ...] = (
     rows_fairness.GROUP,
     rows_metrics.GROUP,
     rows_upstream.GROUP,
+    rows_mux.GROUP,
 )
 
 

@@ -9,9 +9,10 @@ from tests.servers import SERVER_PARAMS, WS_IMPLEMENTATIONS, bind_loopback
 from tests.upstream_apps import Process, upstream_process
 
 
-@pytest.fixture(params=WS_IMPLEMENTATIONS)
+@pytest.fixture(params=[p for p in SERVER_PARAMS if p.values[0] in WS_IMPLEMENTATIONS])
 def ws_impl(request: pytest.FixtureRequest) -> str:
-    """Each uvicorn WebSocket implementation, so behaviour is proven on every one."""
+    """Each uvicorn WebSocket implementation (websockets-sansio, wsproto, legacy websockets), so behaviour
+    is proven on every one. For uvicorn's own options (tests.servers.serve(app, ws=ws_impl))."""
     return str(request.param)
 
 

@@ -18,8 +18,9 @@ import uvicorn
 
 from wsproxy._types import ASGIApp
 
-# uvicorn's legacy "websockets" implementation is deprecated (it now warns); "auto" picks websockets-sansio.
-WS_IMPLEMENTATIONS = ["websockets-sansio", "wsproto"]
+# uvicorn's WebSocket implementations ("auto" picks websockets-sansio). The legacy "websockets" one is
+# deprecated (it warns): parametrize with SERVER_PARAMS or the `ws_impl` fixture, which filter its warnings.
+WS_IMPLEMENTATIONS = ["websockets-sansio", "wsproto", "websockets"]
 
 # Every server a liveness behaviour must hold on: uvicorn's three WebSocket implementations and
 # hypercorn. Use SERVER_PARAMS (the `server_impl` fixture in conftest.py) to parametrize: it filters
@@ -51,6 +52,28 @@ class Running:
     @property
     def ws(self) -> str:
         return f"ws://{self.host}:{self.port}"
+
+
+class Ended:
+    """Counts the streams a middleware ended: pass it as `on_stream_end` (it runs after the metrics'
+    own hook and just before `active_streams` drops), then `await ended.reach(n)`.
+
+    A client can see the close before the server has finished the stream (legacy websockets completes
+    the closing handshake inside the app's send), so a test waits here for the server's side of it.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._changed = asyncio.Event()
+
+    def __call__(self, record: object) -> None:
+        self.count += 1
+        self._changed.set()
+
+    async def reach(self, count: int) -> None:
+        while self.count < count:
+            self._changed.clear()
+            await asyncio.wait_for(self._changed.wait(), timeout=30)
 
 
 def bind_loopback() -> socket.socket:

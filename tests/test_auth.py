@@ -23,13 +23,6 @@ TOKENS = {"alice-token": "alice", "bob-token": "bob"}
 APP_ORIGIN = "https://app.example"
 
 
-# In-loop servers: uvicorn's two current implementations and hypercorn. uvicorn's legacy "websockets"
-# implementation is deprecated and, served in the test's own loop, trips a DeprecationWarning of websockets.
-@pytest.fixture(params=["websockets-sansio", "wsproto", "hypercorn"])
-def server_impl(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @dataclass
 class Calls:
     app: list[Scope] = field(default_factory=list)

@@ -7,6 +7,7 @@ screenshot: into docs/images/demo.png when WSPROXY_UPDATE_SCREENSHOT=1, else int
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -324,3 +325,144 @@ async def test_browser_module_transport_outcomes() -> None:
         "grpc": None,
         "detail": "Not Found",
     }
+
+
+# Many calls on one socket (wsproxy.mux.v1), from inside the page.
+MODULE_MUX_JS = """
+async () => {
+  const m = await import("/wsproxy.js");
+  const collect = async (iterable) => { const all = []; for await (const x of iterable) all.push(x); return all; };
+  const failure = async (promise) => {
+    try { return { value: await promise }; } catch (e) { return { name: e.name, code: e.code, status: e.status }; }
+  };
+  const conn = m.openMux("/", { token: "mux.token" });
+  await conn.opened;
+  const calls = [];
+  for (let i = 0; i < 5; i++) calls.push(conn.unary("/v1/echo", { message: `u${i}` }, { method: "POST" }));
+  for (let i = 0; i < 5; i++) {
+    const ticks = collect(conn.serverStream(`/v1/ticker?count=${i + 2}&interval_ms=20`));
+    calls.push(ticks.then((all) => all.map((tick) => tick.seq ?? 0)));
+  }
+  for (let i = 0; i < 4; i++) {
+    calls.push(conn.clientStream("/v1/sum", [1, 2, 3, i].map((value) => ({ value })), { method: "POST" }));
+  }
+  for (let i = 0; i < 4; i++) {
+    calls.push((async () => {
+      const chat = conn.bidi("/v1/chat", { method: "POST" });
+      chat.send({ text: `c${i}a` });
+      const first = (await chat.next()).value;   // the reply arrives before the body ends
+      chat.send({ text: `c${i}b` });
+      const second = (await chat.next()).value;
+      chat.closeSend();
+      const rest = await collect(chat);
+      return [first.text, second.text, rest.length, (await chat.status).code];
+    })());
+  }
+  calls.push(conn.unary("/v1/whoami"));
+  calls.push(failure(conn.unary("/v1/echo", { message: "" }, { method: "POST" })));
+  const results = await Promise.all(calls);
+  const openAfter = conn.openCalls;
+  // A cancelled call leaves the socket serving.
+  const held = conn.openCall(`/v1/ticker?count=5&interval_ms=60000`);
+  held.closeSend();
+  await held.next();
+  held.close();
+  const afterCancel = await conn.unary("/v1/echo", { message: "still" }, { method: "POST" });
+  conn.close();
+  const afterClose = await failure(conn.unary("/v1/echo", { message: "late" }));
+  return { count: calls.length, results, openAfter, afterCancel, afterClose };
+}
+"""
+
+
+async def test_browser_module_runs_20_mixed_calls_at_once_over_one_socket() -> None:
+    async with running_demo() as srv, browser_page(f"{srv.http}/") as page:
+        sockets: list[str] = []
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+        out = await page.evaluate(MODULE_MUX_JS)
+    assert out["count"] == 20
+    results = out["results"]
+    assert results[:5] == [{"message": f"u{i}"} for i in range(5)]
+    assert results[5:10] == [list(range(i + 2)) for i in range(5)]
+    assert results[10:14] == [{"total": str(6 + i), "count": 4} for i in range(4)]
+    assert results[14:18] == [[f"c{i}a", f"c{i}b", 0, 1000] for i in range(4)]
+    assert results[18] == {"authorization": "Bearer mux.token"}
+    assert results[19] == {"name": "HTTPStatusError", "code": 4400, "status": 400}
+    assert out["openAfter"] == 0
+    assert out["afterCancel"] == {"message": "still"}
+    assert out["afterClose"]["name"] == "ConnectionLostError"
+    assert len(sockets) == 1  # every call above, on one WebSocket
+
+
+async def test_demo_page_runs_its_rpcs_over_one_socket() -> None:
+    async with running_demo() as srv, browser_page(f"{srv.http}/") as page:
+        sockets: list[str] = []
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+        await page.check("#mux")
+        await page.click("#echo-send")
+        await status_of(page, "echo", "ok", "OK (close 1000)")
+        await page.fill("#ticker-count", "3")
+        await page.fill("#ticker-interval", "20")
+        await page.click("#ticker-start")
+        await status_of(page, "ticker", "ok", "OK: 3 ticks (close 1000)")
+        await page.click("#sum-send")
+        await expect(page.locator("#sum-output")).to_have_text("total 15 of 5 values")
+        await page.click("#chat-send")
+        await expect(page.locator("#chat-output li").last).to_have_text("server #0: hi there")
+        await page.click("#chat-end")
+        await status_of(page, "chat", "ok", "ended: OK (close 1000)")
+        await page.click("#whoami-send")
+        await expect(page.locator("#whoami-output")).to_contain_text('"Bearer demo-token"')
+        await page.fill("#echo-message", "")
+        await page.click("#echo-send")
+        await status_of(
+            page, "echo", "error", "HTTP 400 INVALID_ARGUMENT message must not be empty (close 4400)"
+        )
+    assert len(sockets) == 1
+
+
+async def test_browser_mux_flow_control_holds_only_the_unread_call() -> None:
+    from tests.test_mux_session import Observed, observed_app
+
+    observed = Observed()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await observed_app(observed, scope, receive, send)
+
+    proxy = WebSocketProxyMiddleware(app)
+    async with serve(cast(Any, with_module_page(proxy))) as srv, browser_page(f"{srv.http}/") as page:
+        await page.evaluate(
+            """async () => {
+              const m = await import("/wsproxy.js");
+              window.conn = m.openMux("/");
+              window.flood = window.conn.openCall("/v1/flood?size=987");  // lines of 1000 bytes, unread
+              await window.conn.opened;
+            }"""
+        )
+        for _ in range(200):
+            if observed.flood_lines:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        held_at = observed.flood_lines
+        # 65536 bytes of credit at 1001 a line: 66 lines, the app maybe one more in hand.
+        assert 66 <= held_at <= 67
+        other = await page.evaluate('async () => await window.conn.unary("/v1/echo", { message: "other" })')
+        assert other == {"message": "other", "method": "GET"}
+        assert observed.flood_lines == held_at
+        await page.evaluate(
+            """() => {
+              window.readCount = 0;
+              (async () => {
+                for await (const line of window.flood) { if (++window.readCount === 500) break; }
+                window.flood.close();
+              })();
+            }"""
+        )
+        for _ in range(100):
+            read = await page.evaluate("() => window.readCount")
+            if read == 500:
+                break
+            await asyncio.sleep(0.1)
+        assert read == 500
+    assert observed.flood_lines >= 500

@@ -43,7 +43,7 @@ def test_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
         "--ssl-keyfile", "--ws-ping-interval", "--ws-ping-timeout", "--ws-max-size",
         "--method-override-param", "--default-method", "--forward-header", "--token-cookie-name",
         "--request-mutator", "--half-close-message", "--max-message-size", "--max-line-size",
-        "--allowed-origin", "--max-connections", "--idle-timeout", "--upstream-connect-timeout",
+        "--allowed-origin", "--max-connections", "--max-calls-per-socket", "--idle-timeout", "--upstream-connect-timeout",
         "--upstream-read-timeout", "--no-upstream-check", "--authenticate", "--metrics-port", "--no-access-log",
     ]  # fmt: skip
     assert [flag for flag in flags if flag not in text] == []

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from wsproxy._client_decoder import ResponseDecoder
 from wsproxy.client import (
     BadGatewayError,
     CallError,
@@ -21,6 +20,7 @@ from wsproxy.client import (
     encode_message,
     with_method,
 )
+from wsproxy.client._decoder import ResponseDecoder
 
 STATUS_400 = {"code": 3, "message": "message must not be empty", "details": []}
 

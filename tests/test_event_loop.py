@@ -40,10 +40,9 @@ async def loop_of_the_command(*args: str) -> str:
     return loop
 
 
-def test_uvloop_and_httptools_come_with_the_install() -> None:
+def test_uvloop_comes_with_the_install() -> None:
     requirements = [req.split(";")[0].replace(" ", "") for req in metadata.requires("wsproxy") or []]
     assert any(req.startswith("uvloop>=") for req in requirements), requirements
-    assert any(req.startswith("httptools>=") for req in requirements), requirements
 
 
 async def test_the_command_runs_on_uvloop_by_default() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -92,15 +93,19 @@ def test_demo_port_taken_is_a_one_line_error() -> None:
 
 def test_make_demo_takes_a_port() -> None:
     """`make demo PORT=8011`, as docs/example.md and README.md say (make -n: print, don't run)."""
+    # As typed in a shell: under `make test` (CI) the inherited MAKELEVEL makes make print
+    # "make[1]: Leaving directory" after the command.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     with_port = subprocess.run(
         ["make", "-n", "demo", "PORT=8011"],
         cwd=_protoc.PACKAGE_ROOT,
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
     )
     without = subprocess.run(
-        ["make", "-n", "demo"], cwd=_protoc.PACKAGE_ROOT, capture_output=True, text=True, timeout=60
+        ["make", "-n", "demo"], cwd=_protoc.PACKAGE_ROOT, capture_output=True, text=True, timeout=60, env=env
     )
     assert with_port.stdout.splitlines()[-1].endswith("-m example_service --port 8011")
     assert without.stdout.splitlines()[-1].rstrip().endswith("-m example_service")

@@ -9,7 +9,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.apps import ndjson_echo
-from tests.servers import drain, serve
+from tests.servers import Ended, drain, serve
 from wsproxy import WebSocketProxyMiddleware
 
 STREAMS = 5000
@@ -30,7 +30,8 @@ def enough_file_descriptors() -> None:
 
 @pytest.mark.usefixtures("enough_file_descriptors")
 async def test_five_thousand_concurrent_streams_keep_working(ws_impl: str) -> None:
-    proxy = WebSocketProxyMiddleware(ndjson_echo)
+    ended = Ended()
+    proxy = WebSocketProxyMiddleware(ndjson_echo, on_stream_end=ended)
     async with serve(proxy, ws=ws_impl, backlog=2048) as running:
         gate = asyncio.Semaphore(CONNECTING_AT_ONCE)
 
@@ -58,4 +59,5 @@ async def test_five_thousand_concurrent_streams_keep_working(ws_impl: str) -> No
         await asyncio.gather(*(talk(i, ws) for i, ws in enumerate(clients)))
         assert proxy.active_streams == STREAMS
         await asyncio.gather(*(finish(ws) for ws in clients))
+        await ended.reach(STREAMS)  # the server's side of each close
         assert proxy.active_streams == 0

@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.servers import Running, drain, serve_on
+from tests.servers import Ended, Running, drain, serve_on
 from tests.test_auth import authenticate
 from tests.test_security import logged, refusal
 from tests.upstream_apps import Process, app, spawn_listening
@@ -42,13 +42,6 @@ ACCESS_LINE = re.compile(
     r'^(?:INFO: +)?127\.0\.0\.1:\d+ - "WebSocket (?P<method>\w+) (?P<path>\S+)" (?P<code>\d+) '
     r"in (?P<min>\d+) msg (?P<bin>\d+) B, out (?P<mout>\d+) msg (?P<bout>\d+) B, \d+\.\d{3} s$"
 )
-
-
-# In-loop servers: uvicorn's two current implementations and hypercorn. uvicorn's legacy "websockets"
-# implementation is deprecated and, served in the test's own loop, trips a DeprecationWarning of websockets.
-@pytest.fixture(params=["websockets-sansio", "wsproto", "hypercorn"])
-def server_impl(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def samples(registry_text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -104,7 +97,9 @@ EXPECTED_BYTES = {"in": 16, "out": 18 * 2 + 8 * 2 + 36 + 8}
 
 
 # The close code of the abandoned call, as each server reports a client that vanished.
-VANISHED = {"hypercorn": "1006"}  # uvicorn: 1005 (connection lost after the handshake)
+# uvicorn's websockets-sansio and wsproto: 1005 (connection lost after the handshake); legacy websockets
+# and hypercorn: 1006 (abnormal closure, RFC 6455 7.1.5).
+VANISHED = {"websockets": "1006", "hypercorn": "1006"}
 
 
 def check_figures(
@@ -164,16 +159,23 @@ class Watched:
     running: Running
     registry: CollectorRegistry
     server: str
+    ended: Ended
 
 
 @pytest.fixture
 async def watched(server_impl: str) -> AsyncIterator[Watched]:
     registry = CollectorRegistry()
+    ended = Ended()
     proxy = WebSocketProxyMiddleware(
-        app, metrics=registry, access_log=True, authenticate=authenticate, allowed_origins=[APP_ORIGIN]
+        app,
+        metrics=registry,
+        access_log=True,
+        authenticate=authenticate,
+        allowed_origins=[APP_ORIGIN],
+        on_stream_end=ended,
     )
     async with serve_on(server_impl, proxy) as running:
-        yield Watched(running, registry, server_impl)
+        yield Watched(running, registry, server_impl, ended)
 
 
 async def test_metrics_and_access_lines_of_a_mix_of_calls(watched: Watched) -> None:
@@ -215,6 +217,7 @@ async def test_open_streams_are_counted_while_open_and_long_ones_published_on_th
         for ws in streams:
             await ws.send("")
             assert (await drain(ws))[1] == 1000
+    await watched.ended.reach(3)
     assert registry.get_sample_value("wsproxy_streams_open") == 0
     assert registry.get_sample_value("wsproxy_messages_total", {"direction": "in"}) == 3  # not twice
 

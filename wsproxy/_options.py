@@ -23,6 +23,7 @@ DEFAULT_FORWARDED_HEADERS: tuple[str, ...] = (
 )
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 DEFAULT_MAX_LINE_SIZE = 1 << 20
+DEFAULT_MAX_CALLS_PER_SOCKET = 100
 
 # RFC 9110 token characters: what a method or a header name may be made of.
 TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -41,6 +42,7 @@ class ProxyOptions:
     allowed_origins: Collection[str] | None = None
     max_connections: int | None = None
     idle_timeout: float | None = None
+    max_calls_per_socket: int = DEFAULT_MAX_CALLS_PER_SOCKET
 
     def __post_init__(self) -> None:
         if not TOKEN_RE.match(self.default_method):
@@ -63,6 +65,8 @@ class ProxyOptions:
                 raise ValueError(f"{name} must be a positive number of bytes, got {value!r}")
         if self.max_connections is not None and self.max_connections < 1:
             raise ValueError(f"max_connections must be positive or None, got {self.max_connections!r}")
+        if not isinstance(self.max_calls_per_socket, int) or self.max_calls_per_socket < 1:
+            raise ValueError(f"max_calls_per_socket must be positive, got {self.max_calls_per_socket!r}")
         if self.idle_timeout is not None and self.idle_timeout <= 0:
             raise ValueError(f"idle_timeout must be positive seconds or None, got {self.idle_timeout!r}")
 

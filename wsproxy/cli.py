@@ -27,7 +27,12 @@ from uvicorn.importer import ImportFromStringError, import_from_string
 from uvicorn.supervisors import Multiprocess
 
 from wsproxy._metrics_http import prepare_multiprocess_dir, start_metrics_listener
-from wsproxy._options import DEFAULT_FORWARDED_HEADERS, DEFAULT_MAX_LINE_SIZE, DEFAULT_MAX_MESSAGE_SIZE
+from wsproxy._options import (
+    DEFAULT_FORWARDED_HEADERS,
+    DEFAULT_MAX_CALLS_PER_SOCKET,
+    DEFAULT_MAX_LINE_SIZE,
+    DEFAULT_MAX_MESSAGE_SIZE,
+)
 from wsproxy._types import ASGIApp
 from wsproxy.middleware import WebSocketProxyMiddleware
 from wsproxy.upstream import HTTP_VERSIONS, HttpVersion, UpstreamApp
@@ -77,6 +82,7 @@ class AppSettings:
     max_line_size: int
     allowed_origins: list[str] | None
     max_connections: int | None
+    max_calls_per_socket: int
     idle_timeout: float | None
     upstream_connect_timeout: float
     upstream_read_timeout: float | None
@@ -255,6 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="open WebSockets per worker; more are refused with HTTP 503 (default: no limit)",
     )
     proxy.add_argument(
+        "--max-calls-per-socket",
+        type=_positive_int,
+        default=DEFAULT_MAX_CALLS_PER_SOCKET,
+        metavar="N",
+        help="calls open at once on one multiplexed (wsproxy.mux.v1) WebSocket; more end with 1013 "
+        "(default: %(default)s)",
+    )
+    proxy.add_argument(
         "--idle-timeout",
         type=_positive_float,
         metavar="SECONDS",
@@ -335,6 +349,7 @@ def settings_from_args(args: argparse.Namespace) -> AppSettings:
         max_line_size=args.max_line_size,
         allowed_origins=args.allowed_origin,
         max_connections=args.max_connections,
+        max_calls_per_socket=args.max_calls_per_socket,
         idle_timeout=args.idle_timeout,
         upstream_connect_timeout=args.upstream_connect_timeout,
         upstream_read_timeout=args.upstream_read_timeout,
@@ -373,6 +388,7 @@ def build_app(settings: AppSettings) -> WebSocketProxyMiddleware:
         max_line_size=settings.max_line_size,
         allowed_origins=settings.allowed_origins,
         max_connections=settings.max_connections,
+        max_calls_per_socket=settings.max_calls_per_socket,
         idle_timeout=settings.idle_timeout,
         authenticate=authenticate,
         metrics=settings.metrics,

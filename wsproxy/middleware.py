@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import Collection
 from typing import TYPE_CHECKING
@@ -38,9 +39,11 @@ from wsproxy._access_log import log_stream
 from wsproxy._auth import Authenticate, authenticate_request
 from wsproxy._handshake import RequestPlan, plan_request
 from wsproxy._metrics import metrics_for
+from wsproxy._mux_session import MuxSession, offers_mux
 from wsproxy._observers import chain
 from wsproxy._options import (
     DEFAULT_FORWARDED_HEADERS,
+    DEFAULT_MAX_CALLS_PER_SOCKET,
     DEFAULT_MAX_LINE_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE,
     ForwardedHeaders,
@@ -110,6 +113,7 @@ class WebSocketProxyMiddleware:
         authenticate: Authenticate | None = None,
         metrics: bool | CollectorRegistry = False,
         access_log: bool = False,
+        max_calls_per_socket: int = DEFAULT_MAX_CALLS_PER_SOCKET,
     ) -> None:
         self.app = app
         self.options = ProxyOptions(
@@ -124,6 +128,7 @@ class WebSocketProxyMiddleware:
             allowed_origins=allowed_origins,
             max_connections=max_connections,
             idle_timeout=idle_timeout,
+            max_calls_per_socket=max_calls_per_socket,
         )
         self._forwards = self.options.forwards()
         self._origins = self.options.origins()
@@ -170,9 +175,33 @@ class WebSocketProxyMiddleware:
             return
         self.active_streams += 1
         try:
-            await _Stream(self.app, plan, self.settings, receive, send).run()
+            if offers_mux(scope):  # many calls on this socket: docs/protocol.md, "Multiplexing"
+                await self._mux_session(scope, receive, send).run()
+            else:
+                await _Stream(self.app, plan, self.settings, receive, send).run()
         finally:
             self.active_streams -= 1
+
+    def _mux_session(self, scope: Scope, receive: Receive, send: Send) -> MuxSession:
+        return MuxSession(
+            scope,
+            receive,
+            send,
+            plan_call=self._plan,
+            run_stream=lambda plan, call_receive, call_send: run_stream(
+                self.app, plan, self.settings, call_receive, call_send
+            ),
+            half_close=self.options.half_close_bytes(),
+            max_calls=self.options.max_calls_per_socket,
+            max_message_size=self.options.max_message_size,
+            idle_timeout=self.options.idle_timeout,
+            authenticate_call=self._authenticate_call if self._authenticate is not None else None,
+        )
+
+    async def _authenticate_call(self, request_scope: Scope) -> None:
+        """`authenticate` for one call of a mux socket: the connection passed it, each call does too."""
+        assert self._authenticate is not None
+        await authenticate_request(self._authenticate, request_scope)
 
     def _plan(self, scope: Scope) -> RequestPlan:
         plan = plan_request(scope, self.options, forwards=self._forwards, origins=self._origins)
@@ -211,7 +240,7 @@ class _Stream(StreamCore):
         "running",
         "settings",
         "task",
-        "tick_handle",
+        "ticker",
         "ws_receive",
         "ws_send",
     )
@@ -246,7 +275,7 @@ class _Stream(StreamCore):
         self.task: asyncio.Task[object] | None = None  # the server's task, which runs the app
         self.running = False
         self.cancelled_by_us = False
-        self.tick_handle: asyncio.TimerHandle | None = None
+        self.ticker: _Ticker | None = None
         self.cancel_handle: asyncio.TimerHandle | None = None
 
     async def run(self) -> StreamStats:
@@ -257,7 +286,8 @@ class _Stream(StreamCore):
         self._notify(self.settings.on_stream_start)
         # The app runs right here in the server's task (no task of its own: memory per stream).
         self.task = asyncio.current_task()
-        self.tick_handle = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
+        self.ticker = _Ticker.of(asyncio.get_running_loop())
+        self.ticker.add(self)
         self.running = True
         try:
             await self._run_app()
@@ -328,6 +358,11 @@ class _Stream(StreamCore):
         if not self.body_open or self.gone:
             await self._wait_gone()
             return {"type": "http.disconnect"}
+        if self.yield_due:
+            # The turn owed since the last message, taken before reading the next one: no large
+            # message is held over it (see the page faults in docs/performance.md).
+            self.yielded()
+            await asyncio.sleep(0)
         if self.inbox:
             message = self.inbox.popleft()
             self.took_from_inbox(message)
@@ -352,7 +387,7 @@ class _Stream(StreamCore):
             await self._send_close()
         elif not self.body_open:
             self._end_body()
-        if self.yield_due:
+        if self.yield_due and (self.gone or not self.body_open):
             self.yielded()
             await asyncio.sleep(0)
 
@@ -440,6 +475,10 @@ class _Stream(StreamCore):
                     raise self._send_failed(exc) from exc
                 if self.charge_frame(frame):
                     await self._yield_sending()
+        # Drop the frames before a yield: a large line held over a turn of the loop makes glibc
+        # give heap back and fault it in again on the next message (page faults, docs/performance.md).
+        frames = ()
+        frame = None
         if self.pending:
             await self._after_send()
 
@@ -494,24 +533,73 @@ class _Stream(StreamCore):
                 DISCONNECT_GRACE_SECONDS, self._cancel_app
             )
 
-    def _tick(self) -> None:
+    def _tick(self, *, first: bool = False) -> None:
+        """Once a second (the shared `_Ticker`). The first tick of a stream comes 0-1 s after it
+        started, so it starts no idle count: idleness is counted from the second tick on."""
         if self.gone:
             return
-        if self.tick():
+        if not first and self.tick():
             logger.debug("%s: idle, closing", self.path)
             self.closer = asyncio.ensure_future(self._send_close())
             return
         if self.body_open and not self.in_receive and self.reader is None and self.may_read_ahead():
             self._start_reader()
-        self.tick_handle = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
 
     def _stop_background(self) -> None:
-        for handle in (self.tick_handle, self.cancel_handle):
-            if handle is not None:
-                handle.cancel()
+        if self.ticker is not None:
+            self.ticker.discard(self)
+        if self.cancel_handle is not None:
+            self.cancel_handle.cancel()
         for task in (self.reader, self.closer):
             if task is not None and not task.done():
                 task.cancel()
+
+
+class _Ticker:
+    """One timer per event loop ticks every open stream once a second.
+
+    A timer per stream costs about 400 bytes on asyncio and 780 on uvloop (a libuv timer each);
+    a set entry costs a few dozen, and memory per open stream is a target (docs/performance.md).
+    """
+
+    __slots__ = ("__weakref__", "fresh", "handle", "loop", "streams")
+    # Held only by its streams and its timer, never by this registry (nor does it hold its loop): a
+    # loop abandoned with streams still open is garbage with its ticker and streams, as without one.
+    _by_loop: weakref.WeakValueDictionary[int, _Ticker] = weakref.WeakValueDictionary()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = weakref.ref(loop)
+        self.streams: set[_Stream] = set()
+        self.fresh: set[_Stream] = set()  # joined since the last tick
+        self.handle: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _Ticker:
+        ticker = cls._by_loop.get(id(loop))
+        if ticker is None or ticker.loop() is not loop:  # (a loop gone, its id reused)
+            ticker = cls._by_loop[id(loop)] = cls(loop)
+        return ticker
+
+    def add(self, stream: _Stream) -> None:
+        self.fresh.add(stream)
+        if self.handle is None:
+            self.handle = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
+
+    def discard(self, stream: _Stream) -> None:
+        self.streams.discard(stream)
+        self.fresh.discard(stream)
+
+    def _tick(self) -> None:
+        self.handle = None
+        for stream in list(self.streams):  # a tick may end a stream (and so change the set)
+            stream._tick()
+        fresh = list(self.fresh)
+        self.streams.update(fresh)
+        self.fresh.clear()
+        for stream in fresh:
+            stream._tick(first=True)
+        if self.streams or self.fresh:
+            self.handle = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
 
 
 async def run_stream(

@@ -1,7 +1,31 @@
 // The demo page: every call goes through the browser module, /wsproxy.js.
-import { HTTPStatusError, clientStream, openCall, unary } from "/wsproxy.js";
+import { HTTPStatusError, clientStream, openCall, openMux, unary } from "/wsproxy.js";
 
 const $ = (id) => document.getElementById(id);
+
+// The switch: each call on its own WebSocket (the module's functions), or every call on one
+// multiplexed socket (wsproxy.mux.v1), opened on first use with the page's token.
+const single = { unary, clientStream, openCall };
+let mux = null;
+let muxToken = null;
+
+function calls() {
+  if (!$("mux").checked) return single;
+  const token = $("token").value.trim() || null;
+  if (mux === null || mux.closed || token !== muxToken) {
+    mux?.close();
+    mux = openMux("/", { token });
+    muxToken = token;
+  }
+  return mux;
+}
+
+$("mux").addEventListener("change", () => {
+  if (!$("mux").checked) {
+    mux?.close();
+    mux = null;
+  }
+});
 
 function show(id, state, text) {
   const status = $(`${id}-status`);
@@ -40,7 +64,7 @@ onSubmit("echo", async () => {
   $("echo-output").textContent = "";
   show("echo", "running", "calling…");
   try {
-    const reply = await unary("/v1/echo", { message: $("echo-message").value }, { method: "POST" });
+    const reply = await calls().unary("/v1/echo", { message: $("echo-message").value }, { method: "POST" });
     $("echo-output").textContent = pretty(reply);
     show("echo", "ok", "OK (close 1000)");
   } catch (error) {
@@ -57,7 +81,7 @@ onSubmit("ticker", async () => {
   show("ticker", "running", "streaming…");
   const query = new URLSearchParams({ count: $("ticker-count").value, interval_ms: $("ticker-interval").value });
   ticker?.close();
-  const call = (ticker = openCall(`/v1/ticker?${query}`));
+  const call = (ticker = calls().openCall(`/v1/ticker?${query}`));
   call.closeSend(); // a server stream's request has no message: the body ends at once
   try {
     for await (const tick of call) {
@@ -76,7 +100,7 @@ onSubmit("sum", async () => {
   $("sum-output").textContent = `sent ${values.length} messages, then the half-close`;
   show("sum", "running", "calling…");
   try {
-    const result = await clientStream("/v1/sum", values, { method: "POST" });
+    const result = await calls().clientStream("/v1/sum", values, { method: "POST" });
     $("sum-output").textContent = `total ${result.total ?? 0} of ${result.count ?? 0} values`;
     show("sum", "ok", "OK (close 1000)");
   } catch (error) {
@@ -103,7 +127,7 @@ async function readChat(call) {
 onSubmit("chat", () => {
   if (chat === null) {
     $("chat-output").replaceChildren();
-    chat = openCall("/v1/chat", { method: "POST" });
+    chat = calls().openCall("/v1/chat", { method: "POST" });
     $("chat-end").disabled = false;
     show("chat", "running", "open: send more, or End");
     readChat(chat);
@@ -127,7 +151,7 @@ onSubmit("whoami", async () => {
   $("whoami-output").textContent = "";
   show("whoami", "running", "calling…");
   try {
-    const me = await unary("/v1/whoami", undefined, { token: $("token").value.trim() || null });
+    const me = await calls().unary("/v1/whoami", undefined, { token: $("token").value.trim() || null });
     $("whoami-output").textContent = pretty(me);
     show("whoami", "ok", "OK (close 1000)");
   } catch (error) {

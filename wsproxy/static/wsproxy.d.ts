@@ -102,3 +102,63 @@ export function clientStream<T = any>(
   options?: CallOptions,
 ): Promise<T>;
 export function bidi<T = any>(url: string | URL, options?: CallOptions): Call<T>;
+
+// Many calls on one WebSocket: the wsproxy.mux.v1 subprotocol.
+
+export const MUX_SUBPROTOCOL: "wsproxy.mux.v1";
+
+export interface MuxOptions {
+  /** Sent as the "Bearer, <token>" subprotocol pair; authenticates every call on the connection. */
+  token?: string | null;
+}
+
+export interface MuxCallOptions {
+  /** The HTTP method of the request (sets ?method=); the proxy's default is GET. */
+  method?: string | null;
+  /** Iterate the response lines as received instead of JSON. */
+  raw?: boolean;
+  /** Per-call request headers; the proxy forwards only those its allowlist names. */
+  headers?: Record<string, string> | null;
+}
+
+/** A call on a mux connection: the same API as Call. Sends wait (in order) while the call has no credit. */
+export class MuxCall<T = any> implements AsyncIterable<T> {
+  readonly callId: number;
+  /** Resolves once the call ended and its lines were read; never rejects. */
+  readonly status: Promise<CallStatus>;
+  /** The connection's `opened`. */
+  readonly opened: Promise<void>;
+  readonly subprotocol: "wsproxy.mux.v1";
+  /** `last`: this is the last message: the half-close goes in the same frame. */
+  send(message: unknown, options?: { last?: boolean }): void;
+  /** send(message, { last: true }): what unary calls do. */
+  sendLast(message: unknown): void;
+  closeSend(): void;
+  /** Cancel the call; the socket stays open. */
+  close(): void;
+  next(): Promise<IteratorResult<T, undefined>>;
+  [Symbol.asyncIterator](): AsyncIterator<T>;
+  result(): Promise<T>;
+}
+
+export class MuxConnection {
+  constructor(url?: string | URL, options?: MuxOptions);
+  /** Resolves when the socket is open; rejects with ConnectError if it never opens as a mux socket. */
+  readonly opened: Promise<void>;
+  readonly openCalls: number;
+  readonly closed: boolean;
+  openCall<T = any>(path: string, options?: MuxCallOptions): MuxCall<T>;
+  unary<T = any>(path: string, message?: unknown, options?: MuxCallOptions): Promise<T>;
+  serverStream<T = any>(path: string, message?: unknown, options?: MuxCallOptions): AsyncGenerator<T, void, undefined>;
+  clientStream<T = any>(
+    path: string,
+    messages: Iterable<unknown> | AsyncIterable<unknown>,
+    options?: MuxCallOptions,
+  ): Promise<T>;
+  bidi<T = any>(path: string, options?: MuxCallOptions): MuxCall<T>;
+  /** Close the socket; calls still open end with ConnectionLostError. */
+  close(): void;
+}
+
+export function openMux(url?: string | URL, options?: MuxOptions): MuxConnection;
+export function muxFrame(type: number, callId: number, payload?: Uint8Array): Uint8Array;

@@ -401,3 +401,405 @@ export async function clientStream(url, messages, options = {}) {
 export function bidi(url, options = {}) {
   return openCall(url, options);
 }
+
+// Many calls on one WebSocket: the wsproxy.mux.v1 subprotocol (docs/protocol.md, "Multiplexing").
+//
+//   import { openMux } from "/wsproxy.js";
+//   const conn = openMux("/", { token });
+//   const reply = await conn.unary("/v1/echo", { message: "hi" }, { method: "POST" });
+//   const call = conn.openCall("/v1/chat", { method: "POST" }); // the same Call API as above
+//
+// Each frame is binary: 1 byte type, 4 bytes call id (big-endian), then the payload. Per call and
+// direction, a side may send while its credit (65536 bytes to start; a message costs its size + 1)
+// is above zero; WINDOW frames return credit as the receiver reads. So a call you stop reading
+// holds back only its own server stream, and sends on a call whose app is not reading wait here.
+
+export const MUX_SUBPROTOCOL = "wsproxy.mux.v1";
+const MUX_WINDOW = 65536;
+const FRAME = {
+  OPEN: 0x01, MESSAGE: 0x02, HALF_CLOSE: 0x03, CANCEL: 0x04, WINDOW: 0x05, LAST_MESSAGE: 0x06,
+  LINE: 0x11, LINE_BINARY: 0x12, END: 0x13,
+};
+const PROTOCOL_ERROR = 1002;
+const EMPTY = new Uint8Array(0);
+const utf8 = new TextEncoder();
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** One mux frame: type, call id, payload. */
+export function muxFrame(type, callId, payload = EMPTY) {
+  const frame = new Uint8Array(5 + payload.byteLength);
+  const view = new DataView(frame.buffer);
+  view.setUint8(0, type);
+  view.setUint32(1, callId);
+  frame.set(payload, 5);
+  return frame;
+}
+
+function muxPayload(message) {
+  const data = encodeMessage(message);
+  if (typeof data === "string") return utf8.encode(data);
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  throw new TypeError("a Blob cannot be sent on a multiplexed call: send its ArrayBuffer");
+}
+
+function windowFrame(callId, increment) {
+  const payload = new Uint8Array(4);
+  new DataView(payload.buffer).setUint32(0, increment);
+  return muxFrame(FRAME.WINDOW, callId, payload);
+}
+
+/** A call on a mux connection: the same API as Call (send, closeSend, close, iterate, result, status). */
+export class MuxCall {
+  #connection;
+  #decoder;
+  #lines = []; // received, not yet read: at most the credit granted plus one line
+  #ready = [];
+  #waiters = [];
+  #outbox = []; // messages waiting for credit
+  #credit = MUX_WINDOW; // what we may still send
+  #granted = MUX_WINDOW; // what the server may still send
+  #owed = 0; // read but not yet returned as credit
+  #sendClosed = false;
+  #end = null; // { code, reason, opened } once END (or the socket's close) arrived
+  #ended = false;
+  #error = null;
+  #resolveStatus;
+
+  constructor(connection, callId, { raw = false } = {}) {
+    this.#connection = connection;
+    this.callId = callId;
+    this.#decoder = new ResponseDecoder({ raw });
+    /** Resolves with { ok, code, reason, httpStatus, error } once the call ended and was read; never rejects. */
+    this.status = new Promise((resolve) => (this.#resolveStatus = resolve));
+    /** Resolves when the connection is open; rejects with the call's error if it never opens. */
+    this.opened = connection.opened;
+  }
+
+  get subprotocol() {
+    return MUX_SUBPROTOCOL;
+  }
+
+  /** Send one request message; it waits here (in order) while the call has no credit. */
+  send(message, { last = false } = {}) {
+    if (this.#sendClosed) throw new Error("send() after closeSend(): the request body has already ended");
+    if (this.#end || this.#ended) {
+      throw this.#error ?? new CallError("cannot send: the call has already ended", { code: this.#end?.code ?? NORMAL });
+    }
+    const payload = muxPayload(message);
+    if (last) this.#sendClosed = true;
+    this.#queue(last ? FRAME.LAST_MESSAGE : FRAME.MESSAGE, payload);
+  }
+
+  /** Send the last request message and the half-close, in one frame (what unary calls do). */
+  sendLast(message) {
+    this.send(message, { last: true });
+  }
+
+  /** End the request body while still receiving the response. */
+  closeSend() {
+    if (this.#sendClosed || this.#end || this.#ended) return;
+    this.#sendClosed = true;
+    this.#queue(FRAME.HALF_CLOSE, EMPTY);
+  }
+
+  /** Abandon the call (CANCEL); the app sees the client go away. The socket stays open. */
+  close() {
+    if (this.#end || this.#ended) return;
+    this.#connection._send(muxFrame(FRAME.CANCEL, this.callId));
+    this.#connection._forget(this.callId);
+    this.#outbox = [];
+    this.#lines = [];
+    this._end(NORMAL, "", true);
+  }
+
+  next() {
+    if (this.#ready.length) return Promise.resolve({ value: this.#ready.shift(), done: false });
+    const next = new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    this.#pump(); // decodes a waiting line (returning its credit), or settles at the end
+    return next;
+  }
+
+  [Symbol.asyncIterator]() {
+    return { next: () => this.next(), return: async () => ({ value: undefined, done: true }) };
+  }
+
+  async result() {
+    const messages = [];
+    for await (const message of this) messages.push(message);
+    if (messages.length !== 1) {
+      const status = await this.status;
+      throw new CallError(`expected one response message, got ${messages.length}`, { code: status.code });
+    }
+    return messages[0];
+  }
+
+  #queue(type, payload) {
+    this.#outbox.push([type, payload]);
+    this._flush();
+  }
+
+  // Called by the connection.
+
+  _flush() {
+    while (this.#outbox.length && this.#credit > 0 && !this.#end) {
+      const [type, payload] = this.#outbox.shift();
+      this.#credit -= payload.byteLength + (type === FRAME.LAST_MESSAGE ? 2 : 1); // the half-close costs 1
+      this.#connection._send(muxFrame(type, this.callId, payload));
+    }
+  }
+
+  _grant(increment) {
+    this.#credit += increment;
+    this._flush();
+  }
+
+  /** A LINE arrived; false when the server sent it without credit (the connection fails). */
+  _line(line, size) {
+    if (this.#granted <= 0) return false;
+    this.#granted -= size + 1;
+    this.#lines.push([line, size]);
+    this.#pump();
+    return true;
+  }
+
+  _end(code, reason, opened) {
+    if (!this.#end) this.#end = { code, reason, opened };
+    this.#outbox = [];
+    this.#pump();
+  }
+
+  // Lines are decoded as they are read, and their credit returned then: not reading holds the server back.
+  #pump() {
+    while (!this.#ended) {
+      if (this.#ready.length && this.#waiters.length) {
+        this.#waiters.shift().resolve({ value: this.#ready.shift(), done: false });
+      } else if (!this.#ready.length && this.#lines.length && (this.#waiters.length || this.#end)) {
+        this.#take();
+      } else if (!this.#lines.length && this.#end) {
+        const { code, reason, opened } = this.#end;
+        const { messages, error } = this.#decoder.close(code, reason, { opened });
+        this.#ready.push(...messages);
+        this.#finish(error, code, reason);
+      } else {
+        return;
+      }
+    }
+    while (this.#waiters.length) {
+      const waiter = this.#waiters.shift();
+      if (this.#ready.length) waiter.resolve({ value: this.#ready.shift(), done: false });
+      else if (this.#error) waiter.reject(this.#error);
+      else waiter.resolve({ value: undefined, done: true });
+    }
+  }
+
+  #take() {
+    const [line, size] = this.#lines.shift();
+    this.#owed += size + 1;
+    if (this.#owed >= MUX_WINDOW / 2 && !this.#end) {
+      this.#granted += this.#owed;
+      this.#connection._send(windowFrame(this.callId, this.#owed));
+      this.#owed = 0;
+    }
+    try {
+      this.#ready.push(...this.#decoder.feed(line));
+    } catch (error) {
+      // An {"error": ...} line ends the call, as on a single socket.
+      this.#lines = [];
+      this.#finish(error, NORMAL, "");
+      if (!this.#end) {
+        this.#end = { code: NORMAL, reason: "", opened: true };
+        this.#connection._send(muxFrame(FRAME.CANCEL, this.callId));
+        this.#connection._forget(this.callId);
+      }
+    }
+  }
+
+  #finish(error, code, reason) {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#error = error;
+    this.#resolveStatus({
+      ok: error === null,
+      code: error?.code ?? code,
+      reason: error?.reason ?? reason,
+      httpStatus: error instanceof HTTPStatusError ? error.status : null,
+      error,
+    });
+  }
+}
+
+/** One WebSocket carrying many calls; opened by openMux(). */
+export class MuxConnection {
+  #socket;
+  #url;
+  #calls = new Map();
+  #nextId = 1;
+  #open = false;
+  #pending = []; // frames written before the handshake completed
+  #closed = null;
+  #failure = null; // the framing error we closed the socket for
+  #settleOpened;
+
+  constructor(url = "/", { token = null } = {}) {
+    /** Resolves when the socket is open; rejects with ConnectError if it never opens as a mux socket. */
+    this.opened = new Promise((resolve, reject) => (this.#settleOpened = { resolve, reject }));
+    this.opened.catch(() => {});
+    this.#url = callUrl(url);
+    const protocols = token ? ["Bearer", token, MUX_SUBPROTOCOL] : [MUX_SUBPROTOCOL];
+    this.#socket = new WebSocket(this.#url, protocols);
+    this.#socket.binaryType = "arraybuffer";
+    this.#socket.onopen = () => this.#onOpen();
+    this.#socket.onmessage = (event) => this.#onFrame(event.data);
+    this.#socket.onclose = (event) => this.#onClose(event.code, event.reason);
+  }
+
+  /** The number of calls open on this socket. */
+  get openCalls() {
+    return this.#calls.size;
+  }
+
+  /** Whether the socket has closed (calls opened now fail at once). */
+  get closed() {
+    return this.#closed !== null;
+  }
+
+  /** Open a call to `path` (with query, relative to the connection's URL). Options: method, raw, headers. */
+  openCall(path, { method = null, raw = false, headers = null } = {}) {
+    const callId = this.#nextId++;
+    const call = new MuxCall(this, callId, { raw });
+    if (this.#closed) {
+      call._end(this.#closed.code === NORMAL ? ABNORMAL : this.#closed.code, this.#closed.reason, this.#open);
+      return call;
+    }
+    const target = new URL(callUrl(path, method), this.#url);
+    const base = new URL(this.#url);
+    if (target.host !== base.host) throw new TypeError(`${path} is not on this connection's host ${base.host}`);
+    const open = { path: target.pathname + target.search };
+    if (headers) open.headers = Object.entries(headers);
+    this.#calls.set(callId, call);
+    this._send(muxFrame(FRAME.OPEN, callId, utf8.encode(JSON.stringify(open))));
+    return call;
+  }
+
+  /** Send `message` (undefined: none), half-close, and resolve with the one response message. */
+  async unary(path, message, options = {}) {
+    const call = this.openCall(path, options);
+    try {
+      if (message !== undefined) call.send(message, { last: true });
+      else call.closeSend();
+    } catch (error) {
+      call.close();
+      throw error;
+    }
+    return call.result();
+  }
+
+  /** Send `message` (undefined: none), half-close, and yield each response message. */
+  async *serverStream(path, message, options = {}) {
+    const call = this.openCall(path, options);
+    try {
+      if (message !== undefined) call.send(message, { last: true });
+      else call.closeSend();
+      yield* call;
+    } finally {
+      call.close();
+    }
+  }
+
+  /** Send every message (an iterable or async iterable), half-close, and resolve with the one response. */
+  async clientStream(path, messages, options = {}) {
+    const call = this.openCall(path, options);
+    try {
+      for await (const message of messages) call.send(message);
+    } catch (error) {
+      call.close();
+      throw error;
+    }
+    call.closeSend();
+    return call.result();
+  }
+
+  /** A bidirectional call: send and iterate at will, closeSend() when done sending. */
+  bidi(path, options = {}) {
+    return this.openCall(path, options);
+  }
+
+  /** Close the socket; calls still open end with ConnectionLostError. */
+  close() {
+    this.#socket.close(NORMAL);
+  }
+
+  _send(frame) {
+    if (this.#closed) return;
+    if (this.#open) this.#socket.send(frame);
+    else this.#pending.push(frame);
+  }
+
+  _forget(callId) {
+    this.#calls.delete(callId);
+  }
+
+  #onOpen() {
+    if (this.#socket.protocol !== MUX_SUBPROTOCOL) {
+      this.#fail(PROTOCOL_ERROR, `the server did not accept ${MUX_SUBPROTOCOL} (an older wsproxy?)`);
+      return;
+    }
+    this.#open = true;
+    for (const frame of this.#pending.splice(0)) this.#socket.send(frame);
+    this.#settleOpened.resolve();
+  }
+
+  #onFrame(data) {
+    if (typeof data === "string" || data.byteLength < 5) {
+      this.#fail(PROTOCOL_ERROR, "not a mux frame");
+      return;
+    }
+    const view = new DataView(data);
+    const type = view.getUint8(0);
+    const call = this.#calls.get(view.getUint32(1));
+    if (!call) return; // a call we cancelled: frames in flight are dropped
+    const payload = new Uint8Array(data, 5);
+    if (type === FRAME.LINE || type === FRAME.LINE_BINARY) {
+      let line = payload.slice().buffer;
+      if (type === FRAME.LINE) {
+        try {
+          line = strictUtf8.decode(payload);
+        } catch {
+          this.#fail(PROTOCOL_ERROR, "LINE frame that is not UTF-8");
+          return;
+        }
+      }
+      if (!call._line(line, payload.byteLength)) this.#fail(PROTOCOL_ERROR, "LINE sent without credit");
+    } else if (type === FRAME.WINDOW && payload.byteLength === 4) {
+      call._grant(new DataView(data, 5).getUint32(0));
+    } else if (type === FRAME.END && payload.byteLength >= 2) {
+      this.#calls.delete(call.callId);
+      const code = new DataView(data, 5).getUint16(0);
+      call._end(code, new TextDecoder().decode(payload.subarray(2)), true);
+    } else {
+      this.#fail(PROTOCOL_ERROR, `bad mux frame type ${type}`);
+    }
+  }
+
+  #fail(code, reason) {
+    this.#failure ??= { code, reason };
+    this.#socket.close(NORMAL, reason); // a browser may not send 1002 itself
+  }
+
+  #onClose(code, reason) {
+    ({ code, reason } = this.#failure ?? { code, reason });
+    this.#closed = { code, reason };
+    const message = this.#failure ? reason : "could not open the multiplexed WebSocket (refused or unreachable)";
+    const error = new ConnectError(message, { code, reason });
+    if (!this.#open) this.#settleOpened.reject(error);
+    // A socket that closes under open calls loses them, whatever its code.
+    for (const call of this.#calls.values()) call._end(code === NORMAL ? ABNORMAL : code, reason, this.#open);
+    this.#calls.clear();
+  }
+}
+
+/** Open one WebSocket for many calls. Options: token (the Bearer subprotocol, for the connection). */
+export function openMux(url = "/", options = {}) {
+  return new MuxConnection(url, options);
+}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from wsproxy._client_errors import CallError, StreamError, error_for_close, is_status_body
+from wsproxy.client._errors import CallError, StreamError, error_for_close, is_status_body
 
 _NOTHING = object()
 

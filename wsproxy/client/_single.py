@@ -1,4 +1,4 @@
-"""An asyncio client for services behind wsproxy, built on `websockets`.
+"""One call, one WebSocket: the single-socket client, built on `websockets`.
 
     async with connect("ws://host/v1/chat", method="POST", token=jwt) as call:
         await call.send({"text": "hi"})
@@ -26,44 +26,11 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
-from wsproxy._client_decoder import ResponseDecoder
-from wsproxy._client_errors import (
-    BadGatewayError,
-    CallError,
-    ConnectError,
-    ConnectionLostError,
-    HTTPStatusError,
-    MessageTooBigError,
-    PolicyViolationError,
-    ProxyInternalError,
-    StreamError,
-    TryAgainLaterError,
-    UnexpectedCloseError,
-)
+from wsproxy.client._decoder import ResponseDecoder
+from wsproxy.client._errors import CallError, ConnectError, HTTPStatusError, StreamError
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
-
-__all__ = [
-    "BadGatewayError",
-    "Call",
-    "CallError",
-    "ConnectError",
-    "ConnectOptions",
-    "ConnectionLostError",
-    "HTTPStatusError",
-    "MessageTooBigError",
-    "PolicyViolationError",
-    "ProxyInternalError",
-    "StreamError",
-    "TryAgainLaterError",
-    "UnexpectedCloseError",
-    "bidi",
-    "client_stream",
-    "connect",
-    "server_stream",
-    "unary",
-]
 
 DEFAULT_MAX_SIZE = 1024 * 1024
 
@@ -78,6 +45,7 @@ class ConnectOptions(TypedDict, total=False):
     origin: str | None
     max_size: int | None
     open_timeout: float | None
+    compression: bool
 
 
 class Call:
@@ -194,12 +162,13 @@ async def connect(url: str, **options: Unpack[ConnectOptions]) -> AsyncIterator[
         origin: the Origin header, for proxies that check it.
         max_size: the largest response line accepted (None: no limit); larger closes with 1009.
         open_timeout: seconds allowed for the handshake.
+        compression: offer per-message deflate (default True); off saves CPU on small messages.
 
     Raises:
         HTTPStatusError: the server refused the handshake with an HTTP status (`code` is None).
         ConnectError: the connection could not be opened.
     """
-    websocket = await _open(url, options)
+    websocket = await open_websocket(url, options)
     try:
         yield Call(websocket, raw=options.get("raw", False))
     finally:
@@ -284,9 +253,13 @@ def close_of(closed: ConnectionClosed) -> tuple[int | None, str]:
     return frame.code, frame.reason
 
 
-async def _open(url: str, options: ConnectOptions) -> ClientConnection:
+async def open_websocket(
+    url: str, options: ConnectOptions, *, extra_subprotocols: tuple[str, ...] = ()
+) -> ClientConnection:
+    """The handshake: the Bearer pair (and `extra_subprotocols`) offered, refusals as CallErrors."""
     token = options.get("token")
-    subprotocols = [Subprotocol("Bearer"), Subprotocol(token)] if token else None
+    offered = (["Bearer", token] if token else []) + list(extra_subprotocols)
+    subprotocols = [Subprotocol(item) for item in offered] or None
     uri = with_method(url, options.get("method"))
     try:
         return await ws_connect(
@@ -296,6 +269,7 @@ async def _open(url: str, options: ConnectOptions) -> ClientConnection:
             origin=options.get("origin"),  # type: ignore[arg-type]
             max_size=options.get("max_size", DEFAULT_MAX_SIZE),
             open_timeout=options.get("open_timeout", 10.0),
+            compression="deflate" if options.get("compression", True) else None,
         )
     except InvalidStatus as refused:
         response = refused.response
