@@ -16,6 +16,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 
 from bench import (
+    rows_binding,
     rows_chat,
     rows_echo,
     rows_fairness,
@@ -34,6 +35,7 @@ GROUPS: tuple[RowGroup, ...] = (
     rows_echo.GROUP,
     rows_resources.GROUP,
     rows_chat.GROUP,
+    rows_binding.GROUP,
     rows_fairness.GROUP,
     rows_metrics.GROUP,
     rows_upstream.GROUP,

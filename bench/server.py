@@ -33,10 +33,26 @@ def raise_fd_limit() -> None:
 
 @contextlib.asynccontextmanager
 async def demo_app() -> AsyncIterator[ASGIApp]:
-    """The demo: gateway -> grpcio in this process (grpc is only needed for the end-to-end rows)."""
+    """The demo as shipped: gateway -> servicer in-process (grpc is only needed for the end-to-end rows)."""
+    async with demo_inprocess_app() as app:
+        yield app
+
+
+@contextlib.asynccontextmanager
+async def demo_inprocess_app() -> AsyncIterator[ASGIApp]:
+    """The demo with the gateway calling the servicer directly (InProcessBinding)."""
     from example_service.app import demo
 
-    async with demo() as running:
+    async with demo(binding="inprocess") as running:
+        yield running.app
+
+
+@contextlib.asynccontextmanager
+async def demo_channel_app() -> AsyncIterator[ASGIApp]:
+    """The demo with the gateway calling grpcio over a grpc.aio channel, both in this process."""
+    from example_service.app import demo
+
+    async with demo(binding="channel") as running:
         yield running.app
 
 

@@ -1,4 +1,4 @@
-"""`python -m example_service [--host H] [--port P]`: the whole demo in one process, on loopback."""
+"""`python -m example_service [--host H] [--port P] [--grpc-port G] [--binding inprocess|channel]`: the whole demo."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import uvicorn
 
-from example_service.app import demo
+from example_service.app import BINDINGS, BindingName, demo
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -23,6 +23,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
+    parser.add_argument(
+        "--grpc-port", type=int, default=0, help="gRPC port for gRPC clients (default: a free one, printed)"
+    )
+    parser.add_argument(
+        "--binding",
+        choices=BINDINGS,
+        default="inprocess",
+        help="how the gateway reaches the servicer: a direct call in this process, or a gRPC channel to "
+        "the gRPC port (default: %(default)s)",
+    )
     parser.add_argument(
         "--loop",
         default="auto",
@@ -45,14 +55,15 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _run(host: str, port: int) -> None:
+async def _run(host: str, port: int, grpc_port: int, binding: BindingName) -> None:
     sock = _listen(host, port)
-    async with demo() as running:
+    async with demo(grpc_port=grpc_port, binding=binding) as running:
         config = uvicorn.Config(running.app, log_level="warning", lifespan="off")
         server = uvicorn.Server(config)
         shown = f"[{host}]" if ":" in host else host
         print(f"wsproxy demo: open http://{shown}:{sock.getsockname()[1]}/", flush=True)
         print(f"wsproxy demo: event loop {_loop_name()}, stop with Ctrl-C", flush=True)
+        print(f"wsproxy demo: gRPC on 127.0.0.1:{running.grpc_port}, gateway binding: {binding}", flush=True)
         await server.serve(sockets=[sock])
 
 
@@ -84,12 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     _print_access_lines()
     try:
-        _run_on(args.loop, _run(args.host, args.port))
+        _run_on(args.loop, _run(args.host, args.port, args.grpc_port, args.binding))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             print(f"wsproxy demo: port {args.port} on {args.host} is taken; try --port", file=sys.stderr)
         else:
-            print(f"wsproxy demo: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+            print(f"wsproxy demo: cannot listen: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass

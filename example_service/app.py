@@ -2,7 +2,9 @@
 /openapi.json), with wsproxy in front.
 
 `demo()` starts the gRPC server and yields the app, so tests can serve the whole demo on a free
-port: `async with demo() as running: async with serve(running.app) as srv: ...`.
+port: `async with demo() as running: async with serve(running.app) as srv: ...`. The gateway
+calls the servicer in-process by default (`binding="inprocess"`), or through a grpc.aio channel to
+the gRPC port (`binding="channel"`); gRPC clients use that port either way.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import grpc
 from starlette.requests import Request
@@ -18,14 +21,16 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp
 
-from example_service.proto.example.v1 import echo_pb2
+from example_service.proto.example.v1 import echo_pb2, echo_pb2_grpc
 from example_service.service import EchoServicer, grpc_server
 from wsproxy import WebSocketProxyMiddleware
-from wsproxy.gateway import Gateway
+from wsproxy.gateway import Binding, Gateway, InProcessBinding
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 BROWSER_MODULE_DIR = Path(__file__).resolve().parent.parent / "wsproxy" / "static"
 SERVICE = echo_pb2.DESCRIPTOR.services_by_name["EchoService"]
+BINDINGS = ("inprocess", "channel")
+BindingName = Literal["inprocess", "channel"]
 
 
 def _file(directory: Path, name: str, media_type: str | None = None) -> Response:
@@ -48,10 +53,10 @@ async def _browser_module(request: Request) -> Response:
     return _file(BROWSER_MODULE_DIR, name, "text/javascript" if name.endswith(".js") else "text/plain")
 
 
-def build_app(channel: grpc.aio.Channel) -> ASGIApp:
+def build_app(target: grpc.aio.Channel | Binding) -> ASGIApp:
     """The page and its files, everything else to the gateway; WebSocket upgrades go through wsproxy."""
     gateway = Gateway(
-        channel,
+        target,
         [SERVICE],
         openapi_path="/openapi.json",
         openapi_info={"title": "wsproxy demo: EchoService", "version": "1.0.0"},
@@ -73,12 +78,22 @@ class Demo:
     app: ASGIApp
     servicer: EchoServicer
     grpc_port: int
+    binding: BindingName
 
 
 @contextlib.asynccontextmanager
-async def demo(*, grpc_host: str = "127.0.0.1", grpc_port: int = 0) -> AsyncIterator[Demo]:
-    """Start EchoService on a loopback port and yield the demo app that talks to it."""
+async def demo(
+    *, grpc_host: str = "127.0.0.1", grpc_port: int = 0, binding: BindingName = "inprocess"
+) -> AsyncIterator[Demo]:
+    """Start EchoService on a loopback port and yield the demo app that calls it (in-process or over gRPC)."""
+    if binding not in BINDINGS:
+        raise ValueError(f"binding must be one of {', '.join(BINDINGS)}, got {binding!r}")
     servicer = EchoServicer()
-    async with grpc_server(servicer, host=grpc_host, port=grpc_port) as (_, port):  # noqa: SIM117 - needs port
+    async with grpc_server(servicer, host=grpc_host, port=grpc_port) as (_, port):
+        if binding == "inprocess":
+            in_process = InProcessBinding()
+            echo_pb2_grpc.add_EchoServiceServicer_to_server(servicer, in_process)
+            yield Demo(build_app(in_process), servicer, port, binding)
+            return
         async with grpc.aio.insecure_channel(f"{grpc_host}:{port}") as channel:
-            yield Demo(build_app(channel), servicer, port)
+            yield Demo(build_app(channel), servicer, port, binding)

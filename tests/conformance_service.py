@@ -20,7 +20,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 
 from tests.servers import Running, bind_loopback
-from wsproxy.gateway import Gateway
+from wsproxy.gateway import Gateway, InProcessBinding
 
 sys.path.insert(0, str(Path(__file__).parent / "protos"))
 _protos_and_services: Any = grpc.protos_and_services
@@ -105,9 +105,17 @@ async def grpc_backend() -> AsyncIterator[grpc.aio.Channel]:
         await server.stop(grace=None)
 
 
+@contextlib.asynccontextmanager
+async def in_process_backend() -> AsyncIterator[InProcessBinding]:
+    """The servicer registered on an in-process binding (no gRPC server, no channel)."""
+    binding = InProcessBinding()
+    conformance_pb2_grpc.add_ConformanceServiceServicer_to_server(Conformance(), binding)
+    yield binding
+
+
 @contextlib.contextmanager
-def serve_gateway_in_thread(**gateway_options: Any) -> Iterator[Running]:
-    """grpcio server + Gateway on uvicorn, all in one background thread and loop.
+def serve_gateway_in_thread(*, binding: str = "channel", **gateway_options: Any) -> Iterator[Running]:
+    """grpcio server + Gateway on uvicorn (or the servicer in-process), all in one background thread and loop.
 
     uvicorn's proxy_headers is off, so the client address the gateway sees is the TCP peer's, and
     its HTTP parser is h11, since httptools refuses custom methods (PURGE) before the app sees them.
@@ -117,8 +125,9 @@ def serve_gateway_in_thread(**gateway_options: Any) -> Iterator[Running]:
     state: dict[str, Any] = {}
 
     async def main() -> None:
-        async with grpc_backend() as channel:
-            gateway = Gateway(channel, [SERVICE], **gateway_options)
+        backend = in_process_backend() if binding == "inprocess" else grpc_backend()
+        async with backend as target:
+            gateway = Gateway(target, [SERVICE], **gateway_options)
             server = uvicorn.Server(
                 uvicorn.Config(gateway, log_level="warning", lifespan="off", proxy_headers=False, http="h11")
             )

@@ -24,6 +24,12 @@ def ws_impl(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(params=["inprocess", "channel"])
+def binding(request: pytest.FixtureRequest) -> str:
+    """Each gateway binding (servicer called in-process, or over a grpc.aio channel): same results."""
+    return str(request.param)
+
+
 @pytest.fixture(params=SERVER_PARAMS)
 def server_impl(request: pytest.FixtureRequest) -> str:
     """Every server: uvicorn's websockets-sansio, wsproto and legacy websockets, and hypercorn.

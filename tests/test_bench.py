@@ -119,11 +119,23 @@ def test_quick_bench_runs_and_reports_every_measure_on_both_loops(tmp_path: Path
     for loop in ("asyncio+h11", "uvloop+h11"):
         assert f"| 64 B echo: throughput (msg/s) | {loop} |" in result.stdout
         assert f"| Chat RPC, HTTP vs WS: throughput (msg/s) | {loop} |" in result.stdout
+        assert (
+            f"| Chat over WS, in-process vs channel binding: throughput (msg/s) | {loop} |" in result.stdout
+        )
     rounds = json.loads(out.read_text())
     assert set(rounds) == {"asyncio+h11", "uvloop+h11"}
     for loop_rounds in rounds.values():
         assert set(loop_rounds) == set(all_rows(QUICK, ASYNCIO))
-        for key in ("64 B rate", "64 KiB rate", "1 MiB rate", "churn rss", "chat rate", "fairness p50"):
+        for key in (
+            "64 B rate",
+            "64 KiB rate",
+            "1 MiB rate",
+            "churn rss",
+            "chat rate",
+            "fairness p50",
+            "binding rate",
+            "binding cpu/msg",
+        ):
             values = loop_rounds[key]
             assert len(values["baseline"]) == len(values["wsproxy"]) >= 1, key
             assert all(value > 0 for value in values["baseline"] + values["wsproxy"]), key

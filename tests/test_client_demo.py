@@ -1,7 +1,8 @@
 """The Python client against the real demo: gRPC EchoService behind the gateway and wsproxy.
 
-Run twice: with the middleware in this process, and with the demo's gateway in its own process behind
-the `wsproxy --upstream` command, so the remote-upstream mode passes the same WebSocket checks.
+Run with the middleware in this process, and with the demo's gateway in its own process behind
+the `wsproxy --upstream` command, so the remote-upstream mode passes the same WebSocket checks;
+each with both gateway bindings (servicer in-process, or over a gRPC channel).
 """
 
 from __future__ import annotations
@@ -23,19 +24,19 @@ from wsproxy.client import HTTPStatusError, bidi, client_stream, connect, server
 
 
 @contextlib.asynccontextmanager
-async def in_process() -> AsyncIterator[str]:
-    async with demo() as running, serve(cast(Any, running.app)) as server:
+async def in_process(binding: Any) -> AsyncIterator[str]:
+    async with demo(binding=binding) as running, serve(cast(Any, running.app)) as server:
         yield server.ws
 
 
 @contextlib.contextmanager
-def demo_process() -> Iterator[str]:
+def demo_process(binding: str) -> Iterator[str]:
     """`python -m example_service` on a free port: the gateway as a separate, remote-like upstream."""
     sock = bind_loopback()
     port = sock.getsockname()[1]
     sock.close()  # the demo binds the port itself; the window for another taker is tiny
     proc = subprocess.Popen(
-        [sys.executable, "-m", "example_service", "--port", str(port)],
+        [sys.executable, "-m", "example_service", "--port", str(port), "--binding", binding],
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -62,8 +63,8 @@ async def wait_until_serving(url: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def through_upstream_command() -> AsyncIterator[str]:
-    with demo_process() as gateway_url:
+async def through_upstream_command(binding: str) -> AsyncIterator[str]:
+    with demo_process(binding) as gateway_url:
         await wait_until_serving(gateway_url)
         argv = [sys.executable, "-m", "wsproxy", "--upstream", gateway_url, "--log-level", "warning"]
         with spawn_listening(argv) as proxy:
@@ -72,8 +73,8 @@ async def through_upstream_command() -> AsyncIterator[str]:
 
 
 @pytest.fixture(params=["in-process", "wsproxy --upstream"])
-async def base(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    running = in_process() if request.param == "in-process" else through_upstream_command()
+async def base(request: pytest.FixtureRequest, binding: str) -> AsyncIterator[str]:
+    running = in_process(binding) if request.param == "in-process" else through_upstream_command(binding)
     async with running as url:
         yield url
 

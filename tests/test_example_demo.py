@@ -59,6 +59,10 @@ def test_demo_starts_with_no_configuration_and_prints_the_url() -> None:
         line = process.stdout.readline().strip()
         assert line == f"wsproxy demo: open http://127.0.0.1:{port}/"
         assert process.stdout.readline().startswith("wsproxy demo: event loop ")
+        grpc_line = process.stdout.readline().strip()
+        assert re.fullmatch(
+            r"wsproxy demo: gRPC on 127\.0\.0\.1:\d+, gateway binding: inprocess", grpc_line
+        ), grpc_line
         echo = httpx.post(f"http://127.0.0.1:{port}/v1/echo", json={"message": "up"}, timeout=10)
         assert echo.json() == {"message": "up"}
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200

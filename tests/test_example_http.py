@@ -1,4 +1,4 @@
-"""The demo's five RPCs over plain HTTP: real gRPC server, real uvicorn, httpx."""
+"""The demo's five RPCs over plain HTTP: real gRPC server, real uvicorn, httpx; both gateway bindings."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ def asgi(app: Demo) -> Any:
 
 
 @pytest.fixture
-async def running() -> AsyncIterator[tuple[Demo, Running]]:
-    async with demo() as app, serve(asgi(app)) as server:
+async def running(binding: Any) -> AsyncIterator[tuple[Demo, Running]]:
+    async with demo(binding=binding) as app, serve(asgi(app)) as server:
         yield app, server
 
 

@@ -1,4 +1,4 @@
-"""The demo's five RPCs over WebSocket (wsproxy in front of the gateway), on every uvicorn ws implementation."""
+"""The demo's five RPCs over WebSocket (wsproxy in front of the gateway): every uvicorn ws implementation, both bindings."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ def asgi(app: Demo) -> Any:
 
 
 @pytest.fixture
-async def running(ws_impl: str) -> AsyncIterator[tuple[Demo, Running]]:
-    async with demo() as app, serve(asgi(app), ws=ws_impl) as server:
+async def running(ws_impl: str, binding: Any) -> AsyncIterator[tuple[Demo, Running]]:
+    async with demo(binding=binding) as app, serve(asgi(app), ws=ws_impl) as server:
         yield app, server
 
 

@@ -361,9 +361,10 @@ ROWS = [
 # fmt: on
 
 
-@pytest.fixture(scope="module")
-def gateway() -> Iterator[Running]:
-    with serve_gateway_in_thread() as running:
+@pytest.fixture(scope="module", params=["channel", "inprocess"])
+def gateway(request: pytest.FixtureRequest) -> Iterator[Running]:
+    """Both gateway bindings answer every row alike: over a grpc.aio channel, and in-process."""
+    with serve_gateway_in_thread(binding=request.param) as running:
         yield running
 
 

@@ -22,7 +22,7 @@ from websockets.asyncio.client import connect
 
 from tests.servers import Running, drain, serve
 from wsproxy import WebSocketProxyMiddleware
-from wsproxy.gateway import Gateway
+from wsproxy.gateway import Gateway, InProcessBinding
 
 sys.path.insert(0, str(Path(__file__).parent / "protos"))
 protos_and_services: Any = grpc.protos_and_services
@@ -81,14 +81,21 @@ _CODES = {code.value[0]: code.value for code in grpc.StatusCode}
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[Running]:
+async def server(binding: str) -> AsyncIterator[Running]:
+    if binding == "inprocess":
+        in_process = InProcessBinding()
+        in_process.add_servicer("library.v1.LibraryService", Library())
+        app: Any = WebSocketProxyMiddleware(Gateway(in_process, ["library.v1.LibraryService"]))
+        async with serve(app, http="h11") as running:  # h11: see below
+            yield running
+        return
     grpc_server = grpc.aio.server()
     library_pb2_grpc.add_LibraryServiceServicer_to_server(Library(), grpc_server)
     port = grpc_server.add_insecure_port("127.0.0.1:0")
     await grpc_server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            app: Any = WebSocketProxyMiddleware(Gateway(channel, ["library.v1.LibraryService"]))
+            app = WebSocketProxyMiddleware(Gateway(channel, ["library.v1.LibraryService"]))
             # h11: httptools (uvicorn's "auto" pick when installed) refuses custom methods like ARCHIVE.
             async with serve(app, http="h11") as running:
                 yield running

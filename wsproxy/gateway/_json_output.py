@@ -23,6 +23,11 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from wsproxy.gateway._fastjson import FastJSON
+
+# Built once: json.dumps with options builds a new encoder per call (1.6 µs of a 4 µs dumps).
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
 # Messages whose JSON form is not an object of their fields (or whose content is arranged elsewhere).
 _SPECIAL = frozenset(
     f"google.protobuf.{name}"
@@ -127,11 +132,17 @@ class MessageEncoder:
         self._emit_unpopulated = emit_unpopulated
         self._use_proto_names = use_proto_names
         self._plans: dict[str, tuple[_Slot, ...]] = {}
+        # Flat types (scalars only: no presence, so no nulls to add) skip json_format: same output.
+        self._fast = FastJSON(use_proto_names=use_proto_names) if emit_unpopulated else None
 
     def to_json(self, message: Message, response_body: str = "") -> Any:
         """The JSON value of `message` (or of its `response_body` field), as Python objects."""
         if response_body:
             return self._field_value(message, response_body)
+        if self._fast is not None:
+            fast = self._fast.to_json(message)
+            if fast is not None:
+                return fast
         as_dict = json_format.MessageToDict(
             message,
             always_print_fields_with_no_presence=self._emit_unpopulated,
@@ -140,8 +151,7 @@ class MessageEncoder:
         return self._arrange(as_dict, message.DESCRIPTOR)
 
     def encode(self, message: Message, response_body: str = "") -> bytes:
-        value = self.to_json(message, response_body)
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        return _JSON.encode(self.to_json(message, response_body)).encode()
 
     def _field_value(self, message: Message, path: str) -> Any:
         *parents, last = path.split(".")
