@@ -35,6 +35,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from wsproxy._handshake import HOP_BY_HOP
 from wsproxy.closecodes import truncate_reason
 
 SUBPROTOCOL = "wsproxy.mux.v1"
@@ -58,21 +59,7 @@ _PATH_RE = re.compile(r"^/[\x21-\x7e]*$")  # printable ASCII, no spaces: a reque
 
 # Per-call headers never replace these: they describe the connection, and the connection's
 # handshake already decided Origin, cookie and Bearer policy.
-CONNECTION_HEADERS = frozenset(
-    {
-        "host",
-        "origin",
-        "cookie",
-        "connection",
-        "upgrade",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "content-length",
-    }
-)
+CONNECTION_HEADERS = HOP_BY_HOP | {"host", "origin", "cookie"}
 
 
 class FrameType(enum.IntEnum):

@@ -28,6 +28,7 @@ from wsproxy import _mux, closecodes
 from wsproxy._mux import FrameType, MuxProtocolError
 from wsproxy.client._decoder import ResponseDecoder
 from wsproxy.client._errors import CallError, ConnectError, ConnectionLostError, StreamError
+from wsproxy.client._response import ResponseStream
 from wsproxy.client._single import ConnectOptions, encode_message, open_websocket, with_method
 
 if TYPE_CHECKING:
@@ -42,24 +43,20 @@ class MuxCallOptions(TypedDict, total=False):
     raw: bool
 
 
-class MuxCall:
+class MuxCall(ResponseStream):
     """One call on a mux connection: the same API as `Call` (send, close_send, iterate, result, close)."""
 
     def __init__(self, connection: MuxConnection, call_id: int, *, raw: bool = False) -> None:
+        super().__init__()
         self._connection = connection
         self.call_id = call_id
         self._decoder = ResponseDecoder(raw=raw)
         self._lines: collections.deque[str | bytes] = collections.deque()  # received, not yet read
-        self._ready: collections.deque[Any] = collections.deque()
         self._credit = _mux.SendCredit()  # what we may send
         self._granted = _mux.ReceiveCredit()  # what the server may send
         self._wakeup: asyncio.Future[None] | None = None
         self._end: tuple[int | None, str] | None = None  # END (or the socket's end) arrived
         self._send_closed = False
-        self._ended = False  # the outcome is decided (and read, or abandoned)
-        self._error: CallError | None = None
-        self.close_code: int | None = None
-        self.close_reason = ""
 
     @property
     def subprotocol(self) -> str | None:
@@ -98,29 +95,6 @@ class MuxCall:
         self._send_closed = True
         with contextlib.suppress(CallError):  # already ended: the outcome surfaces when reading
             await self._send_frame(FrameType.HALF_CLOSE, b"")
-
-    def __aiter__(self) -> MuxCall:
-        return self
-
-    async def __anext__(self) -> Any:
-        while not self._ready:
-            if self._ended:
-                if self._error is not None:
-                    raise self._error
-                raise StopAsyncIteration
-            await self._advance()
-        return self._ready.popleft()
-
-    async def result(self) -> Any:
-        """The one response message of a unary or client-streaming call, once the call ended."""
-        messages = [message async for message in self]
-        if len(messages) != 1:
-            raise CallError(
-                f"expected one response message, got {len(messages)}",
-                code=self.close_code,
-                reason=self.close_reason,
-            )
-        return messages[0]
 
     async def close(self) -> None:
         """Abandon the call (CANCEL); the app sees the client go away. The socket stays open."""

@@ -14,7 +14,6 @@ HTTP error status (close 4000 + status, with the error JSON that preceded it), S
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
@@ -28,6 +27,7 @@ from websockets.typing import Subprotocol
 
 from wsproxy.client._decoder import ResponseDecoder
 from wsproxy.client._errors import CallError, ConnectError, HTTPStatusError, StreamError
+from wsproxy.client._response import ResponseStream
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -48,21 +48,17 @@ class ConnectOptions(TypedDict, total=False):
     compression: bool
 
 
-class Call:
+class Call(ResponseStream):
     """One call: a request body you write message by message, and a response you iterate."""
 
     def __init__(self, websocket: ClientConnection, *, raw: bool = False) -> None:
+        super().__init__()
         self._websocket = websocket
         self._decoder = ResponseDecoder(raw=raw)
-        self._ready: collections.deque[Any] = collections.deque()
         self._send_closed = False
-        self._ended = False
-        self._error: CallError | None = None
         # A bidi caller may iterate in one task while send() drains the outcome in another;
         # websockets allows one recv() at a time.
         self._receiving = asyncio.Lock()
-        self.close_code: int | None = None
-        self.close_reason = ""
 
     @property
     def subprotocol(self) -> str | None:
@@ -85,7 +81,7 @@ class Call:
         except ConnectionClosed:
             # The server ended the call first; its outcome explains why better than "closed".
             while not self._ended:
-                await self._receive()
+                await self._advance()
             if self._error is not None:
                 raise self._error from None
             raise CallError(
@@ -101,34 +97,11 @@ class Call:
         with contextlib.suppress(ConnectionClosed):
             await self._websocket.send("")
 
-    def __aiter__(self) -> Call:
-        return self
-
-    async def __anext__(self) -> Any:
-        while not self._ready:
-            if self._ended:
-                if self._error is not None:
-                    raise self._error
-                raise StopAsyncIteration
-            await self._receive()
-        return self._ready.popleft()
-
-    async def result(self) -> Any:
-        """The one response message of a unary or client-streaming call, once the call ended."""
-        messages = [message async for message in self]
-        if len(messages) != 1:
-            raise CallError(
-                f"expected one response message, got {len(messages)}",
-                code=self.close_code,
-                reason=self.close_reason,
-            )
-        return messages[0]
-
     async def close(self) -> None:
         """Abandon the call (close 1000); the app sees the client go away."""
         await self._websocket.close()
 
-    async def _receive(self) -> None:
+    async def _advance(self) -> None:
         """Take one frame into the ready messages, or record how the call ended."""
         async with self._receiving:
             if not self._ended:
