@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench mutate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,5 +31,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# Mutation testing of the sans-I/O modules (not in CI): docs/testing.md has the score and the survivors.
+mutate: $(STAMP)
+	rm -rf mutants
+	WSPROXY_HYPOTHESIS_PROFILE=derandomized $(BIN)/mutmut run --max-children 2
+	$(BIN)/python scripts/mutation-score
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf mutants $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -6,7 +6,9 @@ A child process runs uvicorn with the middleware in front of a small app whose r
 faults. The parent keeps `--concurrency` clients busy with a random mix of clean calls, abrupt
 disconnects, app crashes, oversize messages, hanging apps (left by the client or closed by the idle
 timeout) and refused handshakes, and every few seconds asks the child for its RSS, asyncio task
-count and open streams. At the end it waits for the streams to drain and prints a table and a
+count and open streams. A client that vanishes cannot see what became of its call, so for those the
+app records how its call ended (under a call id in the query) and the client asks the child for
+that record: the app saw `http.disconnect`, its `send()` raised, or it was cancelled. At the end it waits for the streams to drain and prints a table and a
 verdict: flat RSS (the last samples within 10% of the early ones) and tasks back to baseline.
 """
 
@@ -24,10 +26,12 @@ import struct
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import uvicorn
@@ -36,7 +40,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bench.apps import ndjson_echo
 from wsproxy import WebSocketProxyMiddleware
-from wsproxy._types import Receive, Scope, Send
+from wsproxy._types import Message, Receive, Scope, Send
 
 MAX_MESSAGE = 64 * 1024
 IDLE_TIMEOUT = 2.0
@@ -52,15 +56,77 @@ def _rss_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+class CallLog:
+    """How each call that carried a `call` id ended, kept until the client asks (then forgotten)."""
+
+    def __init__(self) -> None:
+        self.ended: dict[str, str] = {}
+        self.waiting: dict[str, asyncio.Future[str]] = {}
+
+    def record(self, call: str, outcome: str) -> None:
+        waiter = self.waiting.pop(call, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(outcome)
+        else:
+            self.ended[call] = outcome
+
+    async def outcome(self, call: str, timeout: float) -> str:
+        if call in self.ended:
+            return self.ended.pop(call)
+        waiter = self.waiting[call] = asyncio.get_running_loop().create_future()
+        try:
+            return await asyncio.wait_for(waiter, timeout)
+        except asyncio.TimeoutError:
+            return "still running"
+        finally:
+            self.waiting.pop(call, None)
+
+
+def _outcome_of(exc: BaseException | None, saw_disconnect: bool) -> str:
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    if exc is not None:
+        return f"raised {type(exc).__name__}"
+    return "returned after http.disconnect" if saw_disconnect else "returned"
+
+
 def build_app() -> WebSocketProxyMiddleware:
     proxy: WebSocketProxyMiddleware
+    calls = CallLog()
 
     async def start(send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        query = dict(parse_qsl(scope.get("query_string", b"").decode()))
+        call = query.get("call")
+        if call is None or scope["path"] == "/_outcome":
+            await route(scope, query, receive, send)
+            return
+        saw_disconnect = False
+
+        async def watched() -> Message:
+            nonlocal saw_disconnect
+            message = await receive()
+            saw_disconnect = saw_disconnect or message["type"] == "http.disconnect"
+            return message
+
+        failure: BaseException | None = None
+        try:
+            await route(scope, query, watched, send)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            calls.record(call, _outcome_of(failure, saw_disconnect))
+
+    async def route(scope: Scope, query: dict[str, str], receive: Receive, send: Send) -> None:
         path = scope["path"]
-        if path == "/_stats":
+        if path == "/_outcome":  # how call `call` ended, once it has (waits up to `wait` seconds)
+            outcome = await calls.outcome(query["call"], float(query.get("wait", "15")))
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": outcome.encode()})
+        elif path == "/_stats":
             stats = {"rss": _rss_bytes(), "tasks": len(asyncio.all_tasks()), "streams": proxy.active_streams}
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": json.dumps(stats).encode()})
@@ -130,13 +196,22 @@ async def clean_call(base: str) -> str:
         return f"clean {await _drain(ws)}"
 
 
+async def _server_outcome(base: str, call: str) -> str:
+    """What the app recorded about call `call`: the evidence for a client that is no longer there."""
+    http_base = base.replace("ws://", "http://", 1)
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.get(f"{http_base}/_outcome", params={"call": call})
+    return response.text
+
+
 async def vanish_mid_call(base: str) -> str:
-    async with _connect(base + "/echo") as ws:
+    call = uuid.uuid4().hex
+    async with _connect(f"{base}/echo?call={call}") as ws:
         for i in range(random.randint(0, 20)):
             await ws.send(f'{{"i": {i}}}')
             await ws.recv()
         _vanish(ws)
-    return "vanish-mid-call"
+    return f"vanish-mid-call: {await _server_outcome(base, call)}"
 
 
 async def app_crash(base: str) -> str:
@@ -151,12 +226,13 @@ async def oversize(base: str) -> str:
 
 
 async def hang_then_vanish(base: str) -> str:
-    async with _connect(base + "/hang") as ws:
+    call = uuid.uuid4().hex
+    async with _connect(f"{base}/hang?call={call}") as ws:
         await ws.recv()
         if random.random() < 0.5:
             await ws.send("")
         _vanish(ws)
-    return "hang-vanish"
+    return f"hang-vanish: {await _server_outcome(base, call)}"
 
 
 async def hang_until_idle(base: str) -> str:
@@ -165,11 +241,12 @@ async def hang_until_idle(base: str) -> str:
 
 
 async def stream_then_vanish(base: str) -> str:
-    async with _connect(base + "/stream") as ws:
+    call = uuid.uuid4().hex
+    async with _connect(f"{base}/stream?call={call}") as ws:
         for _ in range(random.randint(1, 100)):
             await ws.recv()
         _vanish(ws)
-    return "stream-vanish"
+    return f"stream-vanish: {await _server_outcome(base, call)}"
 
 
 async def refused(base: str) -> str:
@@ -183,12 +260,15 @@ async def refused(base: str) -> str:
 # (scenario, weight, the outcome that is expected)
 SCENARIOS: list[tuple[Scenario, int, str]] = [
     (clean_call, 6, "clean 1000"),
-    (vanish_mid_call, 3, "vanish-mid-call"),
+    # The app was reading: it got http.disconnect and returned.
+    (vanish_mid_call, 3, "vanish-mid-call: returned after http.disconnect"),
     (app_crash, 2, "crash 1011"),
     (oversize, 2, "oversize 1009"),
-    (hang_then_vanish, 2, "hang-vanish"),
+    # The app neither read nor wrote: cancelled after the grace period.
+    (hang_then_vanish, 2, "hang-vanish: cancelled"),
     (hang_until_idle, 1, "hang-idle 1001"),
-    (stream_then_vanish, 2, "stream-vanish"),
+    # The app was writing: its send() raised ClientDisconnected.
+    (stream_then_vanish, 2, "stream-vanish: raised ClientDisconnected"),
     (refused, 1, "refused 400"),
 ]
 

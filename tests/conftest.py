@@ -1,12 +1,20 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from hypothesis import settings
 
 from tests.servers import SERVER_PARAMS, WS_IMPLEMENTATIONS, bind_loopback
 from tests.upstream_apps import Process, upstream_process
+
+# `make mutate` runs the suite once per mutant: hypothesis then draws the same examples every time, so a
+# mutant is killed (or not) by the same inputs on every run and the score can be compared.
+settings.register_profile("derandomized", derandomize=True, database=None)
+if os.environ.get("WSPROXY_HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["WSPROXY_HYPOTHESIS_PROFILE"])
 
 
 @pytest.fixture(params=[p for p in SERVER_PARAMS if p.values[0] in WS_IMPLEMENTATIONS])

@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -192,3 +192,14 @@ async def drain(ws: Any) -> tuple[list[str | bytes], int | None, str | None]:
     except ConnectionClosed:
         pass
     return frames, ws.close_code, ws.close_reason
+
+
+async def eventually(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Wait until `condition()` holds, checking every few milliseconds: a wait for an outcome, never a
+    guess at how long it takes. Fails with `what` after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"still not {what} after {timeout:.0f}s")
+        await asyncio.sleep(0.01)

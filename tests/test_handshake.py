@@ -233,3 +233,66 @@ def test_foreign_origin_is_refused_before_the_cookie_is_read() -> None:
 )
 def test_split_query(query: bytes, names: set[str], rest: bytes, found: dict[str, str]) -> None:
     assert split_query(query, names) == (rest, found)
+
+
+# Edges found by mutation testing (docs/testing.md).
+
+
+def test_a_scope_without_the_optional_keys_gets_their_defaults() -> None:
+    bare = {"type": "websocket", "path": "/p"}  # ASGI makes headers, query_string, scheme... optional
+    result = plan(bare)
+    scope = result.scope
+    assert (scope["headers"], scope["query_string"], scope["scheme"]) == ([], b"", "http")
+    assert scope["http_version"] == "1.1"
+    assert scope["extensions"] == {}
+    assert result.subprotocol is None
+
+
+def test_http_version_and_unknown_schemes_are_kept_and_extensions_reset() -> None:
+    scope = plan(ws_scope(http_version="2", scheme="weird", extensions={"websocket.http.response": {}})).scope
+    assert (scope["http_version"], scope["scheme"], scope["extensions"]) == ("2", "weird", {})
+
+
+@pytest.mark.parametrize(
+    ("scope", "options", "status", "message"),
+    [
+        (ws_scope(headers=[(b"origin", b"https://evil.example")]), {"allowed_origins": ["https://a.example"]}, 403, "origin not allowed"),
+        (ws_scope(query=b"method=G%20T"), {}, 400, "invalid method override"),
+        (ws_scope(query=b"methodType=Bogus"), {}, 400, "invalid methodType: use Unary, ServerStreaming, ClientStreaming or BidiStreaming"),
+        (ws_scope(subprotocols=["Bearer"]), {}, 400, "Bearer subprotocol without a token"),
+        (ws_scope(subprotocols=["Bearer", "a b"]), {}, 400, "malformed bearer token"),
+        (ws_scope(headers=[(b"cookie", b"token=a;b")], subprotocols=[]), {}, 200, ""),
+        (ws_scope(headers=[(b"cookie", b"token=a\tb")]), {}, 400, "malformed bearer token"),
+    ],
+)  # fmt: skip
+def test_refusals_carry_their_status_and_message(
+    scope: dict[str, Any], options: dict[str, Any], status: int, message: str
+) -> None:
+    if status == 200:
+        plan(scope, **options)  # `;` ends a cookie: no refusal
+        return
+    with pytest.raises(HandshakeRejected) as info:
+        plan(scope, **options)
+    assert (info.value.status, info.value.message) == (status, message)
+
+
+def test_the_origin_header_is_found_wherever_it_is() -> None:
+    headers = [(b"host", b"h.example"), (b"Origin", b"https://a.example"), (b"referer", b"x")]
+    plan(ws_scope(headers=headers), allowed_origins=["https://a.example"])  # allowed: no raise
+
+
+@pytest.mark.parametrize(
+    ("headers", "token"),
+    [
+        ([(b"accept", b"*/*"), (b"cookie", b"token=after-another-header")], "after-another-header"),
+        ([(b"cookie", b"a=1"), (b"cookie", b"token=second-cookie-header")], "second-cookie-header"),
+        ([(b"cookie", b"token=padded==")], "padded=="),  # only the first "=" splits name and value
+        ([(b"cookie", b'token="XquotedX"')], "XquotedX"),  # only the quotes are stripped
+    ],
+)
+def test_the_cookie_token_is_found_and_kept_whole(headers: list[tuple[bytes, bytes]], token: str) -> None:
+    assert bearer_from_cookie(headers, "token") == token
+
+
+def test_split_query_without_names_returns_the_query_untouched() -> None:
+    assert split_query(b"a=1&&b=2", set()) == (b"a=1&&b=2", {})

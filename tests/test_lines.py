@@ -103,3 +103,45 @@ def test_single_line_fast_path(chunk: bytes, tail: bytes, expected: bytes | None
     if tail:
         splitter.feed(tail)
     assert splitter.single_line(chunk) == expected
+
+
+# Edges found by mutation testing (docs/testing.md): each row fails if one comparison or constant moves.
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expected"),
+    [
+        ([b"abc\r\n"], [b"abc"]),  # the CR is stripped, not the line cut short
+        ([b"\r\n"], []),  # a line that is only a CR is empty, hence skipped
+        ([b"\n"], []),
+        ([b"x" * 10 + b"\n"], [b"x" * 10]),  # exactly the limit, in one chunk
+        ([b"x" * 10], [b"x" * 10]),  # exactly the limit, held as the tail
+        ([b"a", b"b\nc\nd\n"], [b"ab", b"c", b"d"]),  # after a tail: several lines, in order
+        ([b"a", b"b\nc\nd"], [b"ab", b"c", b"d"]),
+    ],
+)
+def test_split_edges_at_limit_10(chunks: list[bytes], expected: list[bytes]) -> None:
+    assert split_all(chunks, limit=10) == expected
+
+
+@pytest.mark.parametrize("chunks", [[b"x" * 11 + b"\n"], [b"x" * 11], [b"ok\nxxxxxxxxxxx\nok\n"]])
+def test_line_over_limit_says_which_limit(chunks: list[bytes]) -> None:
+    with pytest.raises(MessageTooBig, match=r"^response line over 10 bytes$"):
+        split_all(chunks, limit=10)
+
+
+@pytest.mark.parametrize(("size", "view"), [(4095, False), (4096, True), (5000, True)])
+def test_a_long_single_line_comes_back_as_a_view_and_feed_copies_it(size: int, view: bool) -> None:
+    chunk = b"v" * size + b"\n"
+    [line] = LineSplitter(1 << 20).feed_views(chunk)
+    assert isinstance(line, memoryview) is view
+    assert bytes(line) == b"v" * size
+    [copied] = LineSplitter(1 << 20).feed(chunk)
+    assert type(copied) is bytes
+    assert copied == b"v" * size
+
+
+def test_single_line_fast_path_bounds() -> None:
+    assert LineSplitter(10).single_line(b"x" * 10 + b"\n") == b"x" * 10  # at the line limit
+    assert LineSplitter(1 << 20).single_line(b"x" * 4095 + b"\n") == b"x" * 4095
+    assert LineSplitter(1 << 20).single_line(b"x" * 4096 + b"\n") is None  # long: the view path

@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.servers import Running, drain, serve
+from tests.servers import Running, drain, eventually, serve
 from wsproxy import WebSocketProxyMiddleware
 from wsproxy._types import Receive, Scope, Send
 
@@ -90,6 +90,7 @@ class Guarded:
     running: Running
     seen: Seen
     log: TextLog
+    proxy: WebSocketProxyMiddleware
 
 
 @pytest.fixture
@@ -111,7 +112,7 @@ async def guarded(ws_impl: str) -> AsyncIterator[Guarded]:
     async with serve(proxy, ws=ws_impl, log_level="info") as running:
         # uvicorn configures its loggers when it starts: listen after that.
         with logged(LOG_LEVELS) as log:
-            yield Guarded(running, seen, log)
+            yield Guarded(running, seen, log, proxy)
 
 
 def authorization_of(scope: Scope) -> bytes | None:
@@ -231,7 +232,8 @@ async def test_the_bearer_token_never_appears_in_logs_close_reasons_or_response_
     ]:
         status, body, headers = await refusal(url + "/echo" + query, **kwargs)
         exposed.extend([str(status), str(body), headers])
-    await asyncio.sleep(0.1)  # the last streams' log lines
+    # Each stream logs its last line before it stops counting as active.
+    await eventually(lambda: guarded.proxy.active_streams == 0, "every stream ended")
     assert guarded.log.lines, "the logs were not captured"
     assert SECRET not in "\n".join(exposed + guarded.log.lines)
 

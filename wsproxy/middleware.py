@@ -562,21 +562,22 @@ class _Ticker:
     a set entry costs a few dozen, and memory per open stream is a target (docs/performance.md).
     """
 
-    __slots__ = ("fresh", "handle", "streams")
-    # Weak keys, and no reference back to its loop (its timer exists only while streams are open):
-    # a loop that is gone takes its ticker with it.
-    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Ticker] = weakref.WeakKeyDictionary()
+    __slots__ = ("__weakref__", "fresh", "handle", "loop", "streams")
+    # Held only by its streams and its timer, never by this registry (nor does it hold its loop): a
+    # loop abandoned with streams still open is garbage with its ticker and streams, as without one.
+    _by_loop: weakref.WeakValueDictionary[int, _Ticker] = weakref.WeakValueDictionary()
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = weakref.ref(loop)
         self.streams: set[_Stream] = set()
         self.fresh: set[_Stream] = set()  # joined since the last tick
         self.handle: asyncio.TimerHandle | None = None
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> _Ticker:
-        ticker = cls._by_loop.get(loop)
-        if ticker is None:
-            ticker = cls._by_loop[loop] = cls()
+        ticker = cls._by_loop.get(id(loop))
+        if ticker is None or ticker.loop() is not loop:  # (a loop gone, its id reused)
+            ticker = cls._by_loop[id(loop)] = cls(loop)
         return ticker
 
     def add(self, stream: _Stream) -> None:
