@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from tests.server_process import server_process
-from tests.servers import Running, serve_on
+from tests.servers import SERVER_PARAMS, Running, serve_on
 from tests.test_client import body_lines, collect, ndjson_app, respond
 from tests.upstream_apps import Process, proxying, spawn_listening
 from wsproxy import HandshakeRejected, WebSocketProxyMiddleware
@@ -48,13 +48,9 @@ OPEN, MESSAGE, HALF_CLOSE, CANCEL, WINDOW, LAST_MESSAGE = 0x01, 0x02, 0x03, 0x04
 LINE, LINE_BINARY, END = 0x11, 0x12, 0x13
 
 
-# In this process, so the tests can see what the apps saw: uvicorn's two current WebSocket
-# implementations and hypercorn. uvicorn's legacy implementation warns in process; it has its own
-# tests below, with the server in a process of its own.
-IN_PROCESS_SERVERS = ["websockets-sansio", "wsproto", "hypercorn"]
-
-
-@pytest.fixture(params=IN_PROCESS_SERVERS)
+# In this process, so the tests can see what the apps saw: every server (uvicorn's three WebSocket
+# implementations, legacy websockets with its deprecation warnings filtered, and hypercorn).
+@pytest.fixture(params=SERVER_PARAMS)
 def server_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
