@@ -33,6 +33,7 @@ class H11Connection:
         self._writer = writer
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_SIZE)
         self._saw_eof = False
+        self._reset: ConnectionResetError | None = None  # raised once the salvaged bytes are parsed
         self.idle_since = time.monotonic()
         self._on_release: Callable[[H11Connection], None] | None = None
 
@@ -73,10 +74,21 @@ class H11Connection:
                     raise ClosedEarly("upstream closed the connection mid-response") from exc
                 raise MalformedResponse(str(exc)) from exc
             if event is h11.NEED_DATA:
+                if self._reset is not None:
+                    raise self._reset
                 try:
                     data = await asyncio.wait_for(self._reader.read(READ_CHUNK_SIZE), timeout)
                 except asyncio.TimeoutError:
                     raise ReadTimeout from None
+                except ConnectionResetError as exc:
+                    # An upstream that answers before the request body ends and then closes (uvicorn
+                    # does, with no lingering close) resets the connection when our next body bytes
+                    # arrive. StreamReader raises the reset before the bytes it already holds, which
+                    # may be the whole response: parse those first, and fail only if they fall short.
+                    data = _take_buffered(self._reader)
+                    if not data:
+                        raise
+                    self._reset = exc
                 self._saw_eof = not data
                 self._h11.receive_data(data)
             elif isinstance(event, h11.Response):
@@ -112,3 +124,13 @@ class H11Connection:
     def close(self) -> None:
         # abort(), not close(): an unfinished message must not be flushed or waited for.
         self._writer.transport.abort()
+
+
+def _take_buffered(reader: asyncio.StreamReader) -> bytes:
+    """The bytes a StreamReader received but has not handed out (its buffer is not public API)."""
+    buffer = getattr(reader, "_buffer", None)
+    if not isinstance(buffer, bytearray):
+        return b""
+    data = bytes(buffer)
+    buffer.clear()
+    return data
