@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from wsproxy import closecodes
+from wsproxy import closecodes, middleware
 from wsproxy._handshake import RequestPlan
 from wsproxy._stream import GONE, KEEP, VIOLATION, Close, StreamCore, StreamSettings, StreamStats
 from wsproxy._types import Message, Receive, Scope, Send
@@ -105,6 +105,46 @@ CLIENT_CASES: list[tuple[str, dict[str, Any], Message, Message, bool, Close | No
         {"type": "http.disconnect"},
         True,
         Close(1009, "message too big"),
+    ),
+    (
+        "multibyte-at-the-limit",  # the limit counts UTF-8 bytes, not characters
+        {"max_message_size": 4},
+        text("\u00e9\u00e9"),
+        {"type": "http.request", "body": "\u00e9\u00e9\n".encode(), "more_body": True},
+        True,
+        None,
+    ),
+    (
+        "multibyte-over-the-limit",
+        {"max_message_size": 4},
+        text("\u00e9\u00e9a"),
+        {"type": "http.disconnect"},
+        True,
+        Close(1009, "message too big"),
+    ),
+    (
+        "binary-cr-lf-become-spaces",
+        {},
+        {"type": "websocket.receive", "bytes": b"a\r\nb"},
+        {"type": "http.request", "body": b"a  b\n", "more_body": True},
+        True,
+        None,
+    ),
+    (
+        "binary-half-close-marker",
+        {"half_close": b"EOF"},
+        {"type": "websocket.receive", "bytes": b"EOF"},
+        {"type": "http.request", "body": b"", "more_body": False},
+        False,
+        None,
+    ),
+    (
+        "non-utf8-marker-never-matches-text",
+        {"half_close": b"\xff"},
+        text("\u00ff"),
+        {"type": "http.request", "body": "\u00ff\n".encode(), "more_body": True},
+        True,
+        None,
     ),
     (
         "single-message",
@@ -423,7 +463,7 @@ class MemorySocket:
     async def receive(self) -> Message:
         if self.received < self.incoming:
             self.received += 1
-            return self.message
+            return dict(self.message)  # a fresh event each time, as servers make them
         if self.received == self.incoming:
             self.received += 1
             return text("")  # the half-close
@@ -494,6 +534,47 @@ async def test_an_app_that_only_reads_yields_every_64_frames() -> None:
     assert most <= DOCUMENTED_FRAMES
     assert (stats.messages_in, stats.bytes_in) == (2000, 20_000)
     assert (stats.method, stats.path, stats.client) == ("POST", "/p", "10.0.0.1:5000")
+
+
+async def test_a_stream_that_waits_for_its_client_takes_no_forced_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A receive that suspends (the client's next message not there yet) gives the loop its turn:
+    the budget starts over then, and no extra sleep(0) is spent (docs/reliability.md)."""
+    forced = 0
+    take_turn = middleware._Stream._take_turn
+
+    async def counted(self: Any) -> None:
+        nonlocal forced
+        forced += 1
+        await take_turn(self)
+
+    monkeypatch.setattr(middleware._Stream, "_take_turn", counted)
+
+    class WaitingSocket(MemorySocket):
+        async def receive(self) -> Message:
+            await asyncio.sleep(0)  # each message arrives after a turn of the loop
+            return await super().receive()
+
+    waiting = WaitingSocket(incoming=2000)
+    stats = await run_stream(echo, PLAN, StreamSettings(), waiting.receive, waiting.send)
+    assert (stats.messages_in, stats.messages_out) == (2000, 2000)
+    assert forced == 0
+    # The same app on a socket that never suspends is made to take its turns.
+    eager = MemorySocket(incoming=2000)
+    await run_stream(echo, PLAN, StreamSettings(), eager.receive, eager.send)
+    assert forced >= 2 * 2000 // DOCUMENTED_FRAMES
+
+
+async def echo(scope: Scope, receive: Receive, send: Send) -> None:
+    await send({"type": "http.response.start", "status": 200})
+    while True:
+        message = await receive()
+        if message.get("body"):
+            await send(body(message["body"]))
+        if not message.get("more_body"):
+            break
+    await send(body(b"", more=False))
 
 
 async def test_a_client_lost_while_the_app_only_sends_is_noticed_within_a_few_budgets() -> None:

@@ -350,7 +350,10 @@ def test_a_send_after_the_client_left_raises_client_disconnected() -> None:
         ({}, body(b"y" * 4095 + b"\n"), {"type": "websocket.send", "text": "y" * 4095}),
         ({"max_line_size": 3}, body(b"abc\n"), {"type": "websocket.send", "text": "abc"}),
         ({"max_line_size": 3}, body(b"abcd\n"), None),  # over the limit: response_body raises
-        ({}, body(b"y" * 4096 + b"\n"), None),  # long: response_body sends a view
+        ({}, body(b"y" * 4096 + b"\n"), {"type": "websocket.send", "text": "y" * 4096}),  # long: from a view
+        ({}, body(b"y" * 5000 + b"\xff\n"), {"type": "websocket.send", "bytes": b"y" * 5000 + b"\xff"}),
+        ({}, body(b"y" * 4096 + b"\ny\n"), None),  # long, two lines
+        ({}, body(b"y" * 4096 + b"\r\n"), None),  # long, a CR to strip
         ({}, body(b"\n"), None),  # empty line
         ({}, body(b"a\r\n"), None),  # a CR to strip
         ({}, body(b"a\nb\n"), None),  # two lines

@@ -168,6 +168,7 @@ class StreamCore(StreamStats):
         "frame_cost",
         "gone",
         "half_close",
+        "half_close_text",
         "idle_limit",
         "idle_ticks",
         "inbox_bytes",
@@ -196,6 +197,7 @@ class StreamCore(StreamStats):
     ) -> None:
         StreamStats.__init__(self, method=method, path=path, client=client)
         self.half_close = settings.half_close
+        self.half_close_text = _text_of(settings.half_close)  # the same marker as a text message
         self.max_message_size = settings.max_message_size
         self.splitter = LineSplitter(settings.max_line_size)
         self.max_line_size = settings.max_line_size
@@ -234,29 +236,48 @@ class StreamCore(StreamStats):
             return {"type": "http.disconnect"}
         data = message.get("bytes")
         if data is None:
-            data = message.get("text", "").encode()
-        size = len(data)
+            # A text message (the usual kind). Taken out of the event, so that this str is held
+            # only here: then `text += "\n"` extends it in place (CPython resizes a str nobody else
+            # holds) and one encode makes the body line. Encoding first and appending the newline
+            # to the bytes would copy a large message twice and allocate twice (docs/performance.md).
+            text: str = message.pop("text", "")
+            if text == self.half_close_text:
+                return self._half_closed(len(text))
+            if "\n" in text or "\r" in text:
+                # Raw line breaks would split one message into two requests; in JSON they are whitespace.
+                text = text.replace("\r", " ").replace("\n", " ")
+            text += "\n"
+            body = text.encode()
+            size = len(body) - 1
+        else:
+            size = len(data)
+            if data == self.half_close:
+                return self._half_closed(size)
+            if 10 in data or 13 in data:  # b"\n", b"\r" (an int test skips the substring search setup)
+                data = data.replace(b"\r", b" ").replace(b"\n", b" ")
+            body = data + b"\n"
         # The budget inline: this runs for every message, and a call costs more than the rest.
         self.spent += size + self.frame_cost
         if self.spent >= self.yield_budget:
             self.yield_due = self.pending = True
-        if data == self.half_close:
-            self.body_open = False
-            self.pending = True
-            return {"type": "http.request", "body": b"", "more_body": False}
         if size > self.max_message_size:
             self.close(closecodes.MESSAGE_TOO_BIG, "message too big")
             return {"type": "http.disconnect"}
         self.messages_in += 1
         self.bytes_in += size
-        if 10 in data or 13 in data:  # b"\n", b"\r" (an int test skips the substring search setup)
-            # Raw line breaks would split one message into two requests; in JSON they are whitespace.
-            data = data.replace(b"\r", b" ").replace(b"\n", b" ")
         if self.single_message:
             self.body_open = False
             self.pending = True
-            return {"type": "http.request", "body": data + b"\n", "more_body": False}
-        return {"type": "http.request", "body": data + b"\n", "more_body": True}
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": True}
+
+    def _half_closed(self, size: int) -> Message:
+        self.spent += size + self.frame_cost
+        if self.spent >= self.yield_budget:
+            self.yield_due = True
+        self.body_open = False
+        self.pending = True
+        return {"type": "http.request", "body": b"", "more_body": False}
 
     def read_ahead(self, message: Message) -> int:
         """What one event read while the app was away means: KEEP it for the app, a VIOLATION, or GONE."""
@@ -297,42 +318,48 @@ class StreamCore(StreamStats):
         self.status = int(message["status"])
 
     def single_frame(self, message: Message) -> Message | None:
-        """The one frame for a body event that is exactly one short line with nothing buffered, charged
-        to the budget; None for anything else (then `response_start` or `response_body` decides).
+        """The one frame for a body event that is exactly one line with nothing buffered, charged to
+        the budget; None for anything else (then `response_start` or `response_body` decides).
 
         The common case of a message-per-chunk stream, answered without building a list: it runs for
-        every message.
+        every message, so its tests are the cheap ones (an index, `in`; a method call such as
+        `bytes.find` costs several times more on short lines).
         """
         if (
             message["type"] != "http.response.body"
+            or not message.get("more_body", False)
             or self.status is None
             or self.response_complete
             or self.gone
-            or not message.get("more_body", False)
         ):
             return None
-        # LineSplitter.single_line(), inlined: a call costs as much as the test itself.
         chunk: bytes = message.get("body", b"")
         end = len(chunk) - 1
-        if not (
-            0 < end < SINGLE_LINE_MAX
-            and end <= self.max_line_size
-            and not self.splitter._tail
-            and chunk.find(10) == end  # 10 is b"\n"
-            and chunk[end - 1] != 13  # b"\r": the general path strips it
+        if (
+            end <= 0
+            or chunk[end] != 10  # b"\n"
+            or chunk[end - 1] == 13  # b"\r": the general path strips it
+            or end > self.max_line_size
+            or self.splitter._tail
         ):
             return None
-        line = chunk[:end]
-        size = end
+        if end < SINGLE_LINE_MAX:
+            line: bytes | memoryview = chunk[:end]
+            if 10 in line:
+                return None
+        else:
+            if chunk.find(10, 0, end) >= 0:
+                return None
+            line = memoryview(chunk)[:end]  # decoded from the chunk itself: no copy of a long line
         self.messages_out += 1
-        self.bytes_out += size
-        self.spent += size + self.frame_cost
+        self.bytes_out += end
+        self.spent += end + self.frame_cost
         if self.spent >= self.yield_budget:
             self.yield_due = self.pending = True
         try:
-            return {"type": "websocket.send", "text": line.decode()}
+            return {"type": "websocket.send", "text": str(line, "utf-8")}
         except UnicodeDecodeError:
-            return {"type": "websocket.send", "bytes": line}
+            return {"type": "websocket.send", "bytes": bytes(line)}
 
     def response_body(self, message: Message) -> Sequence[Message]:
         """The frames for one `http.response.body` event; the close on the last one is left in `closing`.
@@ -394,10 +421,15 @@ class StreamCore(StreamStats):
         shell should watch the socket for it (a vanished client is seen only by reading).
         """
         only_sent = self.messages_in == self.messages_at_yield
+        self.loop_turned()
+        return only_sent
+
+    def loop_turned(self) -> None:
+        """The event loop had a turn, forced or because the stream suspended on its own (a receive
+        that waited for the client, a send held back by a full buffer): the budget starts over."""
         self.messages_at_yield = self.messages_in
         self.yield_due = False
         self.spent = 0
-        return only_sent
 
     # The end.
 
@@ -464,6 +496,16 @@ class StreamCore(StreamStats):
             self.close(closecodes.GOING_AWAY, "idle timeout")
             return True
         return False
+
+
+def _text_of(marker: bytes | None) -> str | None:
+    """The text message equal to `marker`; None if none is (no marker, or not UTF-8)."""
+    if marker is None:
+        return None
+    try:
+        return marker.decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def message_data(message: Message) -> bytes:

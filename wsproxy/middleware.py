@@ -228,6 +228,7 @@ class _Stream(StreamCore):
     # Slots: thousands of streams may be open at once, and a per-instance dict is about 1 KiB.
     __slots__ = (
         "app",
+        "armed",
         "cancel_handle",
         "cancelled_by_us",
         "closer",
@@ -277,6 +278,7 @@ class _Stream(StreamCore):
         self.cancelled_by_us = False
         self.ticker: _Ticker | None = None
         self.cancel_handle: asyncio.TimerHandle | None = None
+        self.armed = False  # a `_turn_seen` is queued on the loop
 
     async def run(self) -> StreamStats:
         try:
@@ -288,6 +290,7 @@ class _Stream(StreamCore):
         self.task = asyncio.current_task()
         self.ticker = _Ticker.of(asyncio.get_running_loop())
         self.ticker.add(self)
+        self._arm()
         self.running = True
         try:
             await self._run_app()
@@ -362,7 +365,7 @@ class _Stream(StreamCore):
             # The turn owed since the last message, taken before reading the next one: no large
             # message is held over it (see the page faults in docs/performance.md).
             self.yielded()
-            await asyncio.sleep(0)
+            await self._take_turn()
         if self.inbox:
             message = self.inbox.popleft()
             self.took_from_inbox(message)
@@ -374,6 +377,8 @@ class _Stream(StreamCore):
                 message = await self.ws_receive()
             finally:
                 self.in_receive = False
+            if not self.armed:  # the receive waited, and the loop turned meanwhile: watch for the next
+                self._arm()
         event = self.client_message(message)
         if self.pending:
             await self._after_receive()
@@ -389,7 +394,7 @@ class _Stream(StreamCore):
             self._end_body()
         if self.yield_due and (self.gone or not self.body_open):
             self.yielded()
-            await asyncio.sleep(0)
+            await self._take_turn()
 
     async def _wait_gone(self) -> None:
         if self.gone:
@@ -441,13 +446,14 @@ class _Stream(StreamCore):
     async def send(self, message: Message) -> None:
         frame = self.single_frame(message)
         if frame is not None:
-            # The common case, one short line: kept apart from the general path on purpose (and
+            # The common case, one line: kept apart from the general path on purpose (and
             # not in a helper coroutine), it runs for every message.
             try:
                 await self.ws_send(frame)
             except (OSError, RuntimeError) as exc:
                 raise self._send_failed(exc) from exc
             if self.pending:
+                frame = None  # not held over a turn of the loop (see below)
                 await self._after_send()
             return
         if message["type"] != "http.response.body":
@@ -505,7 +511,26 @@ class _Stream(StreamCore):
         vanished is noticed even if the app never reads (the read-ahead watches the socket)."""
         if self.yielded() and self.reader is None and not self.in_receive and self.may_read_ahead():
             self._start_reader()
+        await self._take_turn()
+
+    # The budget counts the work since the loop last had a turn, however it came: a stream whose
+    # receive waits for its client every few messages (the usual case) gives the loop its turns by
+    # itself and is never made to take another. A callback queued on the loop (`_arm`) runs only
+    # once the loop has come round, which it does only while this stream's task is suspended: when
+    # it runs, the budget starts over. Forced turns remain for a stream that never suspends.
+
+    async def _take_turn(self) -> None:
         await asyncio.sleep(0)
+        if not self.armed:
+            self._arm()
+
+    def _arm(self) -> None:
+        self.armed = True
+        asyncio.get_running_loop().call_soon(self._turn_seen)
+
+    def _turn_seen(self) -> None:
+        self.armed = False
+        self.loop_turned()
 
     # Ending the stream.
 
