@@ -344,22 +344,34 @@ class StreamCore(StreamStats):
         ):
             return None
         if end < SINGLE_LINE_MAX:
-            line: bytes | memoryview = chunk[:end]
+            line = chunk[:end]
             if 10 in line:
                 return None
-        else:
-            if chunk.find(10, 0, end) >= 0:
-                return None
-            line = memoryview(chunk)[:end]  # decoded from the chunk itself: no copy of a long line
+            # _count_line(), inlined: the call would cost as much as the counting.
+            self.messages_out += 1
+            self.bytes_out += end
+            self.spent += end + self.frame_cost
+            if self.spent >= self.yield_budget:
+                self.yield_due = self.pending = True
+            try:
+                return {"type": "websocket.send", "text": line.decode()}  # (str(line, "utf-8") costs more)
+            except UnicodeDecodeError:
+                return {"type": "websocket.send", "bytes": line}
+        if chunk.find(10, 0, end) >= 0:
+            return None
+        view = memoryview(chunk)[:end]  # decoded from the chunk itself: no copy of a long line
+        self._count_line(end)
+        try:
+            return {"type": "websocket.send", "text": str(view, "utf-8")}
+        except UnicodeDecodeError:
+            return {"type": "websocket.send", "bytes": bytes(view)}
+
+    def _count_line(self, size: int) -> None:
         self.messages_out += 1
-        self.bytes_out += end
-        self.spent += end + self.frame_cost
+        self.bytes_out += size
+        self.spent += size + self.frame_cost
         if self.spent >= self.yield_budget:
             self.yield_due = self.pending = True
-        try:
-            return {"type": "websocket.send", "text": str(line, "utf-8")}
-        except UnicodeDecodeError:
-            return {"type": "websocket.send", "bytes": bytes(line)}
 
     def response_body(self, message: Message) -> Sequence[Message]:
         """The frames for one `http.response.body` event; the close on the last one is left in `closing`.
