@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from websockets.frames import Close, Frame, Opcode
 
+from bench.compare import exported
 from bench.harness import ASYNCIO, UVLOOP, Plan
 from bench.report import Row, interleave, table
 from bench.run import GROUPS, QUICK, all_rows
@@ -160,3 +162,66 @@ def test_overhead_tool_measures_the_proxy_in_process_on_both_loops() -> None:
     ]
     for _, _, bare, proxy, *_ in rows:
         assert 0 < float(bare) < float(proxy)  # the proxy does the bare echo's work and more
+
+
+def test_compare_tool_serves_a_revision_beside_the_working_tree_in_one_server() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.compare",
+            "--quick",
+            "--rounds",
+            "1",
+            "--size",
+            "64 B",
+            "--loop",
+            "asyncio",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("base: HEAD; work: the working tree; 1 rounds")
+    (row,) = [line.split("|")[1:-1] for line in lines[3:]]
+    assert [cell.strip() for cell in row[:2]] == ["64 B", "asyncio+h11"]
+    assert all(float(value) > 0 for value in row[-1].split("/"))  # server µs/msg: bare, base, work
+
+
+def test_compare_tool_imports_the_revision_apart_from_the_working_tree() -> None:
+    with exported("HEAD") as tmp:
+        sources = list(Path(tmp, "wsproxy_base").rglob("*.py"))
+        assert sources
+        assert not [
+            path for path in sources if re.search(r"^\s*(from|import) wsproxy\b", path.read_text(), re.M)
+        ]
+        probe = (
+            "import sys, wsproxy_base.middleware; assert 'wsproxy' not in sys.modules, sorted(sys.modules)"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", probe],
+            env={**os.environ, "PYTHONPATH": str(tmp)},
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+
+
+def test_compare_tool_names_a_revision_git_does_not_know() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.compare", "--rev", "no-such-revision", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stdout.startswith("python -m bench.compare: git archive no-such-revision failed:")

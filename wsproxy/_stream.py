@@ -47,10 +47,11 @@ from wsproxy._types import Message
 from wsproxy.errors import ClientDisconnected, MessageTooBig
 
 # The yield budget: at most this many frames, or this many bytes, counting both directions, between
-# two turns of the event loop (docs/reliability.md). Measured (docs/performance.md): a turn costs
-# 3-6 us, under 0.1 us per message at 64 frames, while one busy stream's turn stays well under a
-# millisecond, so a flooding client delays a new call by little more than that per busy stream.
-YIELD_EVERY_FRAMES = 64
+# two turns of the event loop (docs/reliability.md). Measured (docs/performance.md): a forced turn
+# costs 3-8 us, and a stream that waits for its client takes none; at 16 frames a flooding client's
+# turn lasts a fifth of a millisecond, so a new call beside it waits little more than that per step
+# (at 64 frames its p50 was 3x the bare echo's on asyncio, the target 2x; 16 cost 3% at 64 B).
+YIELD_EVERY_FRAMES = 16
 YIELD_EVERY_BYTES = 256 * 1024
 READ_AHEAD_BYTES = 64 * 1024  # what a stream may hold unread while its app is away (plus one message)
 SINGLE_LINE_MAX = 4096  # the fast path takes lines shorter than this (longer ones are sent as views)

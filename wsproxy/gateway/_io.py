@@ -20,6 +20,11 @@ from wsproxy.gateway._jsonstream import JSONValueSplitter, ValueTooLarge
 from wsproxy.gateway._status import GatewayError
 from wsproxy.gateway._types import Receive, Send
 
+# The pumps' own budget: a turn of the loop at least every 64 messages (or 256 KiB) each way. They
+# have no way to see a turn that comes by itself, so every turn is a forced one: kept rarer than the
+# stream's, whose socket-facing pumps already hand the loop back.
+PUMP_YIELD_EVERY = 64
+
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -39,7 +44,7 @@ class RequestReader:
         self._splitter = JSONValueSplitter(max_value_size=max_value_size)
         self._values: deque[bytes] = deque()
         self._body_done = False
-        self._budget = YieldBudget()
+        self._budget = YieldBudget(PUMP_YIELD_EVERY)
 
     async def next_value(self) -> Any | None:
         """The next decoded JSON value, or None once the body has ended."""
@@ -100,7 +105,7 @@ class ResponseWriter:
         self.started = False
         self.finished = False
         self._trailers_due = False
-        self._budget = YieldBudget()
+        self._budget = YieldBudget(PUMP_YIELD_EVERY)
 
     async def message(self, message: Any, headers: Headers, trailers: Trailers = ()) -> None:
         encoded = self._encoded(message)
