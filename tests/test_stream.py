@@ -567,6 +567,63 @@ async def test_a_stream_that_waits_for_its_client_takes_no_forced_turn(
     assert forced >= 2000 // DOCUMENTED_FRAMES
 
 
+class QueueSocket:
+    """An ASGI WebSocket whose messages wait in a queue, like uvicorn's; counts concurrent readers."""
+
+    def __init__(self) -> None:
+        self.incoming: asyncio.Queue[Message] = asyncio.Queue()
+        self.sent: list[Message] = []
+        self.readers = 0
+        self.most_readers = 0
+
+    async def receive(self) -> Message:
+        self.readers += 1
+        self.most_readers = max(self.most_readers, self.readers)
+        try:
+            return await self.incoming.get()
+        finally:
+            self.readers -= 1
+
+    async def send(self, message: Message) -> None:
+        self.sent.append(message)
+
+
+async def test_a_send_in_another_task_never_starts_a_reader_beside_receive() -> None:
+    """A bidi app reads in one task and streams in another. Its receive stops the reader ahead (an
+    await); a send meanwhile must not start a new one: two readers on one socket, and the message
+    the app waits for lands in the inbox, unseen (this hung the demo's Chat on asyncio)."""
+    sock = QueueSocket()
+    got: list[Message] = []
+    start_reading = asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200})
+
+        async def stream_lines() -> None:
+            for _ in range(2000):  # never suspends: forced turns, with the read-ahead started
+                await send(body(b"x\n"))
+
+        async def read_one() -> None:
+            await start_reading.wait()
+            got.append(await receive())
+
+        await asyncio.gather(stream_lines(), read_one())
+        await send(body(b"", more=False))
+
+    stream = asyncio.create_task(run_stream(app, PLAN, StreamSettings(), sock.receive, sock.send))
+    for _ in range(40):
+        await asyncio.sleep(0)
+    start_reading.set()
+    for _ in range(4):
+        await asyncio.sleep(0)
+    sock.incoming.put_nowait(text("hello"))
+    sock.incoming.put_nowait(text(""))
+    stats = await asyncio.wait_for(stream, 5)
+    assert got == [{"type": "http.request", "body": b"hello\n", "more_body": True}]
+    assert sock.most_readers == 1
+    assert (stats.messages_out, stats.close_code) == (2000, 1000)
+
+
 async def echo(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.start", "status": 200})
     while True:

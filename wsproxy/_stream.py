@@ -20,7 +20,9 @@ module owns every decision about what they carry, in the manner of python-websoc
   the server run anything else (other clients, signals, the notice that its own client reset the
   connection), because the servers' `send` and `receive` do not suspend while their buffers allow.
   `yielded()` also tells the shell whether the app only sent since the last turn: then nothing reads
-  the socket for it, and the shell starts the read-ahead to see a vanished client.
+  the socket for it, and the shell starts the read-ahead to see a vanished client. `loop_turned()`
+  starts the budget over when the loop had a turn without being made to (the stream suspended on
+  its own): the limit is on work between two turns, however they came.
 - read-ahead: while the app is away from `receive`, the shell may read the socket into an inbox;
   `read_ahead()` decides what each message read that way means (keep it, a violation after the end of
   the body, the client gone) and `may_read_ahead()` bounds the inbox.

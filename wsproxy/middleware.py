@@ -8,10 +8,11 @@ socket only when the app asks for more body: that is the backpressure, and it ke
 free of task switches. Its `send` splits the body into lines and sends each as a frame at once.
 
 The servers' `receive` and `send` do not suspend while their buffers allow, so a stream whose data
-flows both ways would never let the event loop run: every `YIELD_EVERY_FRAMES` frames or
-`YIELD_EVERY_BYTES` bytes (both directions together) the stream gives the loop a turn
-(`asyncio.sleep(0)`). That keeps other streams served, signals handled, and lets the server notice
-a client that reset the connection.
+flows both ways would never let the event loop run: a stream that has not suspended on its own for
+`YIELD_EVERY_FRAMES` frames or `YIELD_EVERY_BYTES` bytes (both directions together) is made to give
+the loop a turn (`asyncio.sleep(0)`). That keeps other streams served, signals handled, and lets the
+server notice a client that reset the connection. A turn that comes by itself (a receive that waits
+for the client) starts the budget over too: a callback queued on the loop tells (`_arm`).
 
 A client can also vanish while the app is not reading (it is busy, streaming a response, or done
 with the body). So whenever the app has been away from `receive` for a tick (one second), as soon
@@ -370,10 +371,13 @@ class _Stream(StreamCore):
             message = self.inbox.popleft()
             self.took_from_inbox(message)
         else:
-            if self.reader is not None:
-                await self._stop_reader()
+            # In receive from here on, also while a reader ahead is stopped: a send in another task
+            # of the app (a bidi app's response pump) must not start a new reader meanwhile, which
+            # would read beside this receive and take the message it waits for.
             self.in_receive = True
             try:
+                if self.reader is not None:
+                    await self._stop_reader()
                 message = await self.ws_receive()
             finally:
                 self.in_receive = False
