@@ -52,3 +52,29 @@ async def test_a_reset_with_nothing_received_is_a_reset() -> None:
     reader.set_exception(ConnectionResetError(104, "Connection reset by peer"))
     with pytest.raises(ConnectionResetError):
         await _connection_after_request(reader).next_event(None)
+
+
+class _Writes:
+    """A StreamWriter stand-in that records each write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    async def drain(self) -> None:
+        pass
+
+
+async def test_the_last_body_chunk_and_the_end_go_out_in_one_write() -> None:
+    # A separate terminator could reach an upstream that already answered the first line and closed
+    # (uvicorn, when the body has not ended): it answers with a reset, which discards the answer
+    # still unread in our socket. That made a unary call through `wsproxy --upstream` end with 1014.
+    writes = _Writes()
+    conn = H11Connection(asyncio.StreamReader(), cast(Any, writes))
+    conn._h11.send(
+        h11.Request(method="POST", target="/echo", headers=[("host", "up"), ("transfer-encoding", "chunked")])
+    )
+    await conn.finish_body(b'{"hi": 1}\n')
+    assert writes.writes == [b'a\r\n{"hi": 1}\n\r\n0\r\n\r\n']

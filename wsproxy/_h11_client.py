@@ -59,6 +59,15 @@ class H11Connection:
     async def end_body(self) -> None:
         await self._send(h11.EndOfMessage())
 
+    async def finish_body(self, data: bytes) -> None:
+        # One write for the last chunk and the chunked terminator: an upstream that answers on the
+        # first line and closes (uvicorn does, when the body has not ended) would otherwise get the
+        # terminator after its close, answer it with a reset, and the reset discards the answer
+        # still unread in our socket.
+        pieces = (self._h11.send(h11.Data(data=data)), self._h11.send(h11.EndOfMessage()))
+        self._writer.write(b"".join(piece for piece in pieces if piece))
+        await self._writer.drain()
+
     async def _send(self, event: h11.Event) -> None:
         data = self._h11.send(event)
         if data:

@@ -272,6 +272,10 @@ class H2Call:
             view = view[size:]
             await self._conn._drain()
 
+    async def finish_body(self, data: bytes) -> None:
+        await self.send_body(data)  # (a stream of its own: no reset of the connection to race)
+        await self.end_body()
+
     async def end_body(self) -> None:
         if self._failure is not None:
             raise _fresh(self._failure)

@@ -28,6 +28,9 @@ class UpstreamCall(Protocol):
     async def end_body(self) -> None:
         """End the request body."""
 
+    async def finish_body(self, data: bytes) -> None:
+        """Send the last piece of the request body and end it, at once where the protocol allows."""
+
     async def next_event(self, timeout: float | None) -> ResponseHead | bytes | None:
         """The response head, then body chunks, then None at the end of the response."""
 

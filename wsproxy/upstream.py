@@ -243,11 +243,12 @@ class _Exchange:
             if not body_open:
                 continue
             try:
-                if body:
-                    await self._call.send_body(body)
-                if not message.get("more_body", False):
+                if message.get("more_body", False):
+                    if body:
+                        await self._call.send_body(body)
+                else:
                     body_open = False
-                    await self._call.end_body()
+                    await (self._call.finish_body(body) if body else self._call.end_body())
             except _TRANSPORT_ERRORS:
                 # The upstream stopped reading (it answered early, or died): the download
                 # side reports which; the rest of the body is not wanted.
