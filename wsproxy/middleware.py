@@ -520,8 +520,8 @@ class _Stream(StreamCore):
     # The budget counts the work since the loop last had a turn, however it came: a stream whose
     # receive waits for its client every few messages (the usual case) gives the loop its turns by
     # itself and is never made to take another. A callback queued on the loop (`_arm`) runs only
-    # once the loop has come round, which it does only while this stream's task is suspended: when
-    # it runs, the budget starts over. Forced turns remain for a stream that never suspends.
+    # once the loop has come round, which it does only after the task that queued it suspended:
+    # when it runs, the budget starts over. Forced turns remain for a stream that never suspends.
 
     async def _take_turn(self) -> None:
         await asyncio.sleep(0)
