@@ -259,7 +259,7 @@ class StreamCore(StreamStats):
             if 10 in data or 13 in data:  # b"\n", b"\r" (an int test skips the substring search setup)
                 data = data.replace(b"\r", b" ").replace(b"\n", b" ")
             body = data + b"\n"
-        # The budget inline: this runs for every message, and a call costs more than the rest.
+        # _charge(), inlined: this runs for every message, and a call costs more than the rest.
         self.spent += size + self.frame_cost
         if self.spent >= self.yield_budget:
             self.yield_due = self.pending = True
@@ -275,9 +275,7 @@ class StreamCore(StreamStats):
         return {"type": "http.request", "body": body, "more_body": True}
 
     def _half_closed(self, size: int) -> Message:
-        self.spent += size + self.frame_cost
-        if self.spent >= self.yield_budget:
-            self.yield_due = True
+        self._charge(size)
         self.body_open = False
         self.pending = True
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -350,7 +348,7 @@ class StreamCore(StreamStats):
             line = chunk[:end]
             if 10 in line:
                 return None
-            # _count_line(), inlined: the call would cost as much as the counting.
+            # The counting and _charge(), inlined: a call would cost as much as they do.
             self.messages_out += 1
             self.bytes_out += end
             self.spent += end + self.frame_cost
@@ -363,18 +361,13 @@ class StreamCore(StreamStats):
         if chunk.find(10, 0, end) >= 0:
             return None
         view = memoryview(chunk)[:end]  # decoded from the chunk itself: no copy of a long line
-        self._count_line(end)
+        self.messages_out += 1
+        self.bytes_out += end
+        self._charge(end)
         try:
             return {"type": "websocket.send", "text": str(view, "utf-8")}
         except UnicodeDecodeError:
             return {"type": "websocket.send", "bytes": bytes(view)}
-
-    def _count_line(self, size: int) -> None:
-        self.messages_out += 1
-        self.bytes_out += size
-        self.spent += size + self.frame_cost
-        if self.spent >= self.yield_budget:
-            self.yield_due = self.pending = True
 
     def response_body(self, message: Message) -> Sequence[Message]:
         """The frames for one `http.response.body` event; the close on the last one is left in `closing`.
@@ -415,16 +408,18 @@ class StreamCore(StreamStats):
             # One frame, or none (an event with no complete line still costs a turn's share: an app
             # sending empty bodies forever must yield too). Several are charged one by one as the
             # shell sends them (charge_frame), so a chunk of many lines still yields within it.
-            self.spent += size + self.frame_cost
-            if self.spent >= self.yield_budget:
-                self.yield_due = self.pending = True
+            self._charge(size)
         if not more_body:
             self.close(*closecodes.close_for_status(status))
         return frames
 
     def charge_frame(self, frame: Message) -> bool:
         """Charge one of several frames `response_body` returned; True when the loop must get a turn."""
-        self.spent += message_size(frame) + self.frame_cost
+        return self._charge(message_size(frame))
+
+    def _charge(self, size: int) -> bool:
+        """One frame of `size` bytes against the yield budget; True (and `yield_due`) once it is spent."""
+        self.spent += size + self.frame_cost
         if self.spent >= self.yield_budget:
             self.yield_due = self.pending = True
         return self.yield_due
