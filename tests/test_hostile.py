@@ -326,13 +326,20 @@ def test_hostile_handshakes_and_messages_never_break_the_middleware(
     assert sent[0].get("subprotocol") in (None, "Bearer")
 
     want, ending = expected_bodies(script, options, is_single_message(scope["query_string"]))
-    assert [body for body in seen.bodies if body] == want
+    # Messages that wait together may reach the app as one event (docs/protocol.md): the body's
+    # bytes are the promise, not where its events split.
+    assert b"".join(seen.bodies) == b"".join(want)
     frames = [
         m.get("text", "").encode() if "text" in m else m["bytes"]
         for m in sent
         if m["type"] == "websocket.send"
     ]
-    assert frames == [body[:-1] for body in want if body != b"\n"]
+    echoed = [body[:-1] for body in want if body != b"\n"]
+    if ending == "client gone":
+        # A disconnect taken together with the last messages ends the stream before their echoes.
+        assert frames == echoed[: len(frames)]
+    else:
+        assert frames == echoed
     closes = [m for m in sent if m["type"] == "websocket.close"]
     if ending == "too big":
         assert closes == [{"type": "websocket.close", "code": 1009, "reason": "message too big"}]

@@ -514,3 +514,129 @@ def test_the_stream_is_its_own_live_record() -> None:
 def test_a_hook_that_is_not_callable_is_refused(name: str) -> None:
     with pytest.raises(TypeError, match=rf"^{name} must be callable: \(StreamStats\) -> None$"):
         StreamSettings(**{name: 42})  # type: ignore[arg-type]
+
+
+# Gathering: short text messages that already wait behind one another reach the app as one chunk.
+
+
+def gathered(
+    first: Message, waiting: list[Message | None], **settings: Any
+) -> tuple[StreamCore, Message | None, int]:
+    """Run `gather` with `waiting` as what the server has at once (None: it would wait)."""
+    stream = core(**settings)
+    queue = list(waiting)
+    taken = 0
+
+    def take_now() -> Message | None:
+        nonlocal taken
+        taken += 1
+        return queue.pop(0) if queue else None
+
+    return stream, stream.gather(first, take_now), taken
+
+
+LONG = "l" * 4096  # the documented bound: texts of 4096 characters or more are never joined
+
+
+@pytest.mark.parametrize(
+    ("first", "waiting", "event", "taken", "leftover", "counts"),
+    [
+        (text("a"), [], request(b"a\n"), 1, None, (1, 1)),
+        (text("a"), [text("b"), text("c"), None], request(b"a\nb\nc\n"), 3, None, (3, 3)),
+        (text("é"), [text("ü")], request("é\nü\n".encode()), 2, None, (2, 4)),  # bytes, not characters
+        (text("a"), [text("")], request(b"a\n"), 1, text(""), (1, 1)),  # the half-close marker: kept apart
+        (text("a"), [binary(b"b")], request(b"a\n"), 1, binary(b"b"), (1, 1)),
+        (text("a"), [text("b\nc")], request(b"a\n"), 1, text("b\nc"), (1, 1)),
+        (text("a"), [text("b\rc")], request(b"a\n"), 1, text("b\rc"), (1, 1)),
+        (text("a"), [text(LONG)], request(b"a\n"), 1, text(LONG), (1, 1)),
+        (text("a"), [text(LONG[1:]), None], request(f"a\n{LONG[1:]}\n".encode()), 2, None, (2, 4096)),
+        (text("a"), [{"type": "websocket.disconnect", "code": 1001}], request(b"a\n"), 1, None, (1, 1)),
+        (text(""), [text("b")], None, 0, None, (0, 0)),
+        (binary(b"a"), [text("b")], None, 0, None, (0, 0)),
+        (text(LONG), [text("b")], None, 0, None, (0, 0)),
+        (text("a\nb"), [text("b")], None, 0, None, (0, 0)),
+    ],
+)
+def test_what_gathering_joins(
+    first: Message,
+    waiting: list[Message | None],
+    event: Message | None,
+    taken: int,
+    leftover: Message | None,
+    counts: tuple[int, int],
+) -> None:
+    stream, got, took = gathered(first, waiting)
+    assert (got, took, stream.leftover) == (event, taken, leftover)
+    assert (stream.messages_in, stream.bytes_in) == counts
+
+
+def test_a_disconnect_taken_while_gathering_leaves_the_client_gone_after_the_joined_chunk() -> None:
+    stream, got, _ = gathered(text("a"), [text("b"), {"type": "websocket.disconnect", "code": 1001}])
+    assert got == request(b"a\nb\n")
+    assert (stream.gone, stream.pending, stream.close_code, stream.closing) == (True, True, 1001, None)
+
+
+def test_gathering_joins_at_most_16_messages_the_yield_budget() -> None:
+    stream, got, took = gathered(text("m"), [text("m")] * 40)
+    assert got is not None
+    assert got["body"] == b"m\n" * 16
+    assert (took, stream.messages_in, stream.yield_due, stream.pending) == (15, 16, True, True)
+
+
+def test_gathering_counts_what_the_budget_already_spent() -> None:
+    stream = core()
+    for _ in range(10):
+        stream.client_message(text("x"))
+    queue = [text("m")] * 40
+    got = stream.gather(text("m"), lambda: queue.pop(0))
+    assert got is not None
+    assert got["body"] == b"m\n" * 6
+    assert stream.yield_due
+
+
+@pytest.mark.parametrize(
+    ("settings", "single"),
+    [({"max_message_size": 16 * KIB - 1}, False), ({}, True)],
+)
+def test_nothing_is_joined_with_a_small_message_limit_or_a_single_message_call(
+    settings: dict[str, Any], single: bool
+) -> None:
+    stream = core(single, **settings)
+    assert stream.gather(text("a"), lambda: text("b")) is None
+
+
+def test_nothing_is_joined_after_the_body_ended() -> None:
+    stream = core()
+    stream.client_message(text(""))
+    assert stream.gather(text("a"), lambda: text("b")) is None
+
+
+@pytest.mark.parametrize(
+    ("chunk", "lines"),
+    [
+        (b"a\nb\n", ["a", "b"]),
+        ("é\nü\n".encode(), ["é", "ü"]),
+        (b"a\n", ["a"]),
+        (b"a\nb", None),  # a tail: the splitter keeps it
+        (b"a\r\nb\n", None),  # CR is stripped by the general path
+        (b"a\n\nb\n", None),  # empty lines are skipped by the general path
+        (b"\xff\nb\n", None),  # not UTF-8: that line goes as a binary frame
+        (b"", None),
+    ],
+)
+def test_the_several_lines_fast_path_takes_only_what_the_general_path_would_send_as_text(
+    chunk: bytes, lines: list[str] | None
+) -> None:
+    fast = started()
+    assert fast.several_lines(body(chunk)) == lines
+    if lines is not None:
+        general = started()
+        assert [frame["text"] for frame in general.response_body(body(chunk))] == lines
+        assert (fast.messages_out, fast.bytes_out) == (general.messages_out, general.bytes_out)
+
+
+def test_the_several_lines_fast_path_leaves_the_end_and_buffered_tails_to_the_general_path() -> None:
+    stream = started()
+    assert stream.several_lines(body(b"a\nb\n", more=False)) is None
+    stream.response_body(body(b"tail"))
+    assert stream.several_lines(body(b"a\nb\n")) is None

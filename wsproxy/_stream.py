@@ -57,6 +57,9 @@ YIELD_EVERY_FRAMES = 16
 YIELD_EVERY_BYTES = 256 * 1024
 READ_AHEAD_BYTES = 64 * 1024  # what a stream may hold unread while its app is away (plus one message)
 SINGLE_LINE_MAX = 4096  # the fast path takes lines shorter than this (longer ones are sent as views)
+# Text messages shorter than this that already wait behind one another go to the app as one body
+# chunk (`gather`); longer ones gain nothing from it and would be copied once more.
+GATHER_MAX = 4096
 TICK_SECONDS = 1.0  # how often an open stream checks for idleness and a vanished client
 
 # What a message read ahead (while the app is away) means.
@@ -169,6 +172,7 @@ class StreamCore(StreamStats):
         "closing",
         "end_read",
         "frame_cost",
+        "gather_max",
         "gone",
         "half_close",
         "half_close_text",
@@ -176,6 +180,7 @@ class StreamCore(StreamStats):
         "idle_ticks",
         "inbox_bytes",
         "last_counts",
+        "leftover",
         "max_line_size",
         "max_message_size",
         "messages_at_yield",
@@ -202,6 +207,8 @@ class StreamCore(StreamStats):
         self.half_close = settings.half_close
         self.half_close_text = _text_of(settings.half_close)  # the same marker as a text message
         self.max_message_size = settings.max_message_size
+        # A joined text is at most 4 bytes per character: never over the limit (else: never joined).
+        self.gather_max = GATHER_MAX if settings.max_message_size >= 4 * GATHER_MAX else 0
         self.splitter = LineSplitter(settings.max_line_size)
         self.max_line_size = settings.max_line_size
         self.single_message = single_message
@@ -218,6 +225,7 @@ class StreamCore(StreamStats):
         self.body_open = True
         self.end_read = False  # a message read ahead ends the body
         self.inbox_bytes = 0
+        self.leftover: Message | None = None  # taken by `gather` but not joined: the shell keeps it
         self.status: int | None = None
         self.response_complete = False
         self.gone = False  # no frame can go either way any more
@@ -272,6 +280,56 @@ class StreamCore(StreamStats):
             self.body_open = False
             self.pending = True
             return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": True}
+
+    def gather(self, first: Message, take_now: Callable[[], Message | None]) -> Message | None:
+        """The app's event for `first` and the messages that already wait behind it, joined into
+        one body chunk; None if `first` is not for joining (then `client_message` decides).
+
+        Messages that arrived together reach the app together: one event, one wake-up of the app
+        and one encode for all of them, where each would cost its own (docs/performance.md). Only
+        short text messages with no line break are joined, none after the half-close marker, and
+        at most what the yield budget allows; `take_now()` is the shell's receive that never waits
+        (None: nothing is there yet). A message taken but not joined is read ahead (`read_ahead`):
+        kept in `leftover` for the shell's inbox, or the client gone.
+        """
+        limit = self.gather_max
+        half = self.half_close_text
+        text = first.get("text")
+        if (
+            text is None
+            or len(text) >= limit
+            or text == half
+            or "\n" in text
+            or "\r" in text
+            or not self.body_open
+            or self.single_message
+        ):
+            return None
+        texts = [text]
+        cost = self.frame_cost
+        budget = self.yield_budget
+        spent = self.spent + len(text) + cost
+        while spent < budget:
+            message = take_now()
+            if message is None:
+                break
+            text = message.get("text")
+            if text is None or len(text) >= limit or text == half or "\n" in text or "\r" in text:
+                if self.read_ahead(message) == KEEP:
+                    self.leftover = message
+                self.pending = True
+                break
+            texts.append(text)
+            spent += len(text) + cost
+        self.spent = spent
+        if spent >= budget:
+            self.yield_due = self.pending = True
+        texts.append("")  # the last newline
+        body = "\n".join(texts).encode()
+        count = len(texts) - 1
+        self.messages_in += count
+        self.bytes_in += len(body) - count
         return {"type": "http.request", "body": body, "more_body": True}
 
     def _half_closed(self, size: int) -> Message:
@@ -368,6 +426,34 @@ class StreamCore(StreamStats):
             return {"type": "websocket.send", "text": str(view, "utf-8")}
         except UnicodeDecodeError:
             return {"type": "websocket.send", "bytes": bytes(view)}
+
+    def several_lines(self, message: Message) -> list[str] | None:
+        """The lines of a body event that is several short complete text lines with nothing
+        buffered (what a gathered request echoes back), counted; None for anything else. The shell
+        sends each as a text frame and charges it (`charge_line`)."""
+        if (
+            message["type"] != "http.response.body"
+            or not message.get("more_body", False)
+            or self.status is None
+            or self.response_complete
+            or self.gone
+            or self.splitter._tail
+        ):
+            return None
+        chunk: bytes = message.get("body", b"")
+        size = len(chunk)
+        if not size or chunk[size - 1] != 10 or size > self.max_line_size or 13 in chunk:
+            return None
+        try:
+            lines = chunk.decode().split("\n")
+        except UnicodeDecodeError:
+            return None
+        lines.pop()  # the empty string after the last newline
+        if "" in lines:
+            return None  # empty lines are skipped: the general path knows how
+        self.messages_out += len(lines)
+        self.bytes_out += size - len(lines)
+        return lines
 
     def response_body(self, message: Message) -> Sequence[Message]:
         """The frames for one `http.response.body` event; the close on the last one is left in `closing`.

@@ -32,7 +32,8 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection
+from types import CoroutineType
 from typing import TYPE_CHECKING
 
 from wsproxy import closecodes
@@ -41,6 +42,7 @@ from wsproxy._auth import Authenticate, authenticate_request
 from wsproxy._handshake import RequestPlan, plan_request
 from wsproxy._metrics import metrics_for
 from wsproxy._mux_session import MuxSession, offers_mux
+from wsproxy._nowait import Started, resume, try_now
 from wsproxy._observers import chain
 from wsproxy._options import (
     DEFAULT_FORWARDED_HEADERS,
@@ -237,8 +239,10 @@ class _Stream(StreamCore):
         "gone_waiter",
         "in_receive",
         "inbox",
+        "loop",
         "plan",
         "reader",
+        "receiving",
         "running",
         "settings",
         "task",
@@ -246,6 +250,8 @@ class _Stream(StreamCore):
         "ws_receive",
         "ws_send",
     )
+
+    loop: asyncio.AbstractEventLoop  # set when the stream runs
 
     def __init__(
         self, app: ASGIApp, plan: RequestPlan, settings: StreamSettings, receive: Receive, send: Send
@@ -280,6 +286,8 @@ class _Stream(StreamCore):
         self.ticker: _Ticker | None = None
         self.cancel_handle: asyncio.TimerHandle | None = None
         self.armed = False  # a `_turn_seen` is queued on the loop
+        # The server's receive, started by `_gather` and suspended there: the next read finishes it.
+        self.receiving: Started[Message] | None = None
 
     async def run(self) -> StreamStats:
         try:
@@ -289,7 +297,9 @@ class _Stream(StreamCore):
         self._notify(self.settings.on_stream_start)
         # The app runs right here in the server's task (no task of its own: memory per stream).
         self.task = asyncio.current_task()
-        self.ticker = _Ticker.of(asyncio.get_running_loop())
+        # Kept: on Python 3.11 every get_running_loop() is a getpid() system call.
+        self.loop = asyncio.get_running_loop()
+        self.ticker = _Ticker.of(self.loop)
         self.ticker.add(self)
         self._arm()
         self.running = True
@@ -378,18 +388,64 @@ class _Stream(StreamCore):
             try:
                 if self.reader is not None:
                     await self._stop_reader()
-                message = await self.ws_receive()
+                message = await self._next_message()
             finally:
                 self.in_receive = False
             if not self.armed:  # the receive waited, and the loop turned meanwhile: watch for the next
                 self._arm()
+            # Messages that wait already behind this one go to the app with it, as one chunk.
+            event = self.gather(message, self._take_now)
+            if event is None:
+                event = self.client_message(message)
+            if self.pending:
+                await self._after_receive()
+            return event
         event = self.client_message(message)
         if self.pending:
             await self._after_receive()
         return event
 
+    def _next_message(self) -> Awaitable[Message]:
+        """The server's next message: the receive `_gather` started, if it did, else a new one."""
+        started = self.receiving
+        if started is None:
+            return self.ws_receive()
+        self.receiving = None
+        return resume(started)
+
+    def _take_now(self) -> Message | None:
+        """The server's next message if it has one at once, else None: its receive, started by hand
+        and suspended, is kept (`receiving`) for the next read to finish.
+
+        `try_now()` of wsproxy._nowait, inlined for the coroutines servers return: this runs for
+        every message of a burst, and a call costs about what the rest does.
+        """
+        coro = self.ws_receive()
+        if type(coro) is not CoroutineType:
+            now = try_now(coro)
+            if isinstance(now, Started):
+                self.receiving = now
+                return None
+            message: Message = now.value
+            return message
+        try:
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            message = stop.value
+            return message
+        except Exception as exc:  # the server's receive failed: the next read raises it
+            self.receiving = Started(_raising(exc), None)
+            return None
+        self.receiving = Started(coro, yielded)
+        return None
+
     async def _after_receive(self) -> None:
         self.pending = False
+        if self.leftover is not None:  # taken by `gather`, not joined: the app's next message
+            if self.inbox is None:
+                self.inbox = deque()
+            self.inbox.append(self.leftover)
+            self.leftover = None
         if self.gone:
             if self.closing is not None and self.closing.code == closecodes.MESSAGE_TOO_BIG:
                 logger.info("%s: incoming message over the limit", self.path)
@@ -430,7 +486,7 @@ class _Stream(StreamCore):
         """Read while the app is away: to the inbox while the body is open, a violation after it."""
         try:
             while self.may_read_ahead():
-                message = await self.ws_receive()
+                message = await self._next_message()
                 verdict = self.read_ahead(message)
                 if verdict != KEEP:
                     await self._send_close()  # the violation's close; nothing if the client left
@@ -462,6 +518,19 @@ class _Stream(StreamCore):
             return
         if message["type"] != "http.response.body":
             self.response_start(message)
+            return
+        lines = self.several_lines(message)
+        if lines is not None:
+            frame_cost = self.frame_cost
+            for line in lines:
+                try:
+                    await self.ws_send({"type": "websocket.send", "text": line})
+                except (OSError, RuntimeError) as exc:
+                    raise self._send_failed(exc) from exc
+                self.spent += len(line) + frame_cost
+                if self.spent >= self.yield_budget:
+                    self.yield_due = True
+                    await self._yield_sending()
             return
         try:
             frames = self.response_body(message)
@@ -530,7 +599,7 @@ class _Stream(StreamCore):
 
     def _arm(self) -> None:
         self.armed = True
-        asyncio.get_running_loop().call_soon(self._turn_seen)
+        self.loop.call_soon(self._turn_seen)
 
     def _turn_seen(self) -> None:
         self.armed = False
@@ -577,6 +646,9 @@ class _Stream(StreamCore):
     def _stop_background(self) -> None:
         if self.ticker is not None:
             self.ticker.discard(self)
+        if self.receiving is not None:
+            self.receiving.coro.close()
+            self.receiving = None
         if self.cancel_handle is not None:
             self.cancel_handle.cancel()
         for task in (self.reader, self.closer):
@@ -641,6 +713,10 @@ async def run_stream(
     Returns the stream's record once the app has ended and the close is sent.
     """
     return await _Stream(app, plan, settings, receive, send).run()
+
+
+async def _raising(exc: Exception) -> Message:
+    raise exc
 
 
 async def _deny(scope: Scope, send: Send, status: int, message: str) -> None:
