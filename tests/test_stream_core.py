@@ -8,10 +8,13 @@ These rows are also what `make mutate` runs against the core (docs/testing.md).
 from __future__ import annotations
 
 import logging
+import types
+from collections.abc import Generator
 from typing import Any
 
 import pytest
 
+from wsproxy._nowait import Started, resume
 from wsproxy._options import ProxyOptions
 from wsproxy._stream import (
     GONE,
@@ -519,20 +522,39 @@ def test_a_hook_that_is_not_callable_is_refused(name: str) -> None:
 # Gathering: short text messages that already wait behind one another reach the app as one chunk.
 
 
-def gathered(
-    first: Message, waiting: list[Message | None], **settings: Any
-) -> tuple[StreamCore, Message | None, int]:
-    """Run `gather` with `waiting` as what the server has at once (None: it would wait)."""
+class ServerReceive:
+    """A server's receive for `gather`: each item of `waiting` is what one call gives. A message is
+    there at once, None (or the end of the list) means the call would wait, an exception is raised
+    at once. Calls that wait end with `later`, should anyone finish them."""
+
+    def __init__(self, waiting: list[Any], later: Message | None = None) -> None:
+        self.waiting = list(waiting)
+        self.later = later
+        self.calls = 0
+
+    def __call__(self) -> Any:
+        self.calls += 1
+        item = self.waiting.pop(0) if self.waiting else None
+        if item is None:
+            return self._waits()
+        return self._now(item)
+
+    async def _now(self, item: Any) -> Message:
+        if isinstance(item, Exception):
+            raise item
+        message: Message = item
+        return message
+
+    @types.coroutine
+    def _waits(self) -> Generator[None, None, Message | None]:
+        yield None  # suspends: a task would wait here
+        return self.later
+
+
+def gathered(first: Message, waiting: list[Any], **settings: Any) -> tuple[StreamCore, Message | None, int]:
     stream = core(**settings)
-    queue = list(waiting)
-    taken = 0
-
-    def take_now() -> Message | None:
-        nonlocal taken
-        taken += 1
-        return queue.pop(0) if queue else None
-
-    return stream, stream.gather(first, take_now), taken
+    receive = ServerReceive(waiting)
+    return stream, stream.gather(first, receive), receive.calls
 
 
 LONG = "l" * 4096  # the documented bound: texts of 4096 characters or more are never joined
@@ -587,8 +609,7 @@ def test_gathering_counts_what_the_budget_already_spent() -> None:
     stream = core()
     for _ in range(10):
         stream.client_message(text("x"))
-    queue = [text("m")] * 40
-    got = stream.gather(text("m"), lambda: queue.pop(0))
+    got = stream.gather(text("m"), ServerReceive([text("m")] * 40))
     assert got is not None
     assert got["body"] == b"m\n" * 6
     assert stream.yield_due
@@ -602,13 +623,49 @@ def test_nothing_is_joined_with_a_small_message_limit_or_a_single_message_call(
     settings: dict[str, Any], single: bool
 ) -> None:
     stream = core(single, **settings)
-    assert stream.gather(text("a"), lambda: text("b")) is None
+    assert stream.gather(text("a"), ServerReceive([text("b")])) is None
 
 
 def test_nothing_is_joined_after_the_body_ended() -> None:
     stream = core()
     stream.client_message(text(""))
-    assert stream.gather(text("a"), lambda: text("b")) is None
+    assert stream.gather(text("a"), ServerReceive([text("b")])) is None
+
+
+def test_a_receive_that_would_wait_is_kept_for_the_next_read_and_gives_what_comes_later() -> None:
+    stream = core()
+    receive = ServerReceive([text("b")], later=text("c"))
+    assert stream.gather(text("a"), receive) == request(b"a\nb\n")
+    assert receive.calls == 2
+    started = stream.receiving
+    assert isinstance(started, Started)
+    rest = resume(started)
+    assert rest.send(None) is None  # what the receive yielded, handed on to the task as is
+    with pytest.raises(StopIteration) as finished:
+        rest.send(None)
+    assert finished.value.value == text("c")
+
+
+def test_a_receive_that_fails_at_once_is_kept_to_raise_at_the_next_read() -> None:
+    stream = core()
+    assert stream.gather(text("a"), ServerReceive([OSError("reset")])) == request(b"a\n")
+    assert stream.receiving is not None
+    rest = resume(stream.receiving)
+    rest.send(None)
+    with pytest.raises(OSError, match="reset"):
+        rest.send(None)
+
+
+def test_a_receive_that_is_not_a_coroutine_is_gathered_from_too() -> None:
+    class Done:
+        def __await__(self) -> Generator[None, None, Message]:
+            return text("b")
+            yield  # a generator that returns at once
+
+    stream = core()
+    calls = iter([Done(), ServerReceive([])()])
+    assert stream.gather(text("a"), lambda: next(calls)) == request(b"a\nb\n")
+    assert isinstance(stream.receiving, Started)
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ def try_now(awaitable: Awaitable[T]) -> Ready[T] | Started[T]:
     A coroutine (what `async def` servers return) is run itself; any other awaitable by one that
     awaits it.
     """
-    coro = awaitable if type(awaitable) is types.CoroutineType else _awaiting(awaitable)
+    coro = as_coroutine(awaitable)
     try:
         yielded = coro.send(None)
     except StopIteration as stop:
@@ -65,5 +65,19 @@ def resume(started: Started[T]) -> Generator[Any, Any, T]:
                 return result
 
 
+def as_coroutine(awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
+    """`awaitable` itself if it is a coroutine (what `async def` servers return), else one awaiting it."""
+    return awaitable if type(awaitable) is types.CoroutineType else _awaiting(awaitable)
+
+
+def failed(exc: Exception) -> Started[Any]:
+    """A start that raises `exc` when resumed: a receive that failed at once, for the next read to raise."""
+    return Started(_raising(exc), None)
+
+
 async def _awaiting(awaitable: Awaitable[T]) -> T:
     return await awaitable
+
+
+async def _raising(exc: Exception) -> Any:
+    raise exc

@@ -44,8 +44,9 @@ from typing import NamedTuple
 
 from wsproxy import closecodes
 from wsproxy._lines import LineSplitter
+from wsproxy._nowait import Started, as_coroutine, failed
 from wsproxy._options import ProxyOptions
-from wsproxy._types import Message
+from wsproxy._types import Message, Receive
 from wsproxy.errors import ClientDisconnected, MessageTooBig
 
 # The yield budget: at most this many frames, or this many bytes, counting both directions, between
@@ -185,6 +186,7 @@ class StreamCore(StreamStats):
         "max_message_size",
         "messages_at_yield",
         "pending",
+        "receiving",
         "response_complete",
         "single_message",
         "spent",
@@ -226,6 +228,8 @@ class StreamCore(StreamStats):
         self.end_read = False  # a message read ahead ends the body
         self.inbox_bytes = 0
         self.leftover: Message | None = None  # taken by `gather` but not joined: the shell keeps it
+        # The server's receive, started by `gather` and suspended: the shell's next read finishes it.
+        self.receiving: Started[Message] | None = None
         self.status: int | None = None
         self.response_complete = False
         self.gone = False  # no frame can go either way any more
@@ -282,16 +286,20 @@ class StreamCore(StreamStats):
             return {"type": "http.request", "body": body, "more_body": False}
         return {"type": "http.request", "body": body, "more_body": True}
 
-    def gather(self, first: Message, take_now: Callable[[], Message | None]) -> Message | None:
+    def gather(self, first: Message, receive: Receive) -> Message | None:
         """The app's event for `first` and the messages that already wait behind it, joined into
         one body chunk; None if `first` is not for joining (then `client_message` decides).
 
         Messages that arrived together reach the app together: one event, one wake-up of the app
         and one encode for all of them, where each would cost its own (docs/performance.md). Only
         short text messages with no line break are joined, none after the half-close marker, and
-        at most what the yield budget allows; `take_now()` is the shell's receive that never waits
-        (None: nothing is there yet). A message taken but not joined is read ahead (`read_ahead`):
-        kept in `leftover` for the shell's inbox, or the client gone.
+        at most what the yield budget allows.
+
+        `receive` is the server's: each call is run by hand up to its first suspension
+        (wsproxy._nowait, inlined: this runs for every message of a burst). A message it has at
+        once is taken; a receive that would wait is left in `receiving` for the shell's next read
+        to finish, so nothing is waited for here and nothing is read twice. A message taken but
+        not joined is read ahead (`read_ahead`): kept in `leftover` for the shell, or the client gone.
         """
         limit = self.gather_max
         half = self.half_close_text
@@ -311,8 +319,16 @@ class StreamCore(StreamStats):
         budget = self.yield_budget
         spent = self.spent + len(text) + cost
         while spent < budget:
-            message = take_now()
-            if message is None:
+            coro = as_coroutine(receive())
+            try:
+                yielded = coro.send(None)
+            except StopIteration as stop:
+                message: Message = stop.value
+            except Exception as exc:  # the receive failed at once: the next read raises it
+                self.receiving = failed(exc)
+                break
+            else:
+                self.receiving = Started(coro, yielded)
                 break
             text = message.get("text")
             if text is None or len(text) >= limit or text == half or "\n" in text or "\r" in text:

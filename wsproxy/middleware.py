@@ -33,7 +33,6 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Collection
-from types import CoroutineType
 from typing import TYPE_CHECKING
 
 from wsproxy import closecodes
@@ -42,7 +41,7 @@ from wsproxy._auth import Authenticate, authenticate_request
 from wsproxy._handshake import RequestPlan, plan_request
 from wsproxy._metrics import metrics_for
 from wsproxy._mux_session import MuxSession, offers_mux
-from wsproxy._nowait import Started, resume, try_now
+from wsproxy._nowait import resume
 from wsproxy._observers import chain
 from wsproxy._options import (
     DEFAULT_FORWARDED_HEADERS,
@@ -242,7 +241,6 @@ class _Stream(StreamCore):
         "loop",
         "plan",
         "reader",
-        "receiving",
         "running",
         "settings",
         "task",
@@ -286,8 +284,6 @@ class _Stream(StreamCore):
         self.ticker: _Ticker | None = None
         self.cancel_handle: asyncio.TimerHandle | None = None
         self.armed = False  # a `_turn_seen` is queued on the loop
-        # The server's receive, started by `_gather` and suspended there: the next read finishes it.
-        self.receiving: Started[Message] | None = None
 
     async def run(self) -> StreamStats:
         try:
@@ -394,7 +390,7 @@ class _Stream(StreamCore):
             if not self.armed:  # the receive waited, and the loop turned meanwhile: watch for the next
                 self._arm()
             # Messages that wait already behind this one go to the app with it, as one chunk.
-            event = self.gather(message, self._take_now)
+            event = self.gather(message, self.ws_receive)
             if event is None:
                 event = self.client_message(message)
             if self.pending:
@@ -412,32 +408,6 @@ class _Stream(StreamCore):
             return self.ws_receive()
         self.receiving = None
         return resume(started)
-
-    def _take_now(self) -> Message | None:
-        """The server's next message if it has one at once, else None: its receive, started by hand
-        and suspended, is kept (`receiving`) for the next read to finish.
-
-        `try_now()` of wsproxy._nowait, inlined for the coroutines servers return: this runs for
-        every message of a burst, and a call costs about what the rest does.
-        """
-        coro = self.ws_receive()
-        if type(coro) is not CoroutineType:
-            now = try_now(coro)
-            if isinstance(now, Started):
-                self.receiving = now
-                return None
-            message: Message = now.value
-            return message
-        try:
-            yielded = coro.send(None)
-        except StopIteration as stop:
-            message = stop.value
-            return message
-        except Exception as exc:  # the server's receive failed: the next read raises it
-            self.receiving = Started(_raising(exc), None)
-            return None
-        self.receiving = Started(coro, yielded)
-        return None
 
     async def _after_receive(self) -> None:
         self.pending = False
@@ -713,10 +683,6 @@ async def run_stream(
     Returns the stream's record once the app has ended and the close is sent.
     """
     return await _Stream(app, plan, settings, receive, send).run()
-
-
-async def _raising(exc: Exception) -> Message:
-    raise exc
 
 
 async def _deny(scope: Scope, send: Send, status: int, message: str) -> None:
