@@ -40,6 +40,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import CoroutineType
 from typing import NamedTuple
 
 from wsproxy import closecodes
@@ -319,7 +320,9 @@ class StreamCore(StreamStats):
         budget = self.yield_budget
         spent = self.spent + len(text) + cost
         while spent < budget:
-            coro = as_coroutine(receive())
+            coro = receive()
+            if type(coro) is not CoroutineType:  # (as_coroutine(), inlined)
+                coro = as_coroutine(coro)
             try:
                 yielded = coro.send(None)
             except StopIteration as stop:
