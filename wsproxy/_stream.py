@@ -6,7 +6,10 @@ module owns every decision about what they carry, in the manner of python-websoc
 - client -> app: `client_message()` turns one ASGI `websocket.*` event into the app's `http.*` event.
   It knows what a message means: the half-close marker ends the body, CR/LF become spaces (one message
   is one body line), a message over `max_message_size` ends the stream with 1009, a disconnect marks the
-  client gone, and with `single_message` the first message also ends the body.
+  client gone, and with `single_message` the first message also ends the body. `gather()` joins the
+  short text messages that the server already holds behind one another into one event (one wake-up
+  of the app for a burst instead of one per message), starting the server's receive by hand so that
+  it never waits (wsproxy/_nowait.py); the receive it leaves suspended is the shell's next read.
 - app -> client: `single_frame()` (the common case: one short line), `response_start()` and
   `response_body()` turn the app's response into the text or binary frames to send (one per line),
   and on the last body event decide the close code from the status (1000, or 4000 + status). A line

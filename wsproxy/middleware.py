@@ -5,7 +5,9 @@ when to yield) is made by the stream's sans-I/O core, wsproxy/_stream.py; this m
 messages and schedules. The app runs in the server's task with our `receive` and `send`. Its
 `receive` reads the WebSocket directly (no pump task, no queue), so a message is taken from the
 socket only when the app asks for more body: that is the backpressure, and it keeps the hot path
-free of task switches. Its `send` splits the body into lines and sends each as a frame at once.
+free of task switches. Messages the server already holds behind the one read go to the app with it,
+as one body chunk (`gather` in the core): a burst wakes the app once. Its `send` splits the body into
+lines and sends each as a frame at once.
 
 The servers' `receive` and `send` do not suspend while their buffers allow, so a stream whose data
 flows both ways would never let the event loop run: a stream that has not suspended on its own for
@@ -402,7 +404,7 @@ class _Stream(StreamCore):
         return event
 
     def _next_message(self) -> Awaitable[Message]:
-        """The server's next message: the receive `_gather` started, if it did, else a new one."""
+        """The server's next message: the receive `gather` started, if it did, else a new one."""
         started = self.receiving
         if started is None:
             return self.ws_receive()
