@@ -23,6 +23,42 @@ async def bare_echo(scope: Scope, receive: Receive, send: Send) -> None:
             await send({"type": "websocket.send", "bytes": message["bytes"]})
 
 
+async def floor_echo(scope: Scope, receive: Receive, send: Send) -> None:
+    """The contract's floor: the bare echo plus only the passes over each message that any proxy of
+    this contract must make, in the server's own task, with no middleware, no app and no yields.
+
+    A text frame is a str and a request body is bytes, so a message is scanned for CR/LF, gets its
+    newline and is encoded; the reply chunk is scanned for the newline that ends its one line, and
+    the line is decoded into the str of the text frame. What the proxy costs beyond this path is
+    its own; what this path costs beyond the bare echo is the contract's (docs/performance.md).
+    """
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        text = message.pop("text", None)
+        if text is None:
+            data: bytes = message["bytes"]
+            if 10 in data or 13 in data:
+                data = data.replace(b"\r", b" ").replace(b"\n", b" ")
+            body = data + b"\n"  # the request body
+        else:
+            if "\n" in text or "\r" in text:
+                text = text.replace("\r", " ").replace("\n", " ")
+            text += "\n"
+            body = text.encode()  # the request body
+        end = len(body) - 1
+        if body.find(10, 0, end) >= 0:  # the reply chunk is one line
+            raise RuntimeError("a line break survived")
+        line = memoryview(body)[:end]
+        try:  # a reply line is a text frame when it is UTF-8
+            await send({"type": "websocket.send", "text": str(line, "utf-8")})
+        except UnicodeDecodeError:
+            await send({"type": "websocket.send", "bytes": bytes(line)})
+
+
 async def ndjson_echo(scope: Scope, receive: Receive, send: Send) -> None:
     """A streaming HTTP app: every request body chunk goes straight back as response body."""
     await send(

@@ -2,10 +2,11 @@
 
 A change to the hot path moves the echo rows by a few percent, less than what one run's rounds
 spread on a shared machine, so two separate bench runs cannot tell it. Here one server process
-serves three paths side by side: the bare echo (`/bare`), the proxy as committed at REV (`/base`,
-exported with `git archive` into a temporary directory and imported under the package name
-`wsproxy_base`), and the proxy of the working tree (`/work`), each around the same NDJSON echo.
-Every round measures all three, in rotating order; each ratio is the median of the per-round ratios,
+serves four paths side by side: the bare echo (`/bare`), the contract's floor (`/floor`: the bare
+echo plus only the passes over each message that the contract forces, bench.apps.floor_echo), the
+proxy as committed at REV (`/base`, exported with `git archive` into a temporary directory and
+imported under the package name `wsproxy_base`), and the proxy of the working tree (`/work`), both
+around the same NDJSON echo. Every round measures all four, in rotating order; each ratio is the median of the per-round ratios,
 with their spread, as in the bench proper (docs/performance.md).
 """
 
@@ -25,19 +26,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench import scenarios
-from bench.apps import bare_echo, ndjson_echo
+from bench.apps import bare_echo, floor_echo, ndjson_echo
 from bench.harness import ASYNCIO, CLIENT_CPU, UVLOOP, Loop, has_uvloop, run_on, server
 from bench.scenarios import Flow, payload_of
 from wsproxy._types import ASGIApp, Receive, Scope, Send
 
 BASE_PACKAGE = "wsproxy_base"
-PATHS = {"bare": "/bare", "base": "/base?method=POST", "work": "/work?method=POST"}
+PATHS = {"bare": "/bare", "floor": "/floor", "base": "/base?method=POST", "work": "/work?method=POST"}
 SIZES = {"64 B": (64, 8, 16), "64 KiB": (64 * 1024, 4, 4), "1 MiB": (1024 * 1024, 4, 2)}
 _IMPORT = re.compile(r"^(\s*)(from|import) wsproxy\b", re.MULTILINE)
 
 
 def compare_server() -> ASGIApp:
-    """The server's app (run by bench.server): /bare, /base (the revision's proxy), /work (this tree's)."""
+    """The server's app (run by bench.server): /bare, /floor, /base (the revision's proxy), /work (this tree's)."""
     from wsproxy_base import WebSocketProxyMiddleware as Base  # type: ignore[import-not-found]
 
     from wsproxy import WebSocketProxyMiddleware as Work
@@ -48,6 +49,8 @@ def compare_server() -> ASGIApp:
         path = scope.get("path")
         if path == "/bare":
             await bare_echo(scope, receive, send)
+        elif path == "/floor":
+            await floor_echo(scope, receive, send)
         elif path == "/base":
             await base(scope, receive, send)
         else:
@@ -80,7 +83,7 @@ async def measure(loop: Loop, size: str, rounds: int, ws: str, *, quick: bool) -
     async with server("bench.compare:compare_server", ws=ws, loop=loop) as srv:
         for round_ in range(rounds):
             names = list(PATHS)
-            names = names[round_ % 3 :] + names[: round_ % 3]
+            names = names[round_ % len(names) :] + names[: round_ % len(names)]
             for name in names:
                 flows[name].append(
                     await scenarios.echo_flow(
@@ -109,7 +112,9 @@ def report(loop: Loop, size: str, flows: dict[str, list[Flow]]) -> str:
     return (
         f"| {size} | {loop.label} | {ratio(rate['base'], rate['bare'])} | {ratio(rate['work'], rate['bare'])} "
         f"| {ratio(rate['work'], rate['base'])} | {ratio(p99['base'], p99['bare'])} "
-        f"| {ratio(p99['work'], p99['bare'])} | {cpu['bare']:.1f} / {cpu['base']:.1f} / {cpu['work']:.1f} |"
+        f"| {ratio(p99['work'], p99['bare'])} | {ratio(rate['floor'], rate['bare'])} "
+        f"| {ratio(rate['work'], rate['floor'])} "
+        f"| {cpu['bare']:.1f} / {cpu['floor']:.1f} / {cpu['base']:.1f} / {cpu['work']:.1f} |"
     )
 
 
@@ -136,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"base: {args.rev}; work: the working tree; {args.rounds} rounds; ratios: median (spread)")
             print(
                 "| size | loop | base / bare | work / bare | work / base | p99 base / bare "
-                "| p99 work / bare | server µs/msg bare / base / work |"
+                "| p99 work / bare | floor / bare | work / floor | server µs/msg bare / floor / base / work |"
             )
-            print("|---|---|:-:|:-:|:-:|:-:|:-:|:-:|")
+            print("|---|---|:-:|:-:|:-:|:-:|:-:|:-:|:-:|:-:|")
             for size in args.size or list(SIZES):
                 for loop in loops:
                     client_loop = "uvloop" if has_uvloop() else "asyncio"

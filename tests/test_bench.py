@@ -189,7 +189,11 @@ def test_compare_tool_serves_a_revision_beside_the_working_tree_in_one_server() 
     assert lines[0].startswith("base: HEAD; work: the working tree; 1 rounds")
     (row,) = [line.split("|")[1:-1] for line in lines[3:]]
     assert [cell.strip() for cell in row[:2]] == ["64 B", "asyncio+h11"]
-    assert all(float(value) > 0 for value in row[-1].split("/"))  # server µs/msg: bare, base, work
+    floor_over_bare = float(row[7].split()[0])
+    assert 0 < floor_over_bare <= 1.5, row  # the floor does the bare echo's work and more
+    cpu = [float(value) for value in row[-1].split("/")]  # server µs/msg: bare, floor, base, work
+    assert len(cpu) == 4, row
+    assert all(value > 0 for value in cpu), row
 
 
 def test_compare_tool_imports_the_revision_apart_from_the_working_tree() -> None:
@@ -225,3 +229,32 @@ def test_compare_tool_names_a_revision_git_does_not_know() -> None:
     )
     assert result.returncode == 1
     assert result.stdout.startswith("python -m bench.compare: git archive no-such-revision failed:")
+
+
+async def test_the_contracts_floor_answers_what_the_proxy_answers() -> None:
+    # bench.compare's /floor claims to do the proxy's passes over each message and nothing else:
+    # then for one message at a time it must send back exactly the frames the proxy sends.
+    from websockets.asyncio.client import connect
+
+    from bench.apps import floor_echo, ndjson_echo
+    from tests.servers import serve
+    from wsproxy import WebSocketProxyMiddleware
+
+    messages: list[str | bytes] = [
+        "plain",
+        "two\nlines",
+        "cr\rlf\r\n",
+        "é 💡",
+        "x" * 70_000,
+        b"raw\nbytes",
+        b"\xff",
+    ]
+    answers: dict[str, list[str | bytes]] = {}
+    for name, app in (("floor", floor_echo), ("proxy", WebSocketProxyMiddleware(ndjson_echo))):
+        answers[name] = []
+        async with serve(app) as server, connect(server.ws + "/echo?method=POST", max_size=None) as ws:
+            for message in messages:
+                await ws.send(message)
+                answers[name].append(await asyncio.wait_for(ws.recv(), 10))
+    assert answers["floor"] == answers["proxy"]
+    assert answers["floor"][1:3] == ["two lines", "cr lf  "]
