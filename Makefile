@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench mutate clean
+.PHONY: demo test test-fast lint bench mutate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +17,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m example_service $(if $(PORT),--port $(PORT))
 
+# Everything: the unit tier, then the integration tier (real servers, processes, nginx, Chromium, Go).
 test: $(STAMP)
 	scripts/ensure-chromium
 	scripts/ensure-nginx
 	scripts/ensure-go
 	$(BIN)/python -m pytest
+
+# The unit tier alone (tests/unit/): pure code, no sockets, no processes, nothing beyond the venv.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,7 +2,7 @@
 
 It sends `--size`-byte text messages as fast as the connection takes them (a thread of its own) while
 reading every reply, prints "FLOODING" once the first reply is back, and runs until it is killed or
-the server ends the stream. The fairness row of the bench and tests/test_liveness.py run it beside
+the server ends the stream. The fairness row of the bench and tests/integration/test_liveness.py run it beside
 the calls they time or check.
 """
 

@@ -4,8 +4,6 @@ The clients live in `wsproxy.client`; the gRPC gateway, which needs the `grpc` e
 """
 
 from wsproxy import closecodes
-from wsproxy._access_log import QueryValuesHidden
-from wsproxy._stream import StreamSettings, StreamStats
 from wsproxy.errors import (
     ClientDisconnected,
     HandshakeRejected,
@@ -15,6 +13,8 @@ from wsproxy.errors import (
     WSProxyError,
 )
 from wsproxy.middleware import WebSocketProxyMiddleware, run_stream
+from wsproxy.operations import QueryValuesHidden
+from wsproxy.stream import StreamSettings, StreamStats
 from wsproxy.upstream import UpstreamApp
 
 __version__ = "0.1.0"

@@ -9,7 +9,7 @@
 One reader task per connection routes each frame to its call and never waits on one: a call's
 unread lines are bounded by the credit this client grants (returned as the caller iterates), and
 `send` waits for the server's credit, so a slow call never holds up the others. The framing is
-wsproxy._mux, shared with the server.
+wsproxy.mux._frames, shared with the server.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from urllib.parse import urljoin, urlsplit
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from wsproxy import _mux, closecodes
-from wsproxy._mux import FrameType, MuxProtocolError
+from wsproxy import closecodes
 from wsproxy.client._decoder import ResponseDecoder
 from wsproxy.client._errors import CallError, ConnectError, ConnectionLostError, StreamError
 from wsproxy.client._response import ResponseStream
 from wsproxy.client._single import ConnectOptions, encode_message, open_websocket, with_method
+from wsproxy.mux import _frames as _mux
+from wsproxy.mux._frames import FrameType, MuxProtocolError
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

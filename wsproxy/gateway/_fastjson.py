@@ -12,7 +12,7 @@ unchanged; anything else (strings for numbers, nulls, unknown keys, lone surroga
 returns False untouched, and the caller runs json_format, which produces the same message or its
 usual error. Encoding reproduces json_format's values (int64 as strings, enum names, base64 bytes,
 shortest float32, "NaN"/"Infinity") in declaration order, only with `emit_unpopulated` (grpc-gateway's
-default). tests/test_gateway_fastjson.py checks both against json_format on random messages.
+default). tests/unit/test_gateway_fastjson.py checks both against json_format on random messages.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The ASGI side of one gateway request: reading JSON values from the body, writing the response.
 
-Both pumps charge wsproxy's yield budget (wsproxy/_stream.py) and give the event loop a turn when it
+Both pumps charge wsproxy's yield budget (wsproxy/stream/_core.py) and give the event loop a turn when it
 is spent: the server's receive and send need not suspend, and one busy call must not hold the loop.
 """
 
@@ -15,10 +15,10 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from wsproxy._stream import YieldBudget
 from wsproxy.gateway._jsonstream import JSONValueSplitter, ValueTooLarge
 from wsproxy.gateway._status import GatewayError
 from wsproxy.gateway._types import Receive, Send
+from wsproxy.stream._core import YieldBudget
 
 # The pumps' own budget: a turn of the loop at least every 64 messages (or 256 KiB) each way. They
 # have no way to see a turn that comes by itself, so every turn is a forced one: kept rarer than the

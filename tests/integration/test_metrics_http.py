@@ -1,0 +1,52 @@
+"""The metrics listener's bookkeeping of the multiprocess directory, without a server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wsproxy.cli._metrics_listener import MULTIPROC_ENV, prepare_multiprocess_dir, retire_dead_processes
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_given_directory_is_emptied_of_old_metric_files_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("counter_12.db", "gauge_livesum_12.db", "histogram_7.db", "notes.txt", "counter.db"):
+        (tmp_path / name).write_text("x")
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
+    assert prepare_multiprocess_dir() == str(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["counter.db", "notes.txt"]
+
+
+def test_without_one_a_fresh_directory_is_made_and_set_for_the_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(MULTIPROC_ENV, "")  # restored after the test
+    made = prepare_multiprocess_dir()
+    assert os.environ[MULTIPROC_ENV] == made
+    assert os.listdir(made) == []
+    os.rmdir(made)
+
+
+def test_a_dead_workers_open_gauge_is_retired_and_its_counters_kept(tmp_path: Path) -> None:
+    dead, alive = dead_pid(), os.getpid()
+    names = [
+        f"gauge_livesum_{dead}.db",
+        f"counter_{dead}.db",
+        f"gauge_livesum_{alive}.db",
+        f"counter_{alive}.db",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    retire_dead_processes(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == sorted(names[1:])

@@ -1,0 +1,420 @@
+"""UpstreamApp in front of a real upstream: uvicorn serving tests/support/upstream_apps.py in another process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.support.servers import drain
+from tests.support.upstream_apps import Process, open_requests, proxying, upstream_process
+from wsproxy import WebSocketProxyMiddleware
+from wsproxy._types import Message
+from wsproxy.upstream import UpstreamApp, forwarded_request_headers
+from wsproxy.upstream._request import Framing, framing_of, http1_framing_headers
+
+# The header mapping, no I/O.
+
+
+def test_forwarded_headers_drop_hop_by_hop_and_add_forwarding() -> None:
+    scope: dict[str, Any] = {
+        "scheme": "https",
+        "client": ("10.0.0.7", 5555),
+        "headers": [
+            (b"host", b"public.example"),
+            (b"connection", b"keep-alive, x-secret"),
+            (b"x-secret", b"hop only"),
+            (b"keep-alive", b"timeout=5"),
+            (b"upgrade", b"h2c"),
+            (b"te", b"trailers"),
+            (b"transfer-encoding", b"chunked"),
+            (b"x-forwarded-for", b"203.0.113.9"),
+            (b"x-forwarded-proto", b"http"),
+            (b"authorization", b"Bearer t"),
+            (b"accept", b"application/json"),
+        ],
+    }
+    assert forwarded_request_headers(scope, "gw:8081") == [
+        (b"host", b"gw:8081"),
+        (b"authorization", b"Bearer t"),
+        (b"accept", b"application/json"),
+        (b"x-forwarded-for", b"203.0.113.9, 10.0.0.7"),
+        (b"x-forwarded-proto", b"https"),
+        (b"x-forwarded-host", b"public.example"),
+    ]
+
+
+def test_forwarded_headers_keep_a_known_length_and_do_not_repeat_the_last_hop() -> None:
+    scope: dict[str, Any] = {
+        "scheme": "ws",
+        "client": ("203.0.113.9", 1),
+        "headers": [(b"content-length", b"3"), (b"x-forwarded-for", b"203.0.113.9")],
+    }
+    assert forwarded_request_headers(scope, "gw") == [
+        (b"host", b"gw"),
+        (b"content-length", b"3"),
+        (b"x-forwarded-for", b"203.0.113.9"),
+        (b"x-forwarded-proto", b"http"),
+    ]
+
+
+@pytest.mark.parametrize("url", ["ftp://host", "http://", "http://host/?q=1", "127.0.0.1:8081"])
+def test_bad_base_url_is_refused_at_construction(url: str) -> None:
+    with pytest.raises(ValueError, match="upstream"):
+        UpstreamApp(url)
+
+
+# Plain HTTP through the proxy.
+
+
+async def test_plain_http_keeps_method_path_query_headers_and_body(upstream: Process) -> None:
+    async with proxying(UpstreamApp(upstream.http)) as proxy, httpx.AsyncClient() as client:
+        response = await client.post(
+            proxy.http + "/inspect?a=1&b=2",
+            content=b'{"x": 1}\n',
+            headers={"x-custom": "kept", "connection": "x-hop", "x-hop": "dropped"},
+        )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    seen = response.json()
+    headers = dict(seen["headers"])
+    assert (seen["method"], seen["path"], seen["query"], seen["body"]) == (
+        "POST",
+        "/inspect",
+        "a=1&b=2",
+        '{"x": 1}\n',
+    )
+    assert headers["host"] == f"127.0.0.1:{upstream.port}"
+    assert headers["x-forwarded-host"] == f"127.0.0.1:{proxy.port}"
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    assert headers["x-forwarded-proto"] == "http"
+    assert headers["x-custom"] == "kept"
+    assert "x-hop" not in headers
+
+
+async def test_plain_http_error_status_and_body_pass_through(upstream: Process) -> None:
+    async with proxying(UpstreamApp(upstream.http)) as proxy, httpx.AsyncClient() as client:
+        response = await client.get(proxy.http + "/status/418")
+    assert response.status_code == 418
+    assert response.json() == {"error": "status 418", "code": 418}
+
+
+async def test_base_url_path_is_a_prefix(upstream: Process) -> None:
+    async with (
+        proxying(UpstreamApp(upstream.http + "/status/")) as proxy,
+        httpx.AsyncClient() as client,
+    ):
+        response = await client.get(proxy.http + "/409")
+    assert response.status_code == 409
+
+
+async def test_keep_alive_connections_are_reused(upstream: Process) -> None:
+    async with proxying(UpstreamApp(upstream.http)) as proxy, httpx.AsyncClient() as client:
+        first = (await client.get(proxy.http + "/inspect")).json()["client"]
+        second = (await client.post(proxy.http + "/inspect", content=b"x")).json()["client"]
+    assert first == second  # same upstream TCP connection (same source port)
+
+
+async def test_streaming_response_arrives_as_the_upstream_writes_it(upstream: Process) -> None:
+    async with (
+        proxying(UpstreamApp(upstream.http)) as proxy,
+        httpx.AsyncClient() as client,
+        client.stream("GET", proxy.http + "/forever") as response,
+    ):
+        lines = response.aiter_lines()
+        assert json.loads(await anext(lines)) == {"n": 0}  # the response has not ended
+
+
+async def test_unreachable_upstream_is_502(refused_url: str) -> None:
+    async with proxying(UpstreamApp(refused_url)) as proxy, httpx.AsyncClient() as client:
+        response = await client.get(proxy.http + "/anything")
+    assert response.status_code == 502
+    assert response.json() == {"error": "upstream unreachable", "reason": "connection refused"}
+
+
+async def test_unresolvable_upstream_is_502() -> None:
+    async with (
+        proxying(UpstreamApp("http://no-such-host.invalid:1")) as proxy,
+        httpx.AsyncClient() as client,
+    ):
+        response = await client.get(proxy.http + "/")
+    assert response.status_code == 502
+    assert response.json()["error"] == "upstream unreachable"
+
+
+async def test_silent_upstream_is_504_after_the_read_timeout(upstream: Process) -> None:
+    async with (
+        proxying(UpstreamApp(upstream.http, read_timeout=0.2)) as proxy,
+        httpx.AsyncClient() as client,
+    ):
+        response = await client.get(proxy.http + "/hang")
+    assert response.status_code == 504
+    assert response.json() == {"error": "upstream timeout", "reason": "no response in time"}
+
+
+async def test_busy_pool_is_503_after_the_connect_timeout(upstream: Process) -> None:
+    app = UpstreamApp(upstream.http, max_connections=1, connect_timeout=0.2)
+    async with (
+        proxying(app) as proxy,
+        httpx.AsyncClient() as client,
+        client.stream("GET", proxy.http + "/forever") as holding,
+    ):
+        held_lines = holding.aiter_lines()  # kept: a dropped iterator closes the response
+        await anext(held_lines)
+        response = await client.get(proxy.http + "/inspect")
+    assert response.status_code == 503
+    assert response.json()["error"] == "upstream busy"
+
+
+async def test_plain_http_client_leaving_closes_the_upstream_call(upstream: Process) -> None:
+    async with proxying(UpstreamApp(upstream.http)) as proxy:
+        async with httpx.AsyncClient() as client, client.stream("GET", proxy.http + "/forever") as response:
+            lines = response.aiter_lines()  # kept: a dropped iterator closes the response
+            await anext(lines)
+            assert await open_requests(upstream, 1) == 1
+        assert await open_requests(upstream, 0) == 0
+
+
+async def test_plain_http_upstream_killed_mid_response_aborts_the_response() -> None:
+    with upstream_process() as upstream:
+        async with (
+            proxying(UpstreamApp(upstream.http)) as proxy,
+            httpx.AsyncClient() as client,
+            client.stream("GET", proxy.http + "/forever") as response,
+        ):
+            lines = response.aiter_lines()
+            await anext(lines)
+            upstream.kill()
+            with pytest.raises(httpx.RemoteProtocolError):
+                await anext(lines)
+
+
+# WebSockets: WebSocketProxyMiddleware(UpstreamApp(url)) in this process, the upstream in another.
+
+
+async def test_every_call_kind_over_websocket(upstream: Process, ws_impl: str) -> None:
+    app = WebSocketProxyMiddleware(UpstreamApp(upstream.http))
+    async with proxying(app, ws=ws_impl) as proxy:
+        async with connect(proxy.ws + "/echo?method=POST&methodType=Unary") as ws:
+            await ws.send('{"hi": 1}')
+            assert await drain(ws) == (['{"echo": {"hi": 1}}'], 1000, "")
+        async with connect(proxy.ws + "/stream?count=3") as ws:
+            assert await drain(ws) == (['{"n": 0}', '{"n": 1}', '{"n": 2}'], 1000, "")
+        async with connect(proxy.ws + "/sum?method=POST") as ws:
+            for n in (1, 2, 39):
+                await ws.send(json.dumps({"n": n}))
+            await ws.send("")
+            assert await drain(ws) == (['{"sum": 42}'], 1000, "")
+        async with connect(proxy.ws + "/status/404") as ws:
+            assert await drain(ws) == (['{"error": "status 404", "code": 404}'], 4404, "Not Found")
+
+
+async def test_bidi_reply_arrives_before_the_client_half_closes(upstream: Process, ws_impl: str) -> None:
+    app = WebSocketProxyMiddleware(UpstreamApp(upstream.http))
+    async with proxying(app, ws=ws_impl) as proxy, connect(proxy.ws + "/bidi?method=POST") as ws:
+        for n in range(3):
+            await ws.send(json.dumps({"n": n}))
+            assert json.loads(await ws.recv()) == {"echo": {"n": n}}  # body still open
+        await ws.send("")
+        assert await drain(ws) == ([], 1000, "")
+
+
+async def test_upstream_killed_mid_stream_closes_1014(ws_impl: str) -> None:
+    with upstream_process() as upstream:
+        app = WebSocketProxyMiddleware(UpstreamApp(upstream.http))
+        async with proxying(app, ws=ws_impl) as proxy, connect(proxy.ws + "/forever") as ws:
+            assert json.loads(await ws.recv()) == {"n": 0}
+            upstream.kill()
+            assert await drain(ws) == ([], 1014, "bad gateway")
+
+
+async def test_upstream_not_running_closes_4502(refused_url: str) -> None:
+    app = WebSocketProxyMiddleware(UpstreamApp(refused_url))
+    async with proxying(app) as proxy, connect(proxy.ws + "/bidi?method=POST") as ws:
+        frames, code, reason = await drain(ws)
+    assert (code, reason) == (4502, "Bad Gateway")
+    assert [json.loads(frame) for frame in frames] == [
+        {"error": "upstream unreachable", "reason": "connection refused"}
+    ]
+
+
+async def test_silent_upstream_closes_4504(upstream: Process) -> None:
+    app = WebSocketProxyMiddleware(UpstreamApp(upstream.http, read_timeout=0.2))
+    async with proxying(app) as proxy, connect(proxy.ws + "/hang") as ws:
+        assert (await drain(ws))[1:] == (4504, "Gateway Timeout")
+
+
+async def test_websocket_client_leaving_closes_the_upstream_call(upstream: Process) -> None:
+    app = WebSocketProxyMiddleware(UpstreamApp(upstream.http))
+    async with proxying(app) as proxy:
+        async with connect(proxy.ws + "/bidi?method=POST") as ws:
+            await ws.send('{"n": 1}')
+            await ws.recv()
+            assert await open_requests(upstream, 1) == 1
+        assert await open_requests(upstream, 0) == 0
+
+
+# Framing: GET and HEAD carry no body upstream; an open body asks the connection to close (Go).
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "expected"),
+    [
+        ("GET", [], "bodyless"),
+        ("HEAD", [], "bodyless"),
+        ("get", [], "bodyless"),
+        ("GET", [(b"content-length", b"4")], "fixed"),
+        ("GET", [(b"transfer-encoding", b"chunked")], "streaming"),
+        ("POST", [(b"content-length", b"4")], "fixed"),
+        ("POST", [], "streaming"),
+        ("DELETE", [], "streaming"),
+    ],
+)
+def test_framing_table(method: str, headers: list[tuple[bytes, bytes]], expected: str) -> None:
+    assert framing_of(method, headers).value == expected
+
+
+def test_only_an_open_http1_body_asks_for_the_connection_to_close() -> None:
+    assert http1_framing_headers(Framing.STREAMING) == [
+        (b"transfer-encoding", b"chunked"),
+        (b"connection", b"close"),
+    ]
+    assert http1_framing_headers(Framing.FIXED) == []
+    assert http1_framing_headers(Framing.BODYLESS) == []
+
+
+async def test_websocket_get_is_answered_without_a_half_close(upstream: Process, ws_impl: str) -> None:
+    # /inspect answers once the request body ends: a GET's has ended before it began.
+    app = WebSocketProxyMiddleware(UpstreamApp(upstream.http))
+    async with proxying(app, ws=ws_impl) as proxy, connect(proxy.ws + "/inspect") as ws:
+        frames, code, _ = await drain(ws)
+    assert code == 1000
+    seen = json.loads(frames[0])
+    headers = dict(seen["headers"])
+    assert (seen["method"], seen["body"]) == ("GET", "")
+    assert "transfer-encoding" not in headers
+    assert "content-length" not in headers
+
+
+async def test_websocket_post_streams_chunked_and_asks_to_close(upstream: Process) -> None:
+    app = WebSocketProxyMiddleware(UpstreamApp(upstream.http))
+    async with proxying(app) as proxy, connect(proxy.ws + "/inspect?method=POST") as ws:
+        await ws.send('{"a": 1}')
+        await ws.send("")
+        frames, code, _ = await drain(ws)
+    assert code == 1000
+    headers = dict(json.loads(frames[0])["headers"])
+    assert (headers["transfer-encoding"], headers["connection"]) == ("chunked", "close")
+
+
+async def test_a_message_on_a_get_call_closes_1008(upstream: Process, ws_impl: str) -> None:
+    app = WebSocketProxyMiddleware(UpstreamApp(upstream.http))
+    async with proxying(app, ws=ws_impl) as proxy, connect(proxy.ws + "/forever") as ws:
+        assert json.loads(await ws.recv()) == {"n": 0}
+        await ws.send('{"late": true}')
+        assert await drain(ws) == ([], 1008, "message after end of request body")
+        assert await open_requests(upstream, 0) == 0
+
+
+async def test_a_half_close_on_a_get_call_is_harmless(upstream: Process) -> None:
+    app = WebSocketProxyMiddleware(UpstreamApp(upstream.http))
+    async with proxying(app) as proxy, connect(proxy.ws + "/stream?count=2") as ws:
+        await ws.send("")
+        assert await drain(ws) == (['{"n": 0}', '{"n": 1}'], 1000, "")
+
+
+async def test_plain_get_and_head_keep_the_connection_alive(upstream: Process) -> None:
+    async with proxying(UpstreamApp(upstream.http)) as proxy, httpx.AsyncClient() as client:
+        head = await client.head(proxy.http + "/inspect")
+        first = (await client.get(proxy.http + "/inspect")).json()["client"]
+        second = (await client.get(proxy.http + "/inspect")).json()["client"]
+    assert head.status_code == 200
+    assert first == second
+
+
+# Fairness: a busy stream hands the event loop back (the numbers are docs/upstream.md's).
+
+
+class LoopTurns:
+    """Counts what a pump did between two turns of another task on the same loop."""
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.runs: list[int] = []
+
+    def record(self) -> None:
+        self.messages += 1
+
+    async def watch(self) -> None:
+        while True:
+            if self.messages:
+                self.runs.append(self.messages)
+                self.messages = 0
+            await asyncio.sleep(0)
+
+
+async def run_with_turns(app: UpstreamApp, scope: dict[str, Any], receive: Any, turns: LoopTurns) -> None:
+    async def send(message: Message) -> None:  # a server send that never yields
+        turns.record()
+
+    watcher = asyncio.ensure_future(turns.watch())
+    try:
+        await asyncio.wait_for(app(scope, receive, send), 60)
+    finally:
+        watcher.cancel()
+        await app.aclose()
+
+
+def http_scope(method: str, path: str, query: bytes = b"") -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "query_string": query,
+        "headers": [],
+        "scheme": "http",
+    }
+
+
+async def test_a_busy_download_yields_every_32_messages(upstream: Process) -> None:
+    turns = LoopTurns()
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    scope = http_scope("GET", "/firehose", b"count=3000&size=100")
+    await run_with_turns(UpstreamApp(upstream.http), scope, receive, turns)
+    assert sum(turns.runs) > 3000  # the whole body went through
+    assert max(turns.runs) <= 32
+
+
+async def test_a_busy_upload_yields_every_32_messages(upstream: Process) -> None:
+    turns = LoopTurns()
+    sent = 0
+
+    async def receive() -> dict[str, Any]:  # a server receive with messages queued: never yields
+        nonlocal sent
+        if sent == 2000:
+            await asyncio.sleep(3600)  # after the body, a server's receive waits for the disconnect
+        sent += 1
+        turns.record()
+        more = sent < 2000
+        return {"type": "http.request", "body": b'{"n": 1}\n' if more else b"", "more_body": more}
+
+    async def send(message: Message) -> None:
+        if message.get("body"):
+            assert json.loads(message["body"]) == {"sum": 1999}
+
+    watcher = asyncio.ensure_future(turns.watch())
+    app = UpstreamApp(upstream.http)
+    try:
+        await asyncio.wait_for(app(http_scope("POST", "/sum"), receive, send), 60)
+    finally:
+        watcher.cancel()
+        await app.aclose()
+    assert max(turns.runs) <= 32

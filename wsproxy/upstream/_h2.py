@@ -1,0 +1,371 @@
+"""HTTP/2 client connections for `UpstreamApp`: many calls share one connection, one stream each.
+
+Theory of operation. The `h2` library is the protocol (framing, HPACK, flow-control accounting);
+this module is the asyncio shell around it. Each connection has one reader task: it feeds the
+socket's bytes to h2 and routes every event to its stream's small inbox (response head, data,
+end, reset), then writes whatever h2 wants sent (SETTINGS and PING acks, WINDOW_UPDATEs). Calls
+write their own frames directly (headers, data, end, reset); asyncio's `drain` holds a writer
+back while the socket is full.
+
+Flow control is the backpressure, both ways:
+- Upstream to client: a stream's received data is acknowledged (WINDOW_UPDATE) only when the
+  call takes it from the inbox, which it does only after the previous chunk went to the client.
+  A slow client leaves its stream's window closed, so the server stops sending on that stream
+  only; the connection window is large, so other streams keep flowing.
+- Client to upstream: `send_body` sends no more than the stream's and connection's send windows
+  allow and waits for a WINDOW_UPDATE for the rest.
+
+A connection takes new streams while it has fewer open than the server's
+SETTINGS_MAX_CONCURRENT_STREAMS (at most `MAX_STREAMS_PER_CONNECTION`), and none after a GOAWAY
+or an error. A call that ends before both sides finished resets its stream (RST_STREAM CANCEL),
+so the server sees the client leave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from wsproxy.upstream._call import ResponseHead
+from wsproxy.upstream._errors import ClosedEarly, MalformedResponse, ReadTimeout, StreamReset
+
+logger = logging.getLogger("wsproxy.upstream")
+
+READ_CHUNK_SIZE = 64 * 1024
+MAX_STREAMS_PER_CONNECTION = 1000
+# The connection's receive window: large, so one stalled stream (its own window is the default
+# 64 KiB) cannot stop the others. Memory is bounded by what streams hold, not by this number.
+CONNECTION_WINDOW = 16 * 1024 * 1024
+# Header names never sent on HTTP/2 (RFC 9113 section 8.2.2); `host` becomes :authority.
+_NOT_ON_H2 = frozenset(
+    {b"host", b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+
+_END = object()
+# The inbox holds a response head, (data, flow-controlled length) pairs, _END, or a failure.
+_Event = ResponseHead | tuple[bytes, int] | BaseException | object
+
+
+class H2Connection:
+    """One HTTP/2 connection to the upstream, shared by up to `capacity()` concurrent calls."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        scheme: str,
+        authority: str,
+        on_stream_closed: Callable[[H2Connection], None],
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._scheme = scheme.encode()
+        self._authority = authority.encode()
+        self._on_stream_closed = on_stream_closed
+        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        self._h2 = h2.connection.H2Connection(config=config)
+        self._streams: dict[int, H2Call] = {}
+        self._settings_received = asyncio.Event()
+        self._reader_task: asyncio.Task[None] | None = None
+        self.usable = True  # False after GOAWAY, EOF or an error: no new streams
+        self._failure: BaseException | None = None  # why the reader stopped
+        self.idle_since = time.monotonic()
+
+    async def start(self, timeout: float | None) -> None:
+        """Send our preface and settings; wait for the server's SETTINGS (its stream limit)."""
+        self._h2.local_settings = h2.settings.Settings(
+            client=True,
+            initial_values={
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 0,
+            },
+        )
+        self._h2.initiate_connection()
+        self._h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        self._flush()
+        self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
+        try:
+            await asyncio.wait_for(self._settings_received.wait(), timeout)
+        except BaseException:
+            self.close()
+            raise
+        if self._failure is not None:  # the server answered with something that is not HTTP/2
+            raise _fresh(self._failure)
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._streams)
+
+    def capacity(self) -> int:
+        """How many more streams this connection takes now."""
+        if not self.usable:
+            return 0
+        limit = min(self._h2.remote_settings.max_concurrent_streams, MAX_STREAMS_PER_CONNECTION)
+        return limit - len(self._streams)
+
+    def start_call(
+        self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], *, bodyless: bool
+    ) -> H2Call:
+        try:
+            stream_id = self._h2.get_next_available_stream_id()
+        except h2.exceptions.NoAvailableStreamIDError as exc:  # 2**31 streams: time for a new connection
+            self.usable = False
+            raise StreamReset("no stream IDs left on the connection") from exc
+        pseudo = [
+            (b":method", method.encode()),
+            (b":scheme", self._scheme),
+            (b":authority", self._authority),
+            (b":path", target),
+        ]
+        regular = [(name, value) for name, value in headers if name not in _NOT_ON_H2]
+        call = H2Call(self, stream_id, ended_local=bodyless)
+        try:
+            self._h2.send_headers(stream_id, pseudo + regular, end_stream=bodyless)
+        except h2.exceptions.ProtocolError as exc:  # the connection closed under us, or a bad header
+            if self._h2.state_machine.state is h2.connection.ConnectionState.CLOSED:
+                self.usable = False
+            raise StreamReset(f"cannot open a stream: {exc}") from exc
+        self._streams[stream_id] = call
+        self._flush()
+        return call
+
+    # Used by H2Call.
+
+    def _flush(self) -> None:
+        data = self._h2.data_to_send()
+        if data and not self._writer.is_closing():
+            self._writer.write(data)
+
+    async def _drain(self) -> None:
+        await self._writer.drain()
+
+    def _forget(self, call: H2Call) -> None:
+        if self._streams.pop(call.stream_id, None) is None:
+            return
+        if not self._streams:
+            self.idle_since = time.monotonic()
+        self._on_stream_closed(self)
+
+    # The reader task.
+
+    async def _read_loop(self) -> None:
+        failure: BaseException
+        try:
+            while True:
+                data = await self._reader.read(READ_CHUNK_SIZE)
+                if not data:
+                    failure = ClosedEarly("upstream closed the HTTP/2 connection")
+                    break
+                try:
+                    events = self._h2.receive_data(data)
+                except h2.exceptions.ProtocolError as exc:
+                    failure = MalformedResponse(f"HTTP/2 protocol error: {exc}")
+                    self._flush()  # h2 queued a GOAWAY
+                    break
+                for event in events:
+                    self._dispatch(event)
+                self._flush()
+                # A busy socket never makes read() wait: let the calls run between chunks.
+                await asyncio.sleep(0)
+        except OSError as exc:
+            failure = exc
+        except asyncio.CancelledError:
+            failure = ClosedEarly("connection closed")
+        self.usable = False
+        self._failure = failure
+        self._settings_received.set()
+        for call in list(self._streams.values()):
+            call._fail(failure)
+        self._writer.transport.abort()
+
+    def _dispatch(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.RemoteSettingsChanged):
+            self._settings_received.set()
+            for each in self._streams.values():
+                each._window_opened()  # INITIAL_WINDOW_SIZE may have grown
+            return
+        if isinstance(event, h2.events.ConnectionTerminated):
+            self.usable = False
+            last = event.last_stream_id if event.last_stream_id is not None else 0
+            for open_id, open_call in list(self._streams.items()):
+                if open_id > last or event.error_code:
+                    open_call._fail(StreamReset(f"GOAWAY {event.error_code!r}"))
+            return
+        stream_id: int | None = getattr(event, "stream_id", None)
+        if isinstance(event, h2.events.WindowUpdated) and not stream_id:
+            for each in self._streams.values():
+                each._window_opened()
+            return
+        call: H2Call | None = self._streams.get(stream_id) if stream_id else None
+        if call is None:
+            if isinstance(event, h2.events.DataReceived) and stream_id:
+                # A stream we already let go of: give the connection window back at once.
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    self._h2.acknowledge_received_data(event.flow_controlled_length, stream_id)
+            return
+        if isinstance(event, h2.events.ResponseReceived):
+            call._push(_response_head(event.headers))
+        elif isinstance(event, h2.events.DataReceived):
+            call._push_data(event.data or b"", event.flow_controlled_length)
+        elif isinstance(event, h2.events.StreamEnded):
+            call._push(_END)
+        elif isinstance(event, h2.events.StreamReset):
+            call._fail(StreamReset(f"RST_STREAM {event.error_code!r}"))
+        elif isinstance(event, h2.events.WindowUpdated):
+            call._window_opened()
+        # TrailersReceived, InformationalResponseReceived, PriorityUpdated: nothing to forward.
+
+    def close(self) -> None:
+        self.usable = False
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+        self._writer.transport.abort()
+
+
+class H2Call:
+    """One stream: a request/response exchange on a shared HTTP/2 connection."""
+
+    def __init__(self, conn: H2Connection, stream_id: int, *, ended_local: bool) -> None:
+        self._conn = conn
+        self.stream_id = stream_id
+        self._inbox: deque[_Event] = deque()
+        self._pending_ack = 0
+        self._arrived: asyncio.Future[None] | None = None
+        self._window: asyncio.Future[None] | None = None
+        self._failure: BaseException | None = None
+        self._ended_remote = False
+        self._ended_local = ended_local
+
+    async def send_body(self, data: bytes) -> None:
+        h2conn = self._conn._h2
+        view = memoryview(data)
+        while view:
+            if self._failure is not None:
+                raise _fresh(self._failure)
+            size = min(
+                len(view),
+                h2conn.local_flow_control_window(self.stream_id),
+                h2conn.max_outbound_frame_size,
+            )
+            if size <= 0:
+                self._window = asyncio.get_running_loop().create_future()
+                await self._window
+                continue
+            try:
+                h2conn.send_data(self.stream_id, view[:size].tobytes())
+            except h2.exceptions.ProtocolError as exc:  # the stream was closed or reset meanwhile
+                raise StreamReset(str(exc)) from exc
+            self._conn._flush()
+            view = view[size:]
+            await self._conn._drain()
+
+    async def finish_body(self, data: bytes) -> None:
+        await self.send_body(data)  # (a stream of its own: no reset of the connection to race)
+        await self.end_body()
+
+    async def end_body(self) -> None:
+        if self._failure is not None:
+            raise _fresh(self._failure)
+        try:
+            self._conn._h2.end_stream(self.stream_id)
+        except h2.exceptions.ProtocolError as exc:
+            raise StreamReset(str(exc)) from exc
+        self._ended_local = True
+        self._conn._flush()
+        await self._conn._drain()
+
+    async def next_event(self, timeout: float | None) -> ResponseHead | bytes | None:
+        self._acknowledge()
+        while not self._inbox:
+            if self._failure is not None:
+                raise _fresh(self._failure)
+            self._arrived = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(self._arrived, timeout)
+            except asyncio.TimeoutError:
+                raise ReadTimeout from None
+        event = self._inbox.popleft()
+        if event is _END:
+            self._ended_remote = True
+            return None
+        if isinstance(event, BaseException):
+            raise event
+        if isinstance(event, tuple):
+            data: bytes = event[0]
+            self._pending_ack += event[1]
+            return data
+        assert isinstance(event, ResponseHead)
+        return event
+
+    def _acknowledge(self) -> None:
+        # The chunk handed out last has gone on to the client: open the window by its size.
+        if self._pending_ack and self._failure is None:
+            size, self._pending_ack = self._pending_ack, 0
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self._conn._h2.acknowledge_received_data(size, self.stream_id)
+                self._conn._flush()
+
+    def release(self) -> None:
+        if self._failure is None and not (self._ended_remote and self._ended_local):
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self._conn._h2.reset_stream(self.stream_id, h2.errors.ErrorCodes.CANCEL)
+                self._conn._flush()
+        self._failure = self._failure or ClosedEarly("call released")
+        self._conn._forget(self)
+
+    # Called by the connection's reader task.
+
+    def _push(self, event: _Event) -> None:
+        self._inbox.append(event)
+        self._wake()
+
+    def _push_data(self, data: bytes, flow_controlled_length: int) -> None:
+        # Acknowledged when taken (padding included), in next_event.
+        self._inbox.append((data, flow_controlled_length))
+        self._wake()
+
+    def _fail(self, failure: BaseException) -> None:
+        if self._failure is None:
+            self._failure = failure
+        self._wake()
+        self._window_opened()
+
+    def _wake(self) -> None:
+        if self._arrived is not None and not self._arrived.done():
+            self._arrived.set_result(None)
+
+    def _window_opened(self) -> None:
+        if self._window is not None and not self._window.done():
+            self._window.set_result(None)
+
+
+def _fresh(failure: BaseException) -> BaseException:
+    """A copy to raise: one connection failure ends many calls, and a shared exception object
+    would collect every call's traceback."""
+    return copy.copy(failure).with_traceback(None)
+
+
+def _response_head(headers: list[tuple[bytes, bytes]]) -> ResponseHead | BaseException:
+    status = None
+    regular: list[tuple[bytes, bytes]] = []
+    for name, value in headers:
+        if name == b":status":
+            status = value
+        elif not name.startswith(b":"):
+            regular.append((name, value))
+    if status is None or not status.isdigit():
+        return MalformedResponse("HTTP/2 response without a valid :status")
+    return ResponseHead(int(status), regular)
