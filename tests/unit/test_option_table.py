@@ -82,11 +82,13 @@ def _field_problems() -> list[str]:
 def _flag_problems(parser: argparse.ArgumentParser) -> list[str]:
     problems = []
     actions = {flag: action for action in parser._actions for flag in action.option_strings}
+    for each in parser._actions:
+        given = BY_NAME.get(each.dest)
+        if given is not None and (given.flag is None or given.flag.name not in each.option_strings):
+            problems.append(f"{each.option_strings} sets {given.name}, a flag the table does not give it")
     for option in OPTIONS:
         flag = option.flag
         if flag is None:
-            if any(action.dest == option.name for action in parser._actions):
-                problems.append(f"{option.name} has a flag the table does not give it")
             continue
         action = actions.get(flag.name)
         if action is None:
