@@ -1,4 +1,8 @@
-"""The middleware's options, checked once at construction so a bad value fails at start-up."""
+"""The middleware's options, checked once at construction so a bad value fails at start-up.
+
+What each option is, its default and its flag are in wsproxy/_option_table.py; this module holds the
+checks and the forms the handshake mapping reads (a header predicate, normalized origins).
+"""
 
 from __future__ import annotations
 
@@ -6,24 +10,31 @@ import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from wsproxy._option_table import (
+    DEFAULT_FORWARDED_HEADERS,
+    DEFAULT_MAX_CALLS_PER_SOCKET,
+    DEFAULT_MAX_LINE_SIZE,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULTS,
+)
 from wsproxy._types import Scope
+
+__all__ = [
+    "DEFAULT_FORWARDED_HEADERS",
+    "DEFAULT_MAX_CALLS_PER_SOCKET",
+    "DEFAULT_MAX_LINE_SIZE",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "TOKEN_RE",
+    "ForwardedHeaders",
+    "HeaderPredicate",
+    "ProxyOptions",
+    "RequestMutator",
+    "normalize_origin",
+]
 
 RequestMutator = Callable[[Scope, Scope], Scope]
 HeaderPredicate = Callable[[str], bool]
 ForwardedHeaders = Collection[str] | HeaderPredicate
-
-# W3C Trace Context and Baggage pass by default, so an instrumented app continues the client's trace.
-DEFAULT_FORWARDED_HEADERS: tuple[str, ...] = (
-    "host",
-    "origin",
-    "referer",
-    "traceparent",
-    "tracestate",
-    "baggage",
-)
-DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
-DEFAULT_MAX_LINE_SIZE = 1 << 20
-DEFAULT_MAX_CALLS_PER_SOCKET = 100
 
 # RFC 9110 token characters: what a method or a header name may be made of.
 TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -31,18 +42,20 @@ TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 @dataclass(frozen=True)
 class ProxyOptions:
-    method_override_param: str | None = "method"
-    default_method: str = "GET"
-    forwarded_headers: ForwardedHeaders = DEFAULT_FORWARDED_HEADERS
-    token_cookie_name: str | None = "token"
-    request_mutator: RequestMutator | None = None
-    half_close_message: str | bytes | None = ""
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
-    max_line_size: int = DEFAULT_MAX_LINE_SIZE
-    allowed_origins: Collection[str] | None = None
-    max_connections: int | None = None
-    idle_timeout: float | None = None
-    max_calls_per_socket: int = DEFAULT_MAX_CALLS_PER_SOCKET
+    """The options the handshake mapping and the streams read; defaults from wsproxy/_option_table.py."""
+
+    method_override_param: str | None = DEFAULTS["method_override_param"]
+    default_method: str = DEFAULTS["default_method"]
+    forwarded_headers: ForwardedHeaders = DEFAULTS["forwarded_headers"]
+    token_cookie_name: str | None = DEFAULTS["token_cookie_name"]
+    request_mutator: RequestMutator | None = DEFAULTS["request_mutator"]
+    half_close_message: str | bytes | None = DEFAULTS["half_close_message"]
+    max_message_size: int = DEFAULTS["max_message_size"]
+    max_line_size: int = DEFAULTS["max_line_size"]
+    allowed_origins: Collection[str] | None = DEFAULTS["allowed_origins"]
+    max_connections: int | None = DEFAULTS["max_connections"]
+    idle_timeout: float | None = DEFAULTS["idle_timeout"]
+    max_calls_per_socket: int = DEFAULTS["max_calls_per_socket"]
 
     def __post_init__(self) -> None:
         if not TOKEN_RE.match(self.default_method):

@@ -33,20 +33,13 @@ def one_error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
 # Start-up: help and one-line errors.
 
 
-def test_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    # Which flags exist, and their defaults, tests/unit/test_option_table.py checks against the table.
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    flags = [
-        "--upstream", "--app", "--host", "--port", "--workers", "--log-level", "--ssl-certfile",
-        "--ssl-keyfile", "--ws-ping-interval", "--ws-ping-timeout", "--ws-max-size",
-        "--method-override-param", "--default-method", "--forward-header", "--token-cookie-name",
-        "--request-mutator", "--half-close-message", "--max-message-size", "--max-line-size",
-        "--allowed-origin", "--max-connections", "--max-calls-per-socket", "--idle-timeout", "--upstream-connect-timeout",
-        "--upstream-read-timeout", "--no-upstream-check", "--authenticate", "--metrics-port", "--no-access-log",
-    ]  # fmt: skip
-    assert [flag for flag in flags if flag not in text] == []
+    assert "--max-message-size BYTES" in text
     assert "(default: 1048576)" in text
 
 

@@ -26,14 +26,15 @@ from uvicorn.config import LOGGING_CONFIG
 from uvicorn.importer import ImportFromStringError, import_from_string
 from uvicorn.supervisors import Multiprocess
 
-from wsproxy._options import (
-    DEFAULT_FORWARDED_HEADERS,
-    DEFAULT_MAX_CALLS_PER_SOCKET,
-    DEFAULT_MAX_LINE_SIZE,
-    DEFAULT_MAX_MESSAGE_SIZE,
-)
 from wsproxy._types import ASGIApp
 from wsproxy.cli._metrics_listener import prepare_multiprocess_dir, start_metrics_listener
+from wsproxy.cli._option_flags import (
+    add_option_flags,
+    import_objects,
+    options_from_args,
+    positive_float,
+    positive_int,
+)
 from wsproxy.middleware import WebSocketProxyMiddleware
 from wsproxy.upstream import HTTP_VERSIONS, HttpVersion, UpstreamApp
 
@@ -72,24 +73,11 @@ class AppSettings:
 
     upstream: str | None
     app: str | None
-    method_override_param: str | None
-    default_method: str
-    forwarded_headers: list[str]
-    token_cookie_name: str | None
-    request_mutator: str | None
-    half_close_message: str | None
-    max_message_size: int
-    max_line_size: int
-    allowed_origins: list[str] | None
-    max_connections: int | None
-    max_calls_per_socket: int
-    idle_timeout: float | None
+    # The middleware's keywords (wsproxy/_option_table.py); a callable as its MODULE:ATTR text.
+    options: dict[str, Any]
     upstream_connect_timeout: float
     upstream_read_timeout: float | None
     upstream_max_connections: int | None
-    authenticate: str | None = None
-    access_log: bool = True
-    metrics: bool = False
     upstream_http_version: HttpVersion = "auto"
 
 
@@ -97,24 +85,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One line, not the usage block: the user reads the cause, --help has the rest.
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-_positive_int.__name__ = "positive integer"
-_positive_float.__name__ = "positive number"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="worker processes sharing the port (default: %(default)s)",
@@ -157,21 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--ssl-keyfile", metavar="FILE", help="TLS private key (PEM) for --ssl-certfile")
     server.add_argument(
         "--ws-ping-interval",
-        type=_positive_float,
+        type=positive_float,
         default=20.0,
         metavar="SECONDS",
         help="send a WebSocket ping this often (default: %(default)s)",
     )
     server.add_argument(
         "--ws-ping-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=20.0,
         metavar="SECONDS",
         help="close a connection whose pong is this late (default: %(default)s)",
     )
     server.add_argument(
         "--ws-max-size",
-        type=_positive_int,
+        type=positive_int,
         default=16 * 1024 * 1024,
         metavar="BYTES",
         help="largest WebSocket frame the server accepts (default: %(default)s)",
@@ -196,94 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
 
-    proxy = parser.add_argument_group("WebSocket to HTTP mapping")
-    proxy.add_argument(
-        "--method-override-param",
-        default="method",
-        metavar="NAME",
-        help="query parameter that sets the HTTP method, e.g. ?method=POST (default: %(default)s)",
-    )
-    proxy.add_argument("--no-method-override", action="store_true", help="ignore the method query parameter")
-    proxy.add_argument(
-        "--default-method",
-        default="GET",
-        metavar="METHOD",
-        help="HTTP method when none is given (default: %(default)s)",
-    )
-    proxy.add_argument(
-        "--forward-header",
-        action="append",
-        metavar="NAME",
-        help="a handshake header passed on to the gateway; repeat for several; replaces the default "
-        f"list ({', '.join(DEFAULT_FORWARDED_HEADERS)})",
-    )
-    proxy.add_argument(
-        "--token-cookie-name",
-        default="token",
-        metavar="NAME",
-        help="cookie whose value becomes 'Authorization: Bearer <value>' (default: %(default)s)",
-    )
-    proxy.add_argument("--no-token-cookie", action="store_true", help="do not read a token from cookies")
-    proxy.add_argument(
-        "--half-close-message",
-        default="",
-        metavar="TEXT",
-        help="the message that ends the request body (default: the empty message)",
-    )
-    proxy.add_argument(
-        "--no-half-close", action="store_true", help="no message ends the request body; only closing does"
-    )
-    proxy.add_argument(
-        "--max-message-size",
-        type=_positive_int,
-        default=DEFAULT_MAX_MESSAGE_SIZE,
-        metavar="BYTES",
-        help="largest incoming message; larger closes with 1009 (default: %(default)s)",
-    )
-    proxy.add_argument(
-        "--max-line-size",
-        type=_positive_int,
-        default=DEFAULT_MAX_LINE_SIZE,
-        metavar="BYTES",
-        help="largest response line; larger closes with 1009 (default: %(default)s)",
-    )
-    proxy.add_argument(
-        "--allowed-origin",
-        action="append",
-        metavar="ORIGIN",
-        help="accept WebSockets only from this Origin, e.g. https://app.example.com; repeat for several "
-        "(default: any origin)",
-    )
-    proxy.add_argument(
-        "--max-connections",
-        type=_positive_int,
-        metavar="N",
-        help="open WebSockets per worker; more are refused with HTTP 503 (default: no limit)",
-    )
-    proxy.add_argument(
-        "--max-calls-per-socket",
-        type=_positive_int,
-        default=DEFAULT_MAX_CALLS_PER_SOCKET,
-        metavar="N",
-        help="calls open at once on one multiplexed (wsproxy.mux.v1) WebSocket; more end with 1013 "
-        "(default: %(default)s)",
-    )
-    proxy.add_argument(
-        "--idle-timeout",
-        type=_positive_float,
-        metavar="SECONDS",
-        help="close a WebSocket with no traffic either way for this long (default: never)",
-    )
-    proxy.add_argument(
-        "--request-mutator",
-        metavar="MODULE:ATTR",
-        help="function (websocket_scope, http_scope) -> http_scope that edits each request",
-    )
-    proxy.add_argument(
-        "--authenticate",
-        metavar="MODULE:ATTR",
-        help="async function (http_scope) -> None run before accept; raises HandshakeRejected to refuse",
-    )
+    add_option_flags(parser.add_argument_group("WebSocket to HTTP mapping"))
 
     ops = parser.add_argument_group("operations (docs/operations.md)")
     ops.add_argument(
@@ -302,20 +185,20 @@ def build_parser() -> argparse.ArgumentParser:
     upstream = parser.add_argument_group("upstream (with --upstream)")
     upstream.add_argument(
         "--upstream-connect-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=10.0,
         metavar="SECONDS",
         help="connecting to the gateway; slower answers 504 / closes 4504 (default: %(default)s)",
     )
     upstream.add_argument(
         "--upstream-read-timeout",
-        type=_positive_float,
+        type=positive_float,
         metavar="SECONDS",
         help="longest silence from the gateway inside a call (default: none, streams may idle)",
     )
     upstream.add_argument(
         "--upstream-max-connections",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="connections to the gateway per worker; over HTTP/1.1 each open stream holds one "
         "(default: no limit)",
@@ -336,27 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> AppSettings:
+    options = options_from_args(args)
+    options["metrics"] = args.metrics_port is not None
+    options["access_log"] = not args.no_access_log
     return AppSettings(
         upstream=args.upstream,
         app=args.app,
-        method_override_param=None if args.no_method_override else args.method_override_param,
-        default_method=args.default_method,
-        forwarded_headers=list(args.forward_header or DEFAULT_FORWARDED_HEADERS),
-        token_cookie_name=None if args.no_token_cookie else args.token_cookie_name,
-        request_mutator=args.request_mutator,
-        half_close_message=None if args.no_half_close else args.half_close_message,
-        max_message_size=args.max_message_size,
-        max_line_size=args.max_line_size,
-        allowed_origins=args.allowed_origin,
-        max_connections=args.max_connections,
-        max_calls_per_socket=args.max_calls_per_socket,
-        idle_timeout=args.idle_timeout,
+        options=options,
         upstream_connect_timeout=args.upstream_connect_timeout,
         upstream_read_timeout=args.upstream_read_timeout,
         upstream_max_connections=args.upstream_max_connections,
-        authenticate=args.authenticate,
-        access_log=not args.no_access_log,
-        metrics=args.metrics_port is not None,
         upstream_http_version=args.upstream_http_version,
     )
 
@@ -374,26 +246,7 @@ def build_app(settings: AppSettings) -> WebSocketProxyMiddleware:
         )
     else:
         inner = import_from_string(settings.app)
-    mutator = import_from_string(settings.request_mutator) if settings.request_mutator else None
-    authenticate = import_from_string(settings.authenticate) if settings.authenticate else None
-    return WebSocketProxyMiddleware(
-        inner,
-        method_override_param=settings.method_override_param,
-        default_method=settings.default_method,
-        forwarded_headers=settings.forwarded_headers,
-        token_cookie_name=settings.token_cookie_name,
-        request_mutator=mutator,
-        half_close_message=settings.half_close_message,
-        max_message_size=settings.max_message_size,
-        max_line_size=settings.max_line_size,
-        allowed_origins=settings.allowed_origins,
-        max_connections=settings.max_connections,
-        max_calls_per_socket=settings.max_calls_per_socket,
-        idle_timeout=settings.idle_timeout,
-        authenticate=authenticate,
-        metrics=settings.metrics,
-        access_log=settings.access_log,
-    )
+    return WebSocketProxyMiddleware(inner, **import_objects(settings.options))
 
 
 def app_from_env() -> WebSocketProxyMiddleware:
