@@ -133,6 +133,9 @@ def test_the_echo_targets_are_the_documented_ones() -> None:
         "64 KiB floor rate": ">= 0.85",
         "1 MiB floor rate": ">= 0.85",
     }
+    doc = (ROOT / "docs" / "performance.md").read_text()
+    for quote in ("throughput >= 0.85x of the bare echo", "p99 <= 1.3x", ">= 0.85x of the contract's floor"):
+        assert quote in doc, quote
 
 
 def test_the_echo_rows_rotate_bare_floor_and_proxy_through_every_place() -> None:
