@@ -1,4 +1,5 @@
-"""`python -m bench [--quick] [--loop L] [--ws IMPL] [--json FILE]`: the proxy vs. the bare echo, one table."""
+"""`python -m bench [--quick] [--loop L] [--ws IMPL] [--json FILE]`: the proxy vs. the bare echo (and, on
+the echo rows, the contract's floor): one table, then each target's verdict."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 import time
 
 from bench.harness import ASYNCIO, CLIENT_CPU, UVLOOP, has_uvloop, progress, run_on
-from bench.report import interleave, table
+from bench.report import interleave, table, verdicts
 from bench.run import GROUPS, QUICK, Plan, machine, run
 from bench.server import raise_fd_limit
 
@@ -67,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     minutes = (time.monotonic() - started) / 60
     print("\n".join([*machine(), f"uvicorn ws implementation: {plan.ws}; bench took {minutes:.1f} min", ""]))
-    print(table(interleave(results)))
+    rows = interleave(results)
+    print(table(rows))
+    judged = verdicts(rows)
+    if judged:
+        print(f"\n{judged}")
     if args.json:
         with open(args.json, "w") as out:
             json.dump(

@@ -1,4 +1,4 @@
-"""The two servers under test: a bare ASGI WebSocket echo, and the proxy around an NDJSON echo."""
+"""The servers under test: a bare ASGI WebSocket echo, the contract's floor, and the proxy around an NDJSON echo."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from wsproxy import WebSocketProxyMiddleware
 from wsproxy._types import ASGIApp, Receive, Scope, Send
 
 BARE_PATH = "/bare"
+FLOOR_PATH = "/floor"
 PROXY_PATH = "/proxy"
 
 
@@ -81,12 +82,16 @@ async def ndjson_echo(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def echo_server() -> ASGIApp:
-    """One app for both: /bare is the bare echo, everything else goes through the proxy."""
+    """One app for all three: /bare is the bare echo, /floor the contract's floor, everything else
+    goes through the proxy."""
     proxy = WebSocketProxyMiddleware(ndjson_echo)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and scope["path"] == BARE_PATH:
+        path = scope["path"] if scope["type"] == "websocket" else ""
+        if path == BARE_PATH:
             await bare_echo(scope, receive, send)
+        elif path == FLOOR_PATH:
+            await floor_echo(scope, receive, send)
         else:
             await proxy(scope, receive, send)
 

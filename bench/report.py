@@ -1,4 +1,4 @@
-"""Medians, ratios and their spread over the rounds, as one Markdown table."""
+"""Medians, ratios and their spread over the rounds, as one Markdown table, then every target's verdict."""
 
 from __future__ import annotations
 
@@ -49,14 +49,23 @@ class Row:
         return (min(values), max(values)) if values else (float("nan"), float("nan"))
 
     @property
-    def met(self) -> str:
+    def measured(self) -> float:
+        """What the target is checked against: the median of `judged`."""
         judged = self.judged
-        if not self.target or not judged:
+        return statistics.median(judged) if judged else float("nan")
+
+    @property
+    def met(self) -> str:
+        if not self.target or not self.judged:
             return ""
         op, value = self.target.split()
-        measured = statistics.median(judged)
+        measured = self.measured
         ok = measured >= float(value) if op == ">=" else measured <= float(value)
         return "yes" if ok else "NO"
+
+    @property
+    def shown_target(self) -> str:
+        return f"wsproxy {self.target}" if self.absolute else self.target
 
 
 def _fmt(value: float) -> str:
@@ -72,7 +81,7 @@ def table(rows: Iterable[Row]) -> str:
     variant's own values, on which its target is checked). A target met or missed over fewer than
     VERDICT_ROUNDS rounds is shown in parentheses."""
     lines = [
-        "| measure | loop | baseline | wsproxy | ratio | spread | target | met | rounds |",
+        "| measure | loop | baseline | variant | ratio | spread | target | met | rounds |",
         "|---|---|---:|---:|---:|:-:|---:|:-:|---:|",
     ]
     for row in rows:
@@ -81,7 +90,7 @@ def table(rows: Iterable[Row]) -> str:
         base = statistics.median(row.base)
         proxy = statistics.median(row.proxy)
         low, high = row.spread
-        target = f"wsproxy {row.target}" if row.absolute else row.target
+        target = row.shown_target
         met = row.met
         if met and len(row.base) < VERDICT_ROUNDS:
             met = f"({met})"  # fewer rounds than a verdict needs: an indication only
@@ -95,6 +104,29 @@ def table(rows: Iterable[Row]) -> str:
         f"fewer than {VERDICT_ROUNDS} rounds, an indication, not a verdict."
     )
     return "\n".join(lines)
+
+
+def verdicts(rows: Iterable[Row]) -> str:
+    """One line per target: met or missed, the value it was judged on (the median of the per-round
+    ratios, or of the variant's values for an absolute target), its spread and its rounds. With
+    fewer than VERDICT_ROUNDS rounds a verdict is an indication only, and says so."""
+    lines: list[str] = []
+    met = missed = 0
+    for row in rows:
+        if not row.met:
+            continue
+        ok = row.met == "yes"
+        met, missed = met + ok, missed + (not ok)
+        low, high = row.spread
+        rounds = len(row.base)
+        note = "" if rounds >= VERDICT_ROUNDS else ", an indication only"
+        lines.append(
+            f"- {'met' if ok else 'missed'}: {row.label}, {row.loop}: {row.measured:.2f} "
+            f"(spread {low:.2f}-{high:.2f}), target {row.shown_target}, {rounds} rounds{note}"
+        )
+    if not lines:
+        return ""
+    return "\n".join([f"Targets: {met} met, {missed} missed", *lines])
 
 
 def interleave(results: dict[str, dict[str, Row]]) -> list[Row]:
