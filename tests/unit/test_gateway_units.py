@@ -257,9 +257,26 @@ def test_x_forwarded_host_wins_over_host() -> None:
 
 @pytest.mark.parametrize(
     ("header", "seconds"),
-    [(b"10S", 10.0), (b"250m", 0.25), (b"2M", 120.0), (b"1H", 3600.0), (b"0S", None), (b"99999999H", None)],
-)
+    [
+        (b"10S", 10.0), (b"250m", 0.25), (b"2M", 120.0), (b"1H", 3600.0), (b"0S", None), (b"", None),
+        (b"+5S", 5.0), (b"-0M", None), (b"123456789S", 123456789.0), (b"-1S", -1.0), (b"-5n", -5e-9),
+        # timeoutDecode's product wraps in int64 nanoseconds: negative is a deadline already past.
+        (b"99999999H", -8934885074191032320 / 1e9), (b"2562047H", None),
+        (b"9223372036854775807n", None),  # 292 years: beyond grpcio's 2**31 s, so none
+        (b"2147483648S", None), (b"2147483647S", 2147483647.0),
+    ],
+)  # fmt: skip
 def test_grpc_timeout(header: bytes, seconds: float | None) -> None:
     from wsproxy.gateway._metadata import request_timeout
 
     assert request_timeout([(b"grpc-timeout", header)]) == seconds
+
+
+@pytest.mark.parametrize("header", [b"S", b"5", b"5s", b"5 S", b" 5S", b"1.5S", b"9223372036854775808n", b"0x5S"])
+def test_grpc_timeout_malformed_is_invalid_argument(header: bytes) -> None:
+    from wsproxy.gateway._metadata import request_timeout
+    from wsproxy.gateway._status import GatewayError
+
+    with pytest.raises(GatewayError) as caught:
+        request_timeout([(b"grpc-timeout", header)])
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
