@@ -251,7 +251,7 @@ async def test_over_websocket_errors_close_with_4000_plus_status(server: Running
     async with connect(server.ws + "/v1/fail/5?method=DELETE&message=gone") as ws:
         frames, code, reason = await drain(ws)
     assert ([json.loads(frame) for frame in frames], code, reason) == (
-        [{"code": 5, "message": "gone", "details": []}],
+        [{"error": {"code": 5, "message": "gone", "details": []}}],
         4404,
         "Not Found",
     )
