@@ -62,7 +62,7 @@ async def test_ticker_streams_results(client: httpx.AsyncClient) -> None:
 async def test_ticker_error_before_first_message_is_an_http_status(client: httpx.AsyncClient) -> None:
     response = await client.get("/v1/ticker", params={"count": 0})
     assert response.status_code == 400
-    assert response.json()["code"] == 3
+    assert response.json()["error"]["code"] == 3  # a stream's error: an {"error": ...} line
 
 
 async def test_ticker_bad_query_value_is_invalid_argument(client: httpx.AsyncClient) -> None:

@@ -57,7 +57,7 @@ async def test_ticker_streams_each_message_as_a_frame(server: Running) -> None:
 async def test_ticker_error_closes_4400(server: Running) -> None:
     async with connect(server.ws + "/v1/ticker?count=0") as ws:
         frames, code, _ = await drain(ws)
-    assert json.loads(frames[0])["code"] == 3
+    assert json.loads(frames[0])["error"]["code"] == 3  # a stream's error: an {"error": ...} line
     assert code == 4400
 
 

@@ -414,7 +414,8 @@ async def test_interceptors_reject_without_a_token_and_wrap_every_call(
                 {"code": 16, "message": "token required", "details": []},
             )
             denied_stream = await client.get("/v1/ticker", params={"count": 2})
-            assert (denied_stream.status_code, denied_stream.json()["code"]) == (401, 16)
+            # A stream's error before its first message: the mapped status and an {"error": ...} line.
+            assert (denied_stream.status_code, denied_stream.json()["error"]["code"]) == (401, 16)
             good = {"Authorization": "Bearer good"}
             assert (await client.post("/v1/echo", json={"message": "hi"}, headers=good)).json() == {
                 "message": "hi"
@@ -428,7 +429,7 @@ async def test_interceptors_reject_without_a_token_and_wrap_every_call(
             assert json.loads(await ws.recv()) == {"result": {"text": "hello", "seq": 0}}
         async with connect(running.ws + "/v1/chat?method=POST") as ws:
             frames, code, _ = await drain(ws)
-            assert (json.loads(frames[-1])["code"], code) == (16, 4401)
+            assert (json.loads(frames[-1])["error"]["code"], code) == (16, 4401)
     assert counter.intercepted == ["Echo", "Ticker", "Echo", "Ticker", "Sum", "Chat", "Chat"]
     # The counter wraps what RequireToken returns: the denying handler runs too.
     assert counter.ran == ["Echo", "Ticker", "Echo", "Ticker", "Sum", "Chat", "Chat"]
@@ -519,6 +520,6 @@ async def test_a_unary_handler_on_a_bidi_call_gets_the_first_message(binding: st
         await ws.send(json.dumps({"text": "first"}))
         frames, code, _ = await asyncio.wait_for(drain(ws), 10)
     assert [json.loads(frame) for frame in frames] == [
-        {"code": 7, "message": "denied after ChatMessage", "details": []}
+        {"error": {"code": 7, "message": "denied after ChatMessage", "details": []}}
     ]
     assert code == 4403

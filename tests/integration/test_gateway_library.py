@@ -206,7 +206,8 @@ async def test_error_before_the_first_message_maps_the_status(
 ) -> None:
     response = await client.delete(f"/v1/fail/{code}?message=boom")
     assert response.status_code == status
-    assert response.json() == {"code": code, "message": "boom", "details": []}
+    # A stream: the error is an {"error": ...} line even before the first message.
+    assert response.json() == {"error": {"code": code, "message": "boom", "details": []}}
 
 
 async def test_error_mid_stream_is_an_error_line(client: httpx.AsyncClient) -> None:
@@ -219,7 +220,7 @@ async def test_error_mid_stream_is_an_error_line(client: httpx.AsyncClient) -> N
 
 async def test_rich_error_details_are_passed_on(client: httpx.AsyncClient) -> None:
     response = await client.delete("/v1/fail/8?message=with%20details")
-    assert response.json()["details"] == [
+    assert response.json()["error"]["details"] == [
         {
             "@type": "type.googleapis.com/google.rpc.ErrorInfo",
             "reason": "OUT_OF_INK",
@@ -250,7 +251,7 @@ async def test_over_websocket_errors_close_with_4000_plus_status(server: Running
     async with connect(server.ws + "/v1/fail/5?method=DELETE&message=gone") as ws:
         frames, code, reason = await drain(ws)
     assert ([json.loads(frame) for frame in frames], code, reason) == (
-        [{"code": 5, "message": "gone", "details": []}],
+        [{"error": {"code": 5, "message": "gone", "details": []}}],
         4404,
         "Not Found",
     )

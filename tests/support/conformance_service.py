@@ -42,6 +42,9 @@ class Conformance(conformance_pb2_grpc.ConformanceServiceServicer):  # type: ign
     async def Echo(self, request: Any, context: Context) -> Any:
         return request
 
+    async def Me(self, request: Any, context: Context) -> Any:
+        return conformance_pb2.Everything(string_value="Me")
+
     async def Update(self, request: Any, context: Context) -> Any:
         # The mask's paths exactly as the gateway passed them (JSON would camelCase them).
         request.thing.display_name = ",".join(request.update_mask.paths)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import grpc
 import pytest
 from google.protobuf import timestamp_pb2, wrappers_pb2
@@ -257,9 +259,195 @@ def test_x_forwarded_host_wins_over_host() -> None:
 
 @pytest.mark.parametrize(
     ("header", "seconds"),
-    [(b"10S", 10.0), (b"250m", 0.25), (b"2M", 120.0), (b"1H", 3600.0), (b"0S", None), (b"99999999H", None)],
-)
+    [
+        (b"10S", 10.0), (b"250m", 0.25), (b"2M", 120.0), (b"1H", 3600.0), (b"0S", None), (b"", None),
+        (b"+5S", 5.0), (b"-0M", None), (b"123456789S", 123456789.0), (b"-1S", -1.0), (b"-5n", -5e-9),
+        # timeoutDecode's product wraps in int64 nanoseconds: negative is a deadline already past.
+        (b"99999999H", -8934885074191032320 / 1e9), (b"2562047H", None),
+        (b"9223372036854775807n", None),  # 292 years: beyond grpcio's 2**31 s, so none
+        (b"2147483648S", None), (b"2147483647S", 2147483647.0),
+    ],
+)  # fmt: skip
 def test_grpc_timeout(header: bytes, seconds: float | None) -> None:
     from wsproxy.gateway._metadata import request_timeout
 
     assert request_timeout([(b"grpc-timeout", header)]) == seconds
+
+
+@pytest.mark.parametrize(
+    "header", [b"S", b"5", b"5s", b"5 S", b" 5S", b"1.5S", b"9223372036854775808n", b"0x5S"]
+)
+def test_grpc_timeout_malformed_is_invalid_argument(header: bytes) -> None:
+    from wsproxy.gateway._metadata import request_timeout
+    from wsproxy.gateway._status import GatewayError
+
+    with pytest.raises(GatewayError) as caught:
+        request_timeout([(b"grpc-timeout", header)])
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# --- Routing as grpc-gateway's ServeMux (runtime/mux.go, runtime/pattern.go at v2.30.0) ----------
+@pytest.mark.parametrize(
+    ("template", "path", "expected"),
+    [
+        ("/v1/echo", "/v1/%65cho", {}),  # literals compare decoded (UnescapingModeLegacy)
+        ("/v1/echo", "/v1%2Fecho", None),  # %2F never separates segments
+        ("/v1/{name}", "/v1/", {"name": ""}),  # OpPush takes an empty component
+        ("/v1/{name}/x", "/v1//x", {"name": ""}),
+        ("/v1/{name}", "/v1", None),
+        ("/v1/{path=**}", "/v1", {"path": ""}),  # OpPushM takes zero components
+        ("/v1/{path=**}", "/v1/", {"path": ""}),
+        ("/v1/{path=**}/end", "/v1/end", {"path": ""}),
+        ("/v1/{path=**}/end", "/v1/a/b/end", {"path": "a/b"}),
+        ("/v1/{path=**}", "/v1/a%2Fb/c%20d", {"path": "a%2Fb/c d"}),
+        ("/v1/{name=rooms/*}:enter", "/v1/rooms/r1%3Aenter", {"name": "rooms/r1"}),
+        ("/v1/{name=rooms/*}:enter", "/v1/rooms/:enter", None),
+        ("/v1/{name=rooms/*}:enter", "/v1/rooms/r1", None),
+        ("/v1/{name}", "/v1/a:b", {"name": "a:b"}),  # no verb in the template: the colon is the value's
+        ("/v1/{name}:go", "/v1/a:b:go", {"name": "a:b"}),
+    ],
+)
+def test_path_templates_match_decoded_segments(
+    template: str, path: str, expected: dict[str, str] | None
+) -> None:
+    assert compile_template(template).match(path) == expected
+
+
+def _routes(*rules: tuple[str, str]) -> list[Any]:
+    from wsproxy.gateway._routes import Route
+
+    return [Route(method, compile_template(template), "", cast(Any, None)) for method, template in rules]
+
+
+@pytest.mark.parametrize(
+    ("rules", "method", "path", "fallback", "expected"),
+    [
+        # ServeMux.Handle prepends: the last declared pattern is tried first.
+        ([("GET", "/v1/things/{id}"), ("GET", "/v1/things/me")], "GET", "/v1/things/me", False, 1),
+        ([("GET", "/v1/things/me"), ("GET", "/v1/things/{id}")], "GET", "/v1/things/me", False, 1),
+        ([("GET", "/v1/things/{id}"), ("GET", "/v1/things/me")], "GET", "/v1/things/you", False, 0),
+        # isPathLengthFallback: a form POST may be answered by a GET route, and only by a GET one.
+        ([("GET", "/v1/x/{id}"), ("PUT", "/v1/x/{id}")], "POST", "/v1/x/1", True, 0),
+        ([("POST", "/v1/x/{id}"), ("GET", "/v1/x/{id}")], "POST", "/v1/x/1", True, 0),
+        ([("GET", "/v1/x/{id}")], "POST", "/v1/x/1", False, "method"),
+        ([("PUT", "/v1/x/{id}")], "POST", "/v1/x/1", True, "method"),
+        ([("GET", "/v1/x/{id}")], "GET", "/v1/y/1", False, "path"),
+    ],
+)
+def test_find_route(
+    rules: list[tuple[str, str]], method: str, path: str, fallback: bool, expected: int | str
+) -> None:
+    from wsproxy.gateway._routes import NoRoute, find_route
+
+    if isinstance(expected, int):
+        assert find_route(_routes(*rules), method, path, form_fallback=fallback)[0] == expected
+        return
+    with pytest.raises(NoRoute) as caught:
+        find_route(_routes(*rules), method, path, form_fallback=fallback)
+    assert caught.value.method_not_allowed == (expected == "method")
+
+
+# strconv.ParseInt(s, 0, 32) and ParseUint(s, 0, 32), as Go 1.19+ answers them (None: a syntax or range error).
+@pytest.mark.parametrize(
+    ("text", "signed", "unsigned"),
+    [
+        ("0x10", 16, 16), ("0X1F", 31, 31), ("0o17", 15, 15), ("0O7", 7, 7), ("0b11", 3, 3), ("0B1", 1, 1),
+        ("010", 8, 8), ("0_7", 7, 7), ("1_0", 10, 10), ("0x1_F", 31, 31), ("-0x10", -16, None),
+        ("+5", 5, None), ("-0", 0, None), ("0", 0, 0), ("00", 0, 0), ("08", None, None), ("0x", None, None),
+        ("0x_", None, None), ("1__0", None, None), ("_1", None, None), ("1_", None, None), ("0_x1", None, None),
+        ("", None, None), (" 1", None, None), ("1 ", None, None), ("0x-1", None, None), ("+-1", None, None),
+        ("٣", None, None), ("2147483647", 2147483647, 2147483647), ("2147483648", None, 2147483648),
+        ("-2147483648", -2147483648, None), ("-2147483649", None, None), ("0x80000000", None, 2147483648),
+    ],
+)  # fmt: skip
+def test_go_integer_base0(text: str, signed: int | None, unsigned: int | None) -> None:
+    from wsproxy.gateway._fields import go_integer_base0
+
+    for (low, high), expected in (((-(2**31), 2**31 - 1), signed), ((0, 2**32 - 1), unsigned)):
+        if expected is None:
+            with pytest.raises(FieldError):
+                go_integer_base0(text, low=low, high=high)
+        else:
+            assert go_integer_base0(text, low=low, high=high) == expected
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "expected"),
+    [
+        ("page_size", "0x10", 16),  # runtime.Int64: base 0
+        ("page_size", "1_0", 10),
+        ("page_size", "010", 8),
+        ("color", "0x1", 1),  # runtime.Enum: a name, or Int32 of a known number
+        ("color", "RED", 1),
+        ("ids", "1,0x2,-3", [1, 2, -3]),  # runtime.Int32Slice: split on ","
+        ("limit", "0o17", 15),  # runtime.Int32Value: Int32, base 0
+        ("name", "a,b", "a,b"),
+    ],
+)
+def test_path_values_convert_as_convert_go(field: str, text: str, expected: Any) -> None:
+    from wsproxy.gateway._fields import set_path_value
+
+    message = _message_class()()
+    set_path_value(message, field, text)
+    value = getattr(message, field)
+    if field == "limit":
+        value = value.value
+    assert (list(value) if isinstance(expected, list) else value) == expected
+
+
+def test_nested_path_values_keep_the_querys_base_10() -> None:
+    """gengateway template.go: IsNestedProto3 -> runtime.PopulateFieldFromPath (parseField, base 10)."""
+    from wsproxy.gateway._fields import set_path_value
+
+    message = _message_class()()
+    set_path_value(message, "inner.depth", "10")
+    assert message.inner.depth == 10
+    with pytest.raises(FieldError):
+        set_path_value(message, "inner.depth", "0x10")
+
+
+@pytest.mark.parametrize(
+    ("field", "text"), [("page_size", "08"), ("color", "0x7"), ("ids", "1,,2"), ("limit", "1.0")]
+)
+def test_bad_path_values_are_refused(field: str, text: str) -> None:
+    from wsproxy.gateway._fields import set_path_value
+
+    with pytest.raises(FieldError):
+        set_path_value(_message_class()(), field, text)
+
+
+@pytest.mark.parametrize(
+    ("query", "ok"),
+    [(b"a=1", True), (b"a;b=1", False), (b"a=1;2", False), (b"a=%3B", True), (b"a=%zz", False)],
+)
+def test_query_semicolons_as_net_url(query: bytes, ok: bool) -> None:
+    from wsproxy.gateway._fields import parse_query
+
+    if ok:
+        assert parse_query(query)
+    else:
+        with pytest.raises(FieldError):
+            parse_query(query)
+
+
+@pytest.mark.parametrize(
+    ("value", "decoded"),
+    [
+        ("AAEC", b"\x00\x01\x02"),
+        ("AAE=", b"\x00\x01"),
+        ("AAE", b"\x00\x01"),
+        ("AA=", None),
+        ("A", None),
+        ("AA=A", None),
+    ],
+)
+def test_bin_header_as_decode_bin_header(value: str, decoded: bytes | None) -> None:
+    from wsproxy.gateway._metadata import request_metadata
+    from wsproxy.gateway._status import GatewayError
+
+    headers = [(b"grpc-metadata-x-bin", value.encode())]
+    if decoded is None:
+        with pytest.raises(GatewayError):
+            request_metadata(headers, None)
+    else:
+        assert dict(request_metadata(headers, None))["x-bin"] == decoded

@@ -120,6 +120,60 @@ def _integer(kind: int, text: str) -> int:
     return number
 
 
+_BASE_PREFIXES = {"0b": 2, "0o": 8, "0x": 16}
+
+
+def go_integer_base0(text: str, *, low: int, high: int) -> int:
+    """strconv.ParseInt(s, 0, n) (ParseUint when `low` is 0): a sign (signed only), then decimal,
+    `0x`/`0o`/`0b` or a leading `0` (octal), with `_` allowed between digits; Go's syntax errors."""
+    body, sign = text, 1
+    if low < 0 and body[:1] in ("+", "-") and body:
+        sign, body = (-1 if body[0] == "-" else 1), body[1:]
+    base, digits = 10, body
+    if body[:1] == "0":
+        prefix = body[:2].lower()
+        base, digits = (
+            (_BASE_PREFIXES[prefix], body[2:])
+            if len(body) >= 3 and prefix in _BASE_PREFIXES
+            else (8, body[1:])
+        )
+    if not body or ("_" in digits and not _underscore_ok(body)):
+        raise FieldError(f"{text!r} is not an integer")
+    value = 0
+    for char in digits.replace("_", ""):
+        digit = _DIGITS.get(char.lower(), 99)
+        if digit >= base:
+            raise FieldError(f"{text!r} is not an integer")
+        value = value * base + digit
+    value *= sign
+    if not low <= value <= high:
+        raise FieldError(f"{text!r} is out of range [{low}, {high}]")
+    return value
+
+
+_DIGITS = {char: int(char, 36) for char in "0123456789abcdefghijklmnopqrstuvwxyz"}
+
+
+def _underscore_ok(body: str) -> bool:
+    """strconv's underscoreOK: each `_` sits between two digits (a base prefix counts as one)."""
+    saw, index = "^", 0
+    hexadecimal = False
+    if len(body) >= 2 and body[0] == "0" and body[1].lower() in "box":
+        index, saw, hexadecimal = 2, "0", body[1].lower() == "x"
+    for char in body[index:]:
+        if "0" <= char <= "9" or (hexadecimal and "a" <= char.lower() <= "f"):
+            saw = "0"
+        elif char == "_":
+            if saw != "0":
+                return False
+            saw = "_"
+        else:
+            if saw == "_":
+                return False
+            saw = "!"
+    return saw != "_"
+
+
 def _float(text: str, *, bits: int) -> float:
     special = _SPECIAL_FLOATS.get(text.lower())
     if special is not None:
@@ -267,6 +321,69 @@ def set_from_strings(message: Message, path: str, values: list[str], *, strict: 
         setattr(holder, field.name, _convert(field, values[0]))
 
 
+def set_path_value(message: Message, path: str, text: str) -> None:
+    """A path variable, as grpc-gateway's generated handler sets it.
+
+    A top-level field takes runtime/convert.go's conversion: integers by strconv.ParseInt(val, 0, n)
+    (so `0x10`, `0o17`, `010`, `1_0`), enums by name or such a number, the well-known wrappers,
+    Timestamp and Duration by protojson, and a repeated field is split on ",". A nested field
+    (`{nested.amount}`) goes through runtime.PopulateFieldFromPath, the query's rules.
+    """
+    field = None if "." in path else find_field(message.DESCRIPTOR, path)
+    if field is None or _is_map(field):
+        set_from_strings(message, path, [text], strict=True)
+        return
+    oneof = _real_oneof(field)
+    if oneof is not None and message.WhichOneof(oneof.name) not in (None, field.name):
+        raise FieldError(f"field already set for oneof {oneof.name!r}")
+    try:
+        if field.is_repeated:
+            container = getattr(message, field.name)
+            if field.message_type is not None:
+                for piece in text.split(","):
+                    _path_message(field, container.add(), piece)
+            else:
+                container.extend(_path_scalar(field, piece) for piece in text.split(","))
+        elif field.message_type is not None:
+            _path_message(field, getattr(message, field.name), text)
+        else:
+            setattr(message, field.name, _path_scalar(field, text))
+    except FieldError as exc:
+        raise FieldError(f"type mismatch, parameter: {path}, error: {exc}") from None
+
+
+def _path_scalar(field: FieldDescriptor, text: str) -> Any:
+    """runtime.Int32, Uint64, Enum... : _scalar's rules, but integers in base 0."""
+    if field.type in _INT_RANGES:
+        low, high = _INT_RANGES[field.type]
+        return go_integer_base0(text, low=low, high=high)
+    if field.type == _T.TYPE_ENUM:
+        assert field.enum_type is not None
+        value = field.enum_type.values_by_name.get(text)
+        if value is not None:
+            return int(value.number)
+        number = go_integer_base0(text, low=-(2**31), high=2**31 - 1)
+        if number not in field.enum_type.values_by_number:
+            raise FieldError(f"{text} is not valid")
+        return number
+    return _convert(field, text)
+
+
+def _path_message(field: FieldDescriptor, target: Message, text: str) -> None:
+    """runtime.Timestamp and runtime.Duration (protojson's form), runtime.Int32Value etc."""
+    assert field.message_type is not None
+    name = field.message_type.full_name
+    if name in ("google.protobuf.Timestamp", "google.protobuf.Duration"):
+        try:
+            json_format.ParseDict(text.strip('"'), target)  # type: ignore[arg-type]
+        except json_format.ParseError as exc:
+            raise FieldError(str(exc)) from None
+    elif name in _WRAPPERS:
+        target.value = _path_scalar(field.message_type.fields_by_name["value"], text)  # type: ignore[attr-defined]
+    else:
+        _convert(field, text, target)
+
+
 def _set_map_entry(field: FieldDescriptor, container: Any, values: list[str]) -> None:
     """runtime.populateMapField: exactly one key (from `name[key]`) and one value."""
     if len(values) != 2:
@@ -284,14 +401,14 @@ _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def parse_query(raw: bytes) -> list[tuple[str, str]]:
-    """url.ParseQuery, strict as Go's: a bad %-escape or a `;` in a key is an error, not a guess."""
+    """url.ParseQuery, strict as Go's: a bad %-escape or a `;` anywhere in a pair is an error, not a guess."""
     pairs: list[tuple[str, str]] = []
     for part in raw.decode("utf-8", "replace").split("&"):
         if not part:
             continue
-        key, _, value = part.partition("=")
-        if ";" in key:
+        if ";" in part:
             raise FieldError("invalid semicolon separator in query")
+        key, _, value = part.partition("=")
         if _BAD_ESCAPE.search(part):
             raise FieldError(f"invalid URL escape in query parameter {key!r}")
         try:
@@ -318,10 +435,26 @@ def populate_query(message: Message, pairs: Iterable[tuple[str, str]], taken: It
         set_from_strings(message, ".".join(field_path), values, strict=False)
 
 
+class _JSONNull:
+    """A JSON `null` read from a request body (None there means the body has ended)."""
+
+    def __repr__(self) -> str:
+        return "null"
+
+
+JSON_NULL: Any = _JSONNull()
+
+
 def merge_json(message: Message, body_field: str, value: Any) -> None:
-    """Merge a decoded JSON body into the request (`body_field` "*" = the whole message)."""
+    """Merge a decoded JSON body into the request (`body_field` "*" = the whole message).
+
+    A `null` body is refused for a message, as protojson.Unmarshal does ("unexpected token null"),
+    and leaves any other body field unset, as encoding/json does (runtime/marshal_jsonpb.go).
+    """
     try:
         if body_field == "*":
+            if value is JSON_NULL:
+                raise FieldError(f"{message.DESCRIPTOR.full_name}: unexpected token null")
             json_format.ParseDict(value, message, ignore_unknown_fields=True)
             return
         holder, field = message, None
@@ -332,6 +465,13 @@ def merge_json(message: Message, body_field: str, value: Any) -> None:
             if field is None:
                 raise FieldError(f"no body field {body_field!r} in {message.DESCRIPTOR.full_name}")
         assert field is not None
+        if value is JSON_NULL:
+            if field.message_type is not None and not field.is_repeated and not _is_map(field):
+                if field.message_type.full_name != "google.protobuf.Value":
+                    raise FieldError(f"{field.message_type.full_name}: unexpected token null")
+                value = None
+            else:
+                return
         json_format.ParseDict({field.json_name: value}, holder, ignore_unknown_fields=True)
     except json_format.ParseError as exc:
         raise FieldError(str(exc)) from None

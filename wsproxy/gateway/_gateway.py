@@ -33,7 +33,7 @@ from google.protobuf.message import Message
 from wsproxy.gateway._binding import Binding, as_binding
 from wsproxy.gateway._fastjson import FastJSON
 from wsproxy.gateway._fieldmask import fill_patch_mask, patch_mask_field
-from wsproxy.gateway._fields import FieldError, merge_json, parse_query, populate_query, set_from_strings
+from wsproxy.gateway._fields import FieldError, merge_json, parse_query, populate_query, set_path_value
 from wsproxy.gateway._io import JSON_HEADERS, ClientGone, RequestReader, ResponseWriter
 from wsproxy.gateway._json_output import MessageEncoder
 from wsproxy.gateway._metadata import (
@@ -44,7 +44,7 @@ from wsproxy.gateway._metadata import (
     response_headers,
 )
 from wsproxy.gateway._openapi import openapi_document
-from wsproxy.gateway._routes import Route, service_routes
+from wsproxy.gateway._routes import NoRoute, Route, find_route, service_routes
 from wsproxy.gateway._status import GatewayError, http_status, rpc_error_body
 from wsproxy.gateway._types import Receive, Scope, Send
 
@@ -98,6 +98,7 @@ class Gateway:
             descriptor = pool.FindServiceByName(service) if isinstance(service, str) else service
             for route in service_routes(descriptor):
                 self._endpoints.append(self._endpoint(binding, route))
+        self._routes = [endpoint.route for endpoint in self._endpoints]
 
     @property
     def routes(self) -> list[Route]:
@@ -137,57 +138,82 @@ class Gateway:
             await send({"type": "http.response.body", "body": self._openapi_json})
             return
         writer = ResponseWriter(send, self._encoder.encode)
+        reader = RequestReader(receive, max_value_size=self._max_message_size)
         try:
-            endpoint, path_params = self._match(scope)
+            endpoint, path_params, form = await self._route(scope, reader)
             writer.encode = functools.partial(
                 self._encoder.encode, response_body=endpoint.route.response_body
             )
             writer.trailers = accepts_trailers(scope.get("headers", [])) and "http.response.trailers" in (
                 scope.get("extensions") or {}
             )
-            await self._handle(endpoint, path_params, scope, receive, writer)
+            await self._handle(endpoint, path_params, form, scope, reader, writer)
         except GatewayError as error:
             await writer.error(error.body(), error.http_status, [])
         except ClientGone:
             pass
 
-    def _match(self, scope: Scope) -> tuple[_Endpoint, dict[str, str]]:
+    async def _route(
+        self, scope: Scope, reader: RequestReader
+    ) -> tuple[_Endpoint, dict[str, str], list[tuple[str, str]] | None]:
+        """The endpoint, its path values, and the form values of a form POST served by another method.
+
+        As ServeMux.ServeHTTP: a POST of an `application/x-www-form-urlencoded` body
+        (isPathLengthFallback) takes its method from `X-HTTP-Method-Override`, or else may be
+        served by a GET route; its body is then read as a form, whose values come before the
+        query's (http.Request.ParseForm), and the route sees no body.
+        """
+        headers = scope.get("headers", [])
+        method = scope["method"]
+        form_post = method == "POST" and _first_header(headers, b"content-type") == _FORM
+        form = None
+        override = _first_header(headers, b"x-http-method-override")
+        if form_post and override:
+            form = await self._read_form(scope, reader)
+            method = override.decode("latin-1").upper()
+            form_post = method == "POST"
         raw = scope.get("raw_path")
         path = raw.decode("latin-1").partition("?")[0] if raw else quote(scope["path"])
-        path_known = False
-        for endpoint in self._endpoints:
-            params = endpoint.route.path.match(path)
-            if params is not None:
-                if endpoint.route.http_method == scope["method"]:
-                    return endpoint, params
-                path_known = True
-        # A fresh exception each time: a module-level instance would keep the last request's frames
-        # (and its whole stream) alive through its __traceback__. grpc-gateway's routing error
-        # handler turns a known path with the wrong method into UNIMPLEMENTED, hence HTTP 501.
-        if path_known:
-            raise GatewayError(grpc.StatusCode.UNIMPLEMENTED, "Method Not Allowed")
-        raise GatewayError(grpc.StatusCode.NOT_FOUND, "Not Found")
+        try:
+            index, params = find_route(self._routes, method, path, form_fallback=form_post)
+        except NoRoute as missing:
+            # A fresh exception each time: a module-level instance would keep the last request's frames
+            # (and its whole stream) alive through its __traceback__. grpc-gateway's routing error
+            # handler turns a known path with the wrong method into UNIMPLEMENTED, hence HTTP 501.
+            code = grpc.StatusCode.UNIMPLEMENTED if missing.method_not_allowed else grpc.StatusCode.NOT_FOUND
+            raise GatewayError(code, str(missing)) from None
+        endpoint = self._endpoints[index]
+        if form is None and endpoint.route.http_method != method:  # the GET route a form POST fell back to
+            form = await self._read_form(scope, reader)
+        return endpoint, params, form
+
+    async def _read_form(self, scope: Scope, reader: RequestReader) -> list[tuple[str, str]]:
+        body = await reader.read_form(self._max_message_size)
+        try:
+            return parse_query(body) + parse_query(scope.get("query_string", b""))
+        except FieldError as exc:
+            raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
 
     async def _handle(
         self,
         endpoint: _Endpoint,
         path_params: dict[str, str],
+        form: list[tuple[str, str]] | None,
         scope: Scope,
-        receive: Receive,
+        reader: RequestReader,
         writer: ResponseWriter,
     ) -> None:
         headers = list(scope.get("headers", []))
-        options = {
-            "metadata": request_metadata(headers, scope.get("client")),
-            "timeout": request_timeout(headers),
-        }
-        reader = RequestReader(receive, max_value_size=self._max_message_size)
+        timeout = request_timeout(headers)
+        options = {"metadata": request_metadata(headers, scope.get("client")), "timeout": timeout}
         route = endpoint.route
         if route.kind.streams_requests:
+            _check_deadline(timeout)
             call = endpoint.call(**options)
             feed: Coroutine[Any, Any, None] = self._feed(endpoint, reader, call, writer)
         else:
-            request = await self._unary_request(endpoint, path_params, scope, reader)
+            request = await self._unary_request(endpoint, path_params, form, scope, reader)
+            _check_deadline(timeout)
             call = endpoint.call(request, **options)
             feed = reader.wait_disconnect()
         answer = (
@@ -196,7 +222,12 @@ class Gateway:
         await _supervise(call, feed, answer, writer)
 
     async def _unary_request(
-        self, endpoint: _Endpoint, path_params: dict[str, str], scope: Scope, reader: RequestReader
+        self,
+        endpoint: _Endpoint,
+        path_params: dict[str, str],
+        form: list[tuple[str, str]] | None,
+        scope: Scope,
+        reader: RequestReader,
     ) -> Message:
         route = endpoint.route
         request = endpoint.request_class()
@@ -205,9 +236,9 @@ class Gateway:
             if value is not None:
                 merge_json(request, route.body, value)
             for field_path, text in path_params.items():
-                set_from_strings(request, field_path, [text], strict=True)
+                set_path_value(request, field_path, text)
             if route.body != "*":
-                query = parse_query(scope.get("query_string", b""))
+                query = form if form is not None else parse_query(scope.get("query_string", b""))
                 populate_query(request, query, [*path_params, route.body])
             if endpoint.patch_mask is not None:
                 fill_patch_mask(request, endpoint.patch_mask, route.body, value)
@@ -261,6 +292,7 @@ class Gateway:
         await writer.message(response, headers, trailers)
 
     async def _answer_stream(self, call: Any, writer: ResponseWriter) -> None:
+        writer.streaming = True
         headers: list[tuple[bytes, bytes]] = []
         try:
             headers = response_headers(await call.initial_metadata())
@@ -281,6 +313,21 @@ class Gateway:
         headers = response_headers(error.initial_metadata())
         trailers = response_headers(error.trailing_metadata(), TRAILER_PREFIX)
         await writer.error(rpc_error_body(error), http_status(error.code()), headers, trailers)
+
+
+_FORM = b"application/x-www-form-urlencoded"
+
+
+def _first_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes:
+    """http.Header.Get: the first value of `name` (lowercase), or empty."""
+    return next((value for key, value in headers if key.lower() == name), b"")
+
+
+def _check_deadline(timeout: float | None) -> None:
+    """A Grpc-Timeout already past fails the call before it starts, as grpc-go's clientStream
+    newAttemptLocked does (cs.ctx.Err()), whatever the call's kind: DEADLINE_EXCEEDED, 504."""
+    if timeout is not None and timeout < 0:
+        raise GatewayError(grpc.StatusCode.DEADLINE_EXCEEDED, "context deadline exceeded")
 
 
 async def _supervise(

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
+from wsproxy.gateway._fields import JSON_NULL
 from wsproxy.gateway._jsonstream import JSONValueSplitter, ValueTooLarge
 from wsproxy.gateway._status import GatewayError
 from wsproxy.gateway._types import Receive, Send
@@ -47,7 +48,7 @@ class RequestReader:
         self._budget = YieldBudget(PUMP_YIELD_EVERY)
 
     async def next_value(self) -> Any | None:
-        """The next decoded JSON value, or None once the body has ended."""
+        """The next decoded JSON value (JSON_NULL for `null`), or None once the body has ended."""
         while not self._values:
             if self._body_done:
                 return None
@@ -67,13 +68,29 @@ class RequestReader:
                     self._values.append(tail)
         raw = self._values.popleft()
         try:
-            return json.loads(raw)
+            value = json.loads(raw)
+            return JSON_NULL if value is None else value
         except RecursionError:
             raise GatewayError(
                 grpc.StatusCode.INVALID_ARGUMENT, "request body is nested too deeply"
             ) from None
         except ValueError as exc:
             raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"request body is not JSON: {exc}") from None
+
+    async def read_form(self, limit: int) -> bytes:
+        """The whole body as raw bytes (an `application/x-www-form-urlencoded` one); no JSON values follow."""
+        body = bytearray()
+        while not self._body_done:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            body += message.get("body", b"")
+            if len(body) > limit:
+                raise GatewayError(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"form body is longer than {limit} bytes"
+                )
+            self._body_done = not message.get("more_body", False)
+        return bytes(body)
 
     async def wait_disconnect(self) -> None:
         """Returns when the client goes away; body bytes nobody asked for are read and dropped."""
@@ -95,6 +112,7 @@ class ResponseWriter:
     `trailers`: the client asked for trailers (`TE: trailers`) and the server can send them (the
     ASGI `http.response.trailers` extension); then a unary answer or an error ends with the call's
     trailer metadata. `pending_error`: an error to end the stream with once the call's replies are out.
+    `streaming`: the answer is a stream, so any error is an `{"error": ...}` line.
     """
 
     def __init__(self, send: Send, encode: Callable[[Any], bytes]) -> None:
@@ -102,6 +120,7 @@ class ResponseWriter:
         self.encode = encode
         self.trailers = False
         self.pending_error: GatewayError | None = None
+        self.streaming = False
         self.started = False
         self.finished = False
         self._trailers_due = False
@@ -145,7 +164,8 @@ class ResponseWriter:
         headers: Headers,
         trailers: Trailers = (),
     ) -> None:
-        """Before any message: the status JSON with `status`; mid-stream: an `{"error": ...}` line.
+        """The status JSON with `status`; in a stream, an `{"error": ...}` line, with `status` when
+        it is the first line (runtime.handleForwardResponseStreamError).
 
         UNAUTHENTICATED also says `WWW-Authenticate: <message>`, as runtime.DefaultHTTPErrorHandler does.
         """
@@ -153,7 +173,8 @@ class ResponseWriter:
             return
         # "replace": a message may quote a client's lone surrogate, which has no UTF-8 form.
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
-        if self.started:
+        if self.started or self.streaming:
+            await self._start(status, headers)
             await self._body(b'{"error":' + payload + b"}\n", more=False)
             return
         if body.get("code") == grpc.StatusCode.UNAUTHENTICATED.value[0]:

@@ -68,9 +68,9 @@ _RESERVED = frozenset(
         "te",
     ]
 )
-_MAX_TIMEOUT = 2.0**31  # seconds (68 years): beyond, grpcio's deadline overflows into "already past"
-_TIMEOUT = re.compile(r"([0-9]{1,8})([HMSmun])")
-_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+_MAX_TIMEOUT_NANOS = 2**31 * 10**9  # 68 years: beyond, grpcio's deadline overflows into "already past"
+_SIGNED = re.compile(r"[+-]?[0-9]+")  # strconv.ParseInt(s, 10, 64)
+_TIMEOUT_UNITS = {"H": 3600 * 10**9, "M": 60 * 10**9, "S": 10**9, "m": 10**6, "u": 10**3, "n": 1}
 
 Metadata = list[tuple[str, str | bytes]]
 
@@ -80,9 +80,10 @@ def _printable(value: str) -> bool:
 
 
 def _binary(name: str, value: str) -> bytes:
-    """decodeBinHeader: padded standard base64, or unpadded when the length says so."""
-    if len(value) % 4 == 1:
-        raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid binary header {name}: bad length")
+    """decodeBinHeader: padded standard base64 when the length is a multiple of 4, else unpadded
+    (RawStdEncoding, where a `=` is an error: "AA=" is refused)."""
+    if len(value) % 4 == 1 or (len(value) % 4 and "=" in value):
+        raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid binary header {name}: bad padding")
     try:
         return base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
     except (binascii.Error, ValueError):
@@ -139,16 +140,27 @@ def accepts_trailers(headers: list[tuple[bytes, bytes]]) -> bool:
 
 
 def request_timeout(headers: list[tuple[bytes, bytes]]) -> float | None:
-    """The `Grpc-Timeout` header (e.g. "10S", "250m") in seconds."""
+    """The first `Grpc-Timeout` header (e.g. "10S", "250m") in seconds: None for no deadline, and a
+    negative number for one already past, which the call answers with DEADLINE_EXCEEDED."""
     for name, value in headers:
         if name.lower() == b"grpc-timeout":
-            found = _TIMEOUT.fullmatch(value.decode("latin-1"))
-            if found is None:
-                raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"bad Grpc-Timeout {value!r}")
-            seconds = int(found.group(1)) * _TIMEOUT_UNITS[found.group(2)]
-            # 0 is no deadline in grpc-gateway (DefaultContextTimeout); so is one beyond grpcio's range.
-            return seconds if 0 < seconds < _MAX_TIMEOUT else None
+            text = value.decode("latin-1")
+            return None if not text else timeout_seconds(text)
     return None
+
+
+def timeout_seconds(text: str) -> float | None:
+    """runtime.timeoutDecode: strconv.ParseInt(digits, 10, 64) times the unit, in Go's wrapping
+    int64 nanoseconds, so "-1S" and an overflowing "99999999H" are deadlines already past; 0 is
+    none (DefaultContextTimeout), and so is one beyond grpcio's range (68 years)."""
+    unit = _TIMEOUT_UNITS.get(text[-1:]) if len(text) >= 2 else None
+    digits = text[:-1]
+    if unit is None or not _SIGNED.fullmatch(digits) or not -(2**63) <= int(digits) < 2**63:
+        raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid grpc-timeout: {text}")
+    nanos = (int(digits) * unit + 2**63) % 2**64 - 2**63
+    if nanos == 0 or nanos >= _MAX_TIMEOUT_NANOS:
+        return None
+    return nanos / 1e9
 
 
 def response_headers(

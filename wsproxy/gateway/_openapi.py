@@ -103,8 +103,8 @@ WEBSOCKET_EXTENSION = {
         "Behind wsproxy.WebSocketProxyMiddleware every operation can also be called over a WebSocket "
         "at the same path: the HTTP method goes in the `method` query parameter (GET when absent), each "
         "text frame sent is one JSON request message (an empty frame half-closes the request), each "
-        "JSON line of the answer arrives as one text frame, and an error before the first message "
-        "closes with code 4000 + HTTP status after the Status frame. A bearer token may be sent as the "
+        "JSON line of the answer arrives as one text frame, and an error answered with an HTTP status "
+        "closes with code 4000 + that status after its error frame. A bearer token may be sent as the "
         "`Sec-WebSocket-Protocol: Bearer, <token>` subprotocol."
     ),
     "methodParameter": "method",
