@@ -10,6 +10,7 @@ Each framework's servers start once per module (the `framework` fixture is modul
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
 import subprocess
@@ -20,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
 from tests.support.frameworks import FRAMEWORKS
@@ -38,6 +39,7 @@ WAITS_FOR_ITEM_1 = pytest.mark.xfail(
 )
 FAIL_FAST = 3.0  # seconds a row waiting for item 1 gets before it fails, instead of hanging
 NO_REPLY = 1.5  # seconds a limited bidi row waits to show that no reply came
+LOST_WITHIN = 20  # lines a limited bidi row sends, one reply awaited each, until one goes unanswered
 
 
 def _module(framework: str) -> Any:
@@ -130,33 +132,48 @@ async def _interactive(ws: ClientConnection, count: int) -> list[Any]:
     return replies
 
 
+async def _first_unanswered(ws: ClientConnection, tries: int) -> int | None:
+    """Send line after line, each reply awaited; the first line with no reply within NO_REPLY."""
+    for i in range(tries):
+        await ws.send(json.dumps({"i": i}))
+        try:
+            reply = await asyncio.wait_for(ws.recv(), NO_REPLY)
+        except TimeoutError:
+            return i
+        assert json.loads(reply) == {"echo": {"i": i}}
+    return None
+
+
 def _bidi_works(framework: str, mode: str) -> bool:
     return framework == "quart" or (framework in ("fastapi", "starlette") and mode == "in-process")
 
 
 async def test_bidi(framework: str, mode: str, servers: dict[str, str]) -> None:
     """Interactive where the framework can do it; elsewhere the exact outcome docs/frameworks.md explains."""
-    async with asyncio.timeout(FAIL_FAST * 3), connect(servers[mode] + "/bidi?method=POST") as ws:
+    async with asyncio.timeout(30), connect(servers[mode] + "/bidi?method=POST") as ws:
         if _bidi_works(framework, mode):
             assert await _interactive(ws, 3) == [{"echo": {"i": i}} for i in range(3)]
             await ws.send("")
             assert await drain(ws) == ([], 1000, "")
             return
-        await ws.send(json.dumps({"i": 0}))
-        # No reply to the first line while the body is open: Django has not called the view yet (it
-        # reads the whole body first); Starlette's and Litestar's disconnect listeners took the line.
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(ws.recv(), NO_REPLY)
+        unanswered = await _first_unanswered(ws, LOST_WITHIN)
         if framework != "django":
-            return  # the line is gone: nothing the client sends brings its reply back
-        await ws.send(json.dumps({"i": 1}))
+            # Starlette's (below spec 2.4) and Litestar's disconnect listeners race the view's generator
+            # for each body chunk; a chunk the listener wins is dropped. Which side wins varies from run
+            # to run, so this run may lose a line or not; what always holds: every reply that comes is
+            # the right one, in order (checked above), and a lost line's reply never comes.
+            if unanswered is not None:
+                await ws.send("")
+                with contextlib.suppress(TimeoutError, ConnectionClosed):
+                    late = await asyncio.wait_for(ws.recv(), NO_REPLY)
+                    assert json.loads(late) != {"echo": {"i": unanswered}}
+            return
+        # Django has not called the view yet (it reads the whole body first): no reply to the first line.
+        assert unanswered == 0
         await ws.send("")
         # Django: every reply at once, after the half-close.
         frames, code, _ = await drain(ws)
-        assert ([json.loads(frame) for frame in frames], code) == (
-            [{"echo": {"i": 0}}, {"echo": {"i": 1}}],
-            1000,
-        )
+        assert ([json.loads(frame) for frame in frames], code) == ([{"echo": {"i": 0}}], 1000)
 
 
 @pytest.mark.parametrize("framework", ["fastapi", "starlette"], indirect=True)

@@ -18,6 +18,7 @@ NDJSON = {"content-type": "application/x-ndjson"}
 
 def create_app() -> Quart:
     app = Quart(__name__)
+    app.config["RESPONSE_TIMEOUT"] = None  # Quart cuts any response, a stream too, after 60 s by default
 
     @app.get("/stream")
     async def stream() -> Any:
