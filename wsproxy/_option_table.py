@@ -216,6 +216,24 @@ OPTIONS: tuple[Option, ...] = (
         "Messages waiting unread do not count as traffic",
     ),
     Option(
+        "passthrough_paths",
+        "PassthroughPaths | None",
+        None,
+        "paths whose WebSocket upgrades go to the wrapped app untouched, for the app's own WebSocket routes",
+        Flag(
+            "--passthrough-path",
+            "PREFIX",
+            repeat=True,
+            help="leave WebSocket upgrades under this path prefix (e.g. /ws/) to the --app's own routes; "
+            "repeat for several",
+        ),
+        default_words="none: every upgrade is proxied",
+        doc='path prefixes, each matched at a segment boundary (`"/ws"` takes `/ws` and `/ws/chat`, not '
+        "`/wsx`), or a predicate `f(path) -> bool`. Checked first: the app gets the scope, `receive` and "
+        "`send` as the server gave them. See [frameworks.md](frameworks.md#the-apps-own-websocket-routes)",
+        go="(none: every upgrade is proxied)",
+    ),
+    Option(
         "on_stream_start",
         "StreamObserver | None",
         None,

@@ -27,6 +27,7 @@ __all__ = [
     "TOKEN_RE",
     "ForwardedHeaders",
     "HeaderPredicate",
+    "PassthroughPaths",
     "ProxyOptions",
     "RequestMutator",
     "normalize_origin",
@@ -35,6 +36,8 @@ __all__ = [
 RequestMutator = Callable[[Scope, Scope], Scope]
 HeaderPredicate = Callable[[str], bool]
 ForwardedHeaders = Collection[str] | HeaderPredicate
+PathPredicate = Callable[[str], bool]
+PassthroughPaths = Collection[str] | PathPredicate
 
 # RFC 9110 token characters: what a method or a header name may be made of.
 TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -56,6 +59,7 @@ class ProxyOptions:
     max_connections: int | None = DEFAULTS["max_connections"]
     idle_timeout: float | None = DEFAULTS["idle_timeout"]
     max_calls_per_socket: int = DEFAULTS["max_calls_per_socket"]
+    passthrough_paths: PassthroughPaths | None = DEFAULTS["passthrough_paths"]
 
     def __post_init__(self) -> None:
         if not TOKEN_RE.match(self.default_method):
@@ -82,6 +86,7 @@ class ProxyOptions:
             raise ValueError(f"max_calls_per_socket must be positive, got {self.max_calls_per_socket!r}")
         if self.idle_timeout is not None and self.idle_timeout <= 0:
             raise ValueError(f"idle_timeout must be positive seconds or None, got {self.idle_timeout!r}")
+        _check_passthrough_paths(self.passthrough_paths)
 
     def forwards(self) -> HeaderPredicate:
         """A predicate on lower-case header names, built once."""
@@ -90,6 +95,21 @@ class ProxyOptions:
             return lambda name: bool(predicate(name))
         names = frozenset(name.lower() for name in self.forwarded_headers)
         return names.__contains__
+
+    def passthrough(self) -> PathPredicate | None:
+        """A predicate on the upgrade's path, built once; None when every upgrade is proxied."""
+        paths = self.passthrough_paths
+        if paths is None:
+            return None
+        if callable(paths):
+            predicate = paths
+            return lambda path: bool(predicate(path))
+        exact = frozenset(prefix.rstrip("/") or "/" for prefix in paths)
+        # A prefix matches at a segment boundary: "/ws" and "/ws/" both take "/ws/chat", never "/wsx".
+        folders = tuple(prefix.rstrip("/") + "/" for prefix in paths)
+        if not folders:
+            return None
+        return lambda path: path in exact or path.startswith(folders)
 
     def origins(self) -> frozenset[str] | None:
         if self.allowed_origins is None:
@@ -100,6 +120,20 @@ class ProxyOptions:
         if isinstance(self.half_close_message, str):
             return self.half_close_message.encode()
         return self.half_close_message
+
+
+def _check_passthrough_paths(paths: PassthroughPaths | None) -> None:
+    if paths is None or callable(paths):
+        return
+    if isinstance(paths, (str, bytes)):
+        raise TypeError("passthrough_paths must be a collection of path prefixes or a predicate, not a str")
+    if not isinstance(paths, Collection):
+        raise TypeError(
+            f"passthrough_paths must be a collection of path prefixes or a predicate, got {paths!r}"
+        )
+    for prefix in paths:
+        if not isinstance(prefix, str) or not prefix.startswith("/"):
+            raise ValueError(f"passthrough_paths: each prefix must be a path starting with /, got {prefix!r}")
 
 
 def normalize_origin(origin: str) -> str:

@@ -1,6 +1,7 @@
 """The entry: plan the request, authenticate, limit, then hand the socket to a stream or a mux session.
 
-Theory of operation. `WebSocketProxyMiddleware` passes HTTP and lifespan scopes to the app untouched.
+Theory of operation. `WebSocketProxyMiddleware` passes HTTP and lifespan scopes to the app untouched,
+and so the upgrades the `passthrough_paths` option leaves to the app's own WebSocket routes.
 For a WebSocket it maps the handshake to the HTTP request the app will see (wsproxy/_handshake.py),
 runs the `authenticate` hook, refuses what the options forbid (origin, the connection limit) with an
 HTTP status before the accept, and then gives the connection to one of two runners: a single stream
@@ -24,6 +25,7 @@ from wsproxy._options import (
     DEFAULT_MAX_LINE_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE,
     ForwardedHeaders,
+    PassthroughPaths,
     ProxyOptions,
     RequestMutator,
 )
@@ -71,6 +73,7 @@ class WebSocketProxyMiddleware:
         metrics: bool | CollectorRegistry = False,
         access_log: bool = False,
         max_calls_per_socket: int = DEFAULT_MAX_CALLS_PER_SOCKET,
+        passthrough_paths: PassthroughPaths | None = None,
     ) -> None:
         self.app = app
         self.options = ProxyOptions(
@@ -86,7 +89,9 @@ class WebSocketProxyMiddleware:
             max_connections=max_connections,
             idle_timeout=idle_timeout,
             max_calls_per_socket=max_calls_per_socket,
+            passthrough_paths=passthrough_paths,
         )
+        self._passthrough = self.options.passthrough()
         self._forwards = self.options.forwards()
         self._origins = self.options.origins()
         if authenticate is not None and not callable(authenticate):
@@ -107,8 +112,10 @@ class WebSocketProxyMiddleware:
         self.active_streams = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "websocket":
-            await self.app(scope, receive, send)
+        if scope["type"] != "websocket" or (
+            self._passthrough is not None and self._passthrough(scope["path"])
+        ):
+            await self.app(scope, receive, send)  # HTTP, lifespan, and the app's own WebSocket routes
             return
         message = await receive()
         if message["type"] != "websocket.connect":

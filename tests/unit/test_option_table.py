@@ -34,6 +34,7 @@ SAMPLES: dict[str, Any] = {
     "int | None": 7,
     "float | None": 7.5,
     "Collection[str] | None": ("https://sample.example",),
+    "PassthroughPaths | None": ("/sample/",),
 }
 
 

@@ -295,6 +295,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     settings = settings_from_args(args)
+    if settings.upstream is not None and settings.options["passthrough_paths"] is not None:
+        # UpstreamApp forwards HTTP only: the gateway's own WebSocket routes are not reachable through it.
+        parser.error(
+            "--passthrough-path leaves upgrades to an --app's own WebSocket routes; not with --upstream"
+        )
     if args.metrics_port is not None:
         _check_port(parser, "--metrics-port", args.metrics_port)
         if importlib.util.find_spec("prometheus_client") is None:
