@@ -28,9 +28,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.integration.test_auth import authenticate
-from tests.integration.test_security import logged, refusal
-from tests.support.servers import Ended, Running, drain, serve_on
+from tests.support.auth_apps import authenticate
+from tests.support.logs import logged
+from tests.support.servers import Ended, Running, drain, refusal, serve_on
 from tests.support.upstream_apps import Process, app, spawn_listening
 from wsproxy import WebSocketProxyMiddleware
 
