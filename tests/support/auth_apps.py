@@ -1,4 +1,5 @@
-"""An `authenticate` hook shaped like a JWT check, and an app that shows what it attached: shared by the auth tests of both tiers and the ops server's."""
+"""An `authenticate` hook shaped like a JWT check, and an app that shows what it attached: shared by the auth
+tests of both tiers and the ops server's."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""What both tiers of the hostile-input tests share: the secret token, a log capture that counts tracebacks, and an echo app that records what reached it."""
+"""What both tiers of the hostile-input tests share: the secret token, a log capture that counts tracebacks,
+and an echo app that records what reached it."""
 
 from __future__ import annotations
 

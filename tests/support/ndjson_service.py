@@ -1,4 +1,5 @@
-"""An NDJSON echo service shaped like the demo's gateway (unary, both streams, bidi, whoami, failures), and the small readers and writers it is made of: for the client's, the mux session's and the browser's tests."""
+"""An NDJSON echo service shaped like the demo's gateway (unary, both streams, bidi, whoami, failures), and
+the small readers and writers it is made of: for the client's, the mux session's and the browser's tests."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Running a real nginx in tests: where its binary is (None when it is not installed; scripts/ensure-nginx installs it), a free port and a wait for a port to listen."""
+"""Running a real nginx in tests: where its binary is (None when it is not installed; scripts/ensure-nginx
+installs it), a free port and a wait for a port to listen."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The `authenticate` hook without a server: the check of the headers it sets, a hook that is not callable, and a refusal on a server without the denial extension (driven in-process)."""
+"""The `authenticate` hook without a server: the check of the headers it sets, a hook that is not callable,
+and a refusal on a server without the denial extension (driven in-process)."""
 
 from __future__ import annotations
 

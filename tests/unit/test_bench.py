@@ -1,4 +1,5 @@
-"""The benchmark's own arithmetic and parsing, without a server: its WebSocket client's frame reading, the paired ratios and verdicts, and the table of rows (bench/)."""
+"""bench/ without a server: its WebSocket client's frame reading, the paired ratios and verdicts, the table of
+rows, and the soak's record of how each call ended."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import socket
 import pytest
 from websockets.frames import Close, Frame, Opcode
 
+from bench import soak
 from bench.harness import ASYNCIO, UVLOOP, Plan
 from bench.report import Row, interleave, table
 from bench.run import GROUPS, QUICK, all_rows
@@ -94,3 +96,12 @@ def test_rows_of_every_group_have_unique_keys_and_appear_once_per_loop() -> None
     assert [row.loop for row in interleave(results)[:2]] == ["asyncio+h11", "uvloop+h11"]
     assert Plan().rounds >= 7
     assert {group.name for group in GROUPS} >= {"echo", "resources", "chat"}
+
+
+async def test_a_call_that_never_ends_is_reported_as_still_running() -> None:
+    calls = soak.CallLog()
+    assert await calls.outcome("never", timeout=0.05) == "still running"
+    calls.record("early", "cancelled")
+    assert await calls.outcome("early", timeout=0.05) == "cancelled"
+    assert calls.ended == {}
+    assert calls.waiting == {}

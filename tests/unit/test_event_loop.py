@@ -1,4 +1,5 @@
-"""The fast event loop comes with the install: uvloop is a dependency of the package (its metadata, no server)."""
+"""The fast event loop comes with the install: uvloop is a dependency of the package (its metadata, no
+server)."""
 
 from __future__ import annotations
 
