@@ -21,7 +21,7 @@ import pytest
 from playwright.async_api import Page, async_playwright, expect
 
 from example_service.app import demo
-from tests.integration.test_client import ndjson_app
+from tests.support.ndjson_service import Observed, ndjson_app, observed_app
 from tests.support.servers import Running, serve
 from wsproxy import WebSocketProxyMiddleware
 from wsproxy._types import ASGIApp, Receive, Scope, Send
@@ -422,8 +422,6 @@ async def test_demo_page_runs_its_rpcs_over_one_socket() -> None:
 
 
 async def test_browser_mux_flow_control_holds_only_the_unread_call() -> None:
-    from tests.integration.test_mux_session import Observed, observed_app
-
     observed = Observed()
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:

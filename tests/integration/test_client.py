@@ -1,22 +1,23 @@
-"""The Python client end to end: a real uvicorn serving a small NDJSON app behind the middleware."""
+"""The Python client end to end: a real uvicorn serving a small NDJSON app behind the middleware, and the
+mux client against real servers that break the rules."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import socket
-from collections.abc import AsyncIterator
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
-from urllib.parse import parse_qs
 
 import pytest
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
+from websockets.typing import Subprotocol
 
+from tests.support.ndjson_service import INVALID_ARGUMENT, collect, ndjson_app
 from tests.support.servers import Running, serve
 from wsproxy import WebSocketProxyMiddleware
-from wsproxy._types import Receive, Scope, Send
 from wsproxy.client import (
     BadGatewayError,
     Call,
@@ -32,93 +33,10 @@ from wsproxy.client import (
     bidi,
     client_stream,
     connect,
+    connect_mux,
     server_stream,
     unary,
 )
-from wsproxy.errors import UpstreamError
-
-INVALID_ARGUMENT = {"code": 3, "message": "message must not be empty", "details": []}
-
-
-async def body_lines(receive: Receive) -> AsyncIterator[dict[str, Any]]:
-    """The request body's JSON lines, each as soon as it arrives."""
-    buffer = b""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-        buffer += message.get("body", b"")
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            if line.strip():
-                yield json.loads(line)
-        if not message.get("more_body", False):
-            return
-
-
-async def respond(send: Send, status: int, *lines: Any, more: bool = False) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"x-ndjson")]})
-    for line in lines:
-        await send(
-            {"type": "http.response.body", "body": json.dumps(line).encode() + b"\n", "more_body": True}
-        )
-    if not more:
-        await send({"type": "http.response.body", "body": b""})
-
-
-async def ndjson_app(scope: Scope, receive: Receive, send: Send) -> None:
-    """An echo service shaped like the demo's gateway: unary, both streams, bidi, whoami, failures."""
-    path, query = scope["path"], parse_qs(scope["query_string"].decode())
-    headers = {name.decode(): value.decode() for name, value in scope["headers"]}
-    if path == "/v1/echo":
-        messages = [line async for line in body_lines(receive)]
-        text = messages[0].get("message", "") if messages else ""
-        if not text:
-            await respond(send, 400, INVALID_ARGUMENT)
-        else:
-            await respond(send, 200, {"message": text, "method": scope["method"]})
-    elif path == "/v1/ticker":
-        count = int(query["count"][0])
-        await respond(send, 200, *({"result": {"seq": n}} for n in range(count)), more=True)
-        if "fail" in query:
-            await respond_more(send, {"error": {"code": 14, "message": "ticker broke", "details": []}})
-        await send({"type": "http.response.body", "body": b""})
-    elif path == "/v1/sum":
-        values = [line["value"] async for line in body_lines(receive)]
-        await respond(send, 200, {"total": sum(values), "count": len(values)})
-    elif path == "/v1/chat":
-        await respond(send, 200, more=True)
-        async for line in body_lines(receive):
-            await respond_more(send, {"result": {"reply": line["text"].upper()}})
-        await send({"type": "http.response.body", "body": b""})
-    elif path == "/v1/whoami":
-        await respond(send, 200, {"authorization": headers.get("authorization", "")})
-    elif path == "/v1/hold":
-        # Keeps the response open after the request body ended, until the client goes away.
-        await respond(send, 200, more=True)
-        _ = [line async for line in body_lines(receive)]
-        while (await receive())["type"] != "http.disconnect":
-            pass
-    elif path == "/v1/raise":
-        raise RuntimeError("secret detail that must not reach the client")
-    elif path == "/v1/upstream":
-        await respond(send, 200, {"result": 1}, more=True)
-        raise UpstreamError("upstream reset")
-    elif path == "/v1/big":
-        await respond(send, 200, "x" * 4096)
-    else:
-        await send({"type": "http.response.start", "status": 404, "headers": []})
-        await send({"type": "http.response.body", "body": b'{"detail":"Not Found"}\n'})
-
-
-async def respond_more(send: Send, line: Any) -> None:
-    await send({"type": "http.response.body", "body": json.dumps(line).encode() + b"\n", "more_body": True})
-
-
-async def collect(messages: AsyncIterator[Any], into: list[Any]) -> None:
-    """Append every message to `into`, so a test sees what arrived before the error."""
-    async for message in messages:
-        into.append(message)
 
 
 @contextlib.asynccontextmanager
@@ -340,3 +258,85 @@ async def test_compression_can_be_turned_off() -> None:
         assert await anext(call) == {"reply": "PLAIN"}
     async with proxy() as srv, connect(f"{srv.ws}/v1/chat", method="POST") as call:
         assert [type(e).__name__ for e in call._websocket.protocol.extensions] == ["PerMessageDeflate"]
+
+
+# The mux client against servers that break the rules: a real `websockets` server on loopback.
+
+LINE, END = 0x11, 0x13
+Handler = Callable[[ServerConnection], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def fake_server(handler: Handler, subprotocols: list[str]) -> AsyncIterator[str]:
+    async with ws_serve(
+        handler, "127.0.0.1", 0, subprotocols=[Subprotocol(item) for item in subprotocols]
+    ) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        yield f"ws://127.0.0.1:{port}"
+
+
+async def after_open(ws: ServerConnection) -> int:
+    """Wait for the client's OPEN; its call id."""
+    data = await ws.recv()
+    assert isinstance(data, bytes)
+    kind, call_id = struct.unpack_from("!BI", data)
+    assert kind == 0x01
+    return int(call_id)
+
+
+async def text_frame(ws: ServerConnection) -> None:
+    await after_open(ws)
+    await ws.send("not a mux frame")
+    await ws.wait_closed()
+
+
+async def line_without_credit(ws: ServerConnection) -> None:
+    call_id = await after_open(ws)
+    await ws.send(struct.pack("!BI", LINE, call_id) + b'"' + b"x" * 70000 + b'"')  # overdraws 65536
+    await ws.send(struct.pack("!BI", LINE, call_id) + b'"late"')  # no credit left: a violation
+    await ws.wait_closed()
+
+
+async def bad_utf8_line(ws: ServerConnection) -> None:
+    call_id = await after_open(ws)
+    await ws.send(struct.pack("!BI", LINE, call_id) + b"\xff\xfe")
+    await ws.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("handler", "reason"),
+    [
+        (text_frame, "text frame"),
+        (line_without_credit, "flow control"),
+        (bad_utf8_line, "not UTF-8"),
+    ],
+)
+async def test_a_server_that_breaks_the_framing_fails_the_socket_with_1002(
+    handler: Handler, reason: str
+) -> None:
+    async with fake_server(handler, ["wsproxy.mux.v1"]) as url, connect_mux(url) as conn:
+        call = await conn.open("/v1/anything")
+        with pytest.raises(UnexpectedCloseError) as failed:
+            _ = [message async for message in call]
+        assert failed.value.code == 1002
+        assert reason in failed.value.reason
+        assert conn.close_code == 1002
+
+
+async def test_a_server_without_the_subprotocol_is_a_connect_error() -> None:
+    async def old_wsproxy(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    async with fake_server(old_wsproxy, ["Bearer"]) as url:
+        with pytest.raises(ConnectError, match=r"did not accept the wsproxy\.mux\.v1 subprotocol"):
+            async with connect_mux(url, token="t"):
+                pass
+
+
+async def test_call_paths_stay_on_the_connections_host() -> None:
+    async def quiet(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    async with fake_server(quiet, ["wsproxy.mux.v1"]) as url, connect_mux(url) as conn:
+        with pytest.raises(ValueError, match="not on this connection's host"):
+            await conn.open("ws://elsewhere.example/v1/echo")

@@ -7,7 +7,6 @@ import asyncio
 import json
 import subprocess
 import sys
-from importlib import metadata
 
 import pytest
 from websockets.asyncio.client import connect
@@ -38,11 +37,6 @@ async def loop_of_the_command(*args: str) -> str:
     assert isinstance(frame, str)
     loop: str = json.loads(frame)["loop"]
     return loop
-
-
-def test_uvloop_comes_with_the_install() -> None:
-    requirements = [req.split(";")[0].replace(" ", "") for req in metadata.requires("wsproxy") or []]
-    assert any(req.startswith("uvloop>=") for req in requirements), requirements
 
 
 async def test_the_command_runs_on_uvloop_by_default() -> None:

@@ -16,7 +16,6 @@ import struct
 import sys
 from collections.abc import AsyncIterator
 from typing import Any, cast
-from urllib.parse import parse_qs
 
 import pytest
 from websockets.asyncio.client import ClientConnection
@@ -24,7 +23,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from tests.integration.test_client import body_lines, collect, ndjson_app, respond
+from tests.support.ndjson_service import Observed, collect, observed_app
 from tests.support.server_process import server_process
 from tests.support.servers import SERVER_PARAMS, Running, serve_on
 from tests.support.upstream_apps import Process, proxying, spawn_listening
@@ -53,53 +52,6 @@ LINE, LINE_BINARY, END = 0x11, 0x12, 0x13
 @pytest.fixture(params=SERVER_PARAMS)
 def server_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-class Observed:
-    """What the apps behind the proxy saw, for the test to check."""
-
-    def __init__(self) -> None:
-        self.disconnects: list[str] = []
-        self.watching = 0  # /v1/watch apps still running
-        self.flood_lines = 0
-        self.sockets = 0
-
-
-async def observed_app(observed: Observed, scope: Scope, receive: Receive, send: Send) -> None:
-    path, query = scope["path"], parse_qs(scope["query_string"].decode())
-    if path == "/v1/stall":
-        # Answers at once but never reads its request body until the client leaves.
-        await respond(send, 200, {"result": "stalled"}, more=True)
-        await asyncio.Event().wait()
-    elif path == "/v1/flood":
-        size = int(query["size"][0])
-        await respond(send, 200, more=True)
-        while True:
-            line = json.dumps({"result": "x" * size}).encode() + b"\n"
-            await send({"type": "http.response.body", "body": line, "more_body": True})
-            observed.flood_lines += 1
-    elif path == "/v1/watch":
-        # Holds the call open and records the disconnect when it comes.
-        observed.watching += 1
-        try:
-            await respond(send, 200, {"result": "watching"}, more=True)
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            observed.disconnects.append(query["name"][0])
-        finally:
-            observed.watching -= 1
-    elif path == "/v1/burst":
-        # Sends its lines in a tight loop: the server's send does not yield while its buffer has room.
-        await respond(send, 200, more=True)
-        for n in range(int(query["count"][0])):
-            await send({"type": "http.response.body", "body": b'{"result":%d}\n' % n, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
-    elif path == "/v1/headers":
-        headers = {name.decode(): value.decode() for name, value in scope["headers"]}
-        _ = [line async for line in body_lines(receive)]
-        await respond(send, 200, headers)
-    else:
-        await ndjson_app(scope, receive, send)
 
 
 @contextlib.asynccontextmanager
@@ -550,40 +502,6 @@ async def test_the_request_mutator_runs_for_each_call(server_name: str) -> None:
         second = await conn.unary("/v1/headers?x=1")
     assert first["x-call-path"] == "/v1/headers"
     assert second["x-call-path"] == "/v1/headers"
-
-
-async def test_a_flood_of_bad_opens_while_the_socket_cannot_be_written_stops_the_reading() -> None:
-    """Each bad OPEN is answered with an END. A client that floods them and never reads must get
-    backpressure (the proxy stops reading), not one pending END writer per OPEN. In process: a socket
-    whose every data write blocks forever, as a full TCP buffer does, and a client with endless OPENs."""
-    reads = 0
-
-    async def receive() -> dict[str, Any]:
-        nonlocal reads
-        reads += 1
-        if reads == 1:
-            return {"type": "websocket.connect"}
-        return {"type": "websocket.receive", "bytes": frame(OPEN, reads, b"{")}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "websocket.send":
-            await asyncio.Event().wait()
-
-    scope = {
-        "type": "websocket",
-        "path": "/",
-        "query_string": b"",
-        "headers": [],
-        "subprotocols": [SUBPROTOCOL],
-    }
-    proxy = WebSocketProxyMiddleware(ndjson_app)
-    task = asyncio.create_task(proxy(scope, cast(Any, receive), cast(Any, send)))
-    await asyncio.sleep(0.5)
-    assert not task.done()
-    assert reads < 100  # unbounded, it would have read tens of thousands by now
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def test_calls_streaming_at_once_take_turns(server_name: str) -> None:

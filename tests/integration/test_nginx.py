@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,10 +16,9 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.support.servers import bind_loopback, drain
+from tests.support.nginx import NGINX, free_port, wait_listening
+from tests.support.servers import drain
 from tests.support.upstream_apps import Process, spawn_listening, upstream_process
-
-NGINX = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/local/sbin")
 
 pytestmark = pytest.mark.skipif(
     NGINX is None, reason="nginx is not installed (scripts/ensure-nginx installs it)"
@@ -70,25 +66,6 @@ http {{
     }}
 }}
 """
-
-
-def free_port() -> int:
-    sock = bind_loopback()
-    port: int = sock.getsockname()[1]
-    sock.close()  # nginx binds it itself; the gap is tiny and the port was just free
-    return port
-
-
-def wait_listening(port: int, proc: subprocess.Popen[bytes], error_log: Path) -> None:
-    for _ in range(500):
-        if proc.poll() is not None:
-            raise RuntimeError(f"nginx exited: {error_log.read_text() if error_log.exists() else ''}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError("nginx did not start listening")
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Metrics and the access log on real servers: the middleware under uvicorn (each WebSocket
-implementation), and the `wsproxy` command with two workers, its metrics listener and its log.
+implementation), and the `wsproxy` command with two workers, its metrics listener and its log; and
+how the metrics listener retires the files of a worker process that died.
 
 Each test makes a mix of calls (clean, failed, refused, abandoned) and checks every figure against
 counts written out here, not against the code's own constants.
@@ -16,6 +17,7 @@ import random
 import re
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,11 +30,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.integration.test_auth import authenticate
-from tests.integration.test_security import logged, refusal
-from tests.support.servers import Ended, Running, drain, serve_on
+from tests.support.auth_apps import authenticate
+from tests.support.logs import logged
+from tests.support.servers import Ended, Running, drain, refusal, serve_on
 from tests.support.upstream_apps import Process, app, spawn_listening
 from wsproxy import WebSocketProxyMiddleware
+from wsproxy.cli._metrics_listener import retire_dead_processes
 
 TOKEN = "alice-token"  # tests.integration.test_auth's hook accepts it
 APP_ORIGIN = "https://app.example"
@@ -368,3 +371,26 @@ async def test_workers_killed_mid_stream_leave_no_open_stream_behind(
                 await asyncio.sleep(0.05)
             assert figure(found, "wsproxy_streams_open") == 0
             assert figure(found, "wsproxy_streams_total", code="1000") == 1  # what the dead counted stays
+
+
+# The metrics listener's bookkeeping of the multiprocess directory: the files of a worker that died.
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_dead_workers_open_gauge_is_retired_and_its_counters_kept(tmp_path: Path) -> None:
+    dead, alive = dead_pid(), os.getpid()
+    names = [
+        f"gauge_livesum_{dead}.db",
+        f"counter_{dead}.db",
+        f"gauge_livesum_{alive}.db",
+        f"counter_{alive}.db",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    retire_dead_processes(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == sorted(names[1:])

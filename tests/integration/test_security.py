@@ -4,18 +4,16 @@ logs, close reasons and response headers, and cross-site WebSocket hijacking ref
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
 
-from tests.support.servers import Running, drain, eventually, serve
+from tests.support.logs import TextLog, logged
+from tests.support.servers import Running, drain, eventually, refusal, serve
 from wsproxy import WebSocketProxyMiddleware
 from wsproxy._types import Receive, Scope, Send
 
@@ -48,31 +46,6 @@ def app_for(seen: Seen) -> Any:
         await send({"type": "http.response.body", "body": line + b"\n", "more_body": False})
 
     return app
-
-
-class TextLog(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-
-@contextlib.contextmanager
-def logged(levels: dict[str, int]) -> Iterator[TextLog]:
-    handler = TextLog()
-    loggers = {logging.getLogger(name): level for name, level in levels.items()}
-    before = {logger: logger.level for logger in loggers}
-    for logger, level in loggers.items():
-        logger.addHandler(handler)
-        logger.setLevel(level)
-    try:
-        yield handler
-    finally:
-        for logger, level in before.items():
-            logger.removeHandler(handler)
-            logger.setLevel(level)
 
 
 # wsproxy's own log at every level; the server's at the level a deployment runs (uvicorn's debug
@@ -117,20 +90,6 @@ async def guarded(ws_impl: str) -> AsyncIterator[Guarded]:
 
 def authorization_of(scope: Scope) -> bytes | None:
     return dict(scope["headers"]).get(b"authorization")
-
-
-async def refusal(url: str, **kwargs: Any) -> tuple[int, dict[str, Any] | bytes, str]:
-    """The refused handshake's status, body (parsed if it is JSON) and headers as text."""
-    with pytest.raises(InvalidStatus) as info:
-        async with connect(url, **kwargs):
-            pass
-    response = info.value.response
-    headers = "\n".join(f"{name}: {value}" for name, value in response.headers.raw_items())
-    body = bytes(response.body or b"")
-    try:
-        return response.status_code, json.loads(body), headers
-    except ValueError:
-        return response.status_code, body, headers
 
 
 # Header injection through the method override and the token.

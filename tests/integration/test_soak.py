@@ -35,12 +35,3 @@ async def test_each_soak_scenario_reports_what_happened(ws_impl: str, scenario: 
     async with serve(soak.build_app(), ws=ws_impl) as running:
         outcomes = [await scenario(running.ws) for _ in range(3)]
     assert outcomes == [expected] * 3
-
-
-async def test_a_call_that_never_ends_is_reported_as_still_running() -> None:
-    calls = soak.CallLog()
-    assert await calls.outcome("never", timeout=0.05) == "still running"
-    calls.record("early", "cancelled")
-    assert await calls.outcome("early", timeout=0.05) == "cancelled"
-    assert calls.ended == {}
-    assert calls.waiting == {}

@@ -19,6 +19,7 @@ from websockets.client import ClientProtocol
 from websockets.uri import parse_uri
 
 from example_service.service import grpc_server
+from tests.support.nginx import NGINX, free_port, wait_listening
 from tests.support.servers import drain
 from tests.support.upstream_apps import Process, make_certificate, open_requests, proxying
 from tests.support.upstream_go import (
@@ -331,8 +332,6 @@ http {{
 
 @pytest.fixture
 def nginx_before_go(go_echo: Process, tmp_path: Path) -> Iterator[str]:
-    from tests.integration.test_nginx import NGINX, free_port, wait_listening
-
     if NGINX is None:
         pytest.skip("nginx is not installed (scripts/ensure-nginx installs it)")
     port = free_port()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -15,6 +16,8 @@ from typing import Any, cast
 
 import pytest
 import uvicorn
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from wsproxy._types import ASGIApp
 
@@ -203,3 +206,17 @@ async def eventually(condition: Callable[[], bool], what: str, timeout: float = 
         if loop.time() > deadline:
             raise AssertionError(f"still not {what} after {timeout:.0f}s")
         await asyncio.sleep(0.01)
+
+
+async def refusal(url: str, **kwargs: Any) -> tuple[int, dict[str, Any] | bytes, str]:
+    """The refused handshake's status, body (parsed if it is JSON) and headers as text."""
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(url, **kwargs):
+            pass
+    response = info.value.response
+    headers = "\n".join(f"{name}: {value}" for name, value in response.headers.raw_items())
+    body = bytes(response.body or b"")
+    try:
+        return response.status_code, json.loads(body), headers
+    except ValueError:
+        return response.status_code, body, headers

@@ -1,21 +1,14 @@
-"""The metrics listener's bookkeeping of the multiprocess directory, without a server."""
+"""The metrics listener's bookkeeping of the multiprocess directory (wsproxy/cli/_metrics_listener.py),
+without a server: which files it empties and which directory it makes."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from wsproxy.cli._metrics_listener import MULTIPROC_ENV, prepare_multiprocess_dir, retire_dead_processes
-
-
-def dead_pid() -> int:
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
+from wsproxy.cli._metrics_listener import MULTIPROC_ENV, prepare_multiprocess_dir
 
 
 def test_a_given_directory_is_emptied_of_old_metric_files_only(
@@ -36,17 +29,3 @@ def test_without_one_a_fresh_directory_is_made_and_set_for_the_workers(
     assert os.environ[MULTIPROC_ENV] == made
     assert os.listdir(made) == []
     os.rmdir(made)
-
-
-def test_a_dead_workers_open_gauge_is_retired_and_its_counters_kept(tmp_path: Path) -> None:
-    dead, alive = dead_pid(), os.getpid()
-    names = [
-        f"gauge_livesum_{dead}.db",
-        f"counter_{dead}.db",
-        f"gauge_livesum_{alive}.db",
-        f"counter_{alive}.db",
-    ]
-    for name in names:
-        (tmp_path / name).write_bytes(b"")
-    retire_dead_processes(str(tmp_path))
-    assert sorted(os.listdir(tmp_path)) == sorted(names[1:])
