@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -20,17 +18,15 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from websockets.asyncio.client import connect
 
+from tests.support.library import library_pb2, library_pb2_grpc
 from tests.support.servers import Running, drain, serve
 from wsproxy import WebSocketProxyMiddleware
 from wsproxy.gateway import Gateway, InProcessBinding
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support" / "protos"))
-protos_and_services: Any = grpc.protos_and_services
-library_pb2, library_pb2_grpc = protos_and_services("library/v1/library.proto")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-class Library(library_pb2_grpc.LibraryServiceServicer):  # type: ignore[name-defined,misc]
+class Library(library_pb2_grpc.LibraryServiceServicer):  # type: ignore[misc]
     async def GetBook(self, request: Any, context: Context) -> Any:
         found = library_pb2.Book()
         found.CopyFrom(request.filter)

@@ -14,14 +14,13 @@ import jsonschema  # type: ignore[import-untyped]  # comes with openapi-spec-val
 import pytest
 from openapi_spec_validator import validate
 
-from tests.integration.test_gateway_conformance import EMPTY
-from tests.support.conformance_service import SERVICE, serve_gateway_in_thread
+from tests.support.conformance_service import EMPTY, SERVICE, serve_gateway_in_thread
 from tests.support.servers import Running
 from wsproxy.gateway import Gateway, openapi_document
 
 
 def _library_service() -> Any:
-    from tests.integration.test_gateway_library import library_pb2
+    from tests.support.library import library_pb2
 
     return library_pb2.DESCRIPTOR.services_by_name["LibraryService"]
 

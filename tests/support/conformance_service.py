@@ -162,3 +162,45 @@ def serve_gateway_in_thread(*, binding: str = "channel", **gateway_options: Any)
         sock.close()
         if thread.is_alive():
             raise RuntimeError("the conformance server did not stop within 10 s")
+
+
+# protojson with EmitUnpopulated (runtime/marshaler_registry.go defaultMarshaler): every field in
+# declaration order (double before float here, as declared), unset message fields null, int64 as
+# strings, the unset oneof and the unset proto3 `optional` left out.
+EMPTY: dict[str, Any] = {
+    "stringValue": "",
+    "doubleValue": 0,
+    "floatValue": 0,
+    "int32Value": 0,
+    "int64Value": "0",
+    "uint32Value": 0,
+    "uint64Value": "0",
+    "sint32Value": 0,
+    "sint64Value": "0",
+    "fixed32Value": 0,
+    "fixed64Value": "0",
+    "sfixed32Value": 0,
+    "sfixed64Value": "0",
+    "boolValue": False,
+    "bytesValue": "",
+    "color": "COLOR_UNSPECIFIED",
+    "nested": None,
+    "repeatedString": [],
+    "repeatedInt32": [],
+    "repeatedColor": [],
+    "repeatedNested": [],
+    "labels": {},
+    "numbers": {},
+    "timestamp": None,
+    "duration": None,
+    "fieldMask": None,
+    "int32Wrapper": None,
+    "int64Wrapper": None,
+    "stringWrapper": None,
+    "boolWrapper": None,
+    "doubleWrapper": None,
+    "bytesWrapper": None,
+    "structValue": None,
+    "value": None,
+}
+UNPRINTABLE = {"code": 2, "message": "the response has no JSON form", "details": []}

@@ -17,7 +17,7 @@ import pytest
 from google.protobuf import message_factory
 
 from example_service.proto.example.v1 import echo_pb2, echo_pb2_grpc
-from tests.integration.test_gateway_inprocess import SERVICE, GeneratorStyle
+from tests.support.echo_servicers import SERVICE, GeneratorStyle
 from wsproxy.gateway import ChannelBinding, InProcessBinding
 from wsproxy.gateway._routes import service_routes
 
