@@ -1,6 +1,7 @@
 """wsproxy: serve streaming HTTP/JSON APIs (grpc-gateway style) over WebSocket, as ASGI middleware.
 
-The clients live in `wsproxy.client`; the gRPC gateway, which needs the `grpc` extra, in `wsproxy.gateway`.
+The clients live in `wsproxy.client`; the gRPC gateway, which needs the `grpc` extra, in `wsproxy.gateway`;
+the browser module, served by `static_files()`, in `wsproxy/static/`.
 """
 
 from wsproxy import closecodes
@@ -14,6 +15,7 @@ from wsproxy.errors import (
 )
 from wsproxy.middleware import WebSocketProxyMiddleware, run_stream
 from wsproxy.operations import QueryValuesHidden
+from wsproxy.static import static_dir, static_files
 from wsproxy.stream import StreamSettings, StreamStats
 from wsproxy.upstream import UpstreamApp
 
@@ -34,4 +36,6 @@ __all__ = [
     "__version__",
     "closecodes",
     "run_stream",
+    "static_dir",
+    "static_files",
 ]

@@ -13,9 +13,11 @@ import contextlib
 import copy
 import importlib.util
 import json
+import logging
 import os
 import socket
 import ssl
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, NoReturn
@@ -58,7 +60,7 @@ examples:
   wsproxy --upstream http://127.0.0.1:8081
   wsproxy --upstream http://gateway:8081 --host 0.0.0.0 --port 8080 --workers 4 \\
           --allowed-origin https://app.example.com
-  wsproxy --app example_service.app:app --port 8080
+  wsproxy --app app:app --port 8080          (app.py in the current folder)
   wsproxy --upstream http://127.0.0.1:8081 --metrics-port 9090 --authenticate myauth:check
 
 A client connects to ws://HOST:PORT/<the gateway's path>?method=POST, sends one
@@ -79,6 +81,8 @@ class AppSettings:
     upstream_read_timeout: float | None
     upstream_max_connections: int | None
     upstream_http_version: HttpVersion = "auto"
+    # Put first on sys.path before importing anything named MODULE:ATTR, in every worker.
+    app_dir: str = ""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -98,9 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--upstream", metavar="URL", help="base URL of the running HTTP gateway to forward to"
     )
-    source.add_argument("--app", metavar="MODULE:ATTR", help="an ASGI app to serve in this process instead")
+    source.add_argument(
+        "--app",
+        metavar="MODULE:ATTR",
+        help="an ASGI app to serve in this process instead; give the bare app: the command wraps it",
+    )
 
     server = parser.add_argument_group("server")
+    server.add_argument(
+        "--app-dir",
+        default=".",
+        metavar="DIR",
+        help="look for --app, --authenticate and --request-mutator modules in this folder first, as "
+        "uvicorn does (default: the current folder)",
+    )
     server.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     server.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")
     server.add_argument(
@@ -230,11 +245,14 @@ def settings_from_args(args: argparse.Namespace) -> AppSettings:
         upstream_read_timeout=args.upstream_read_timeout,
         upstream_max_connections=args.upstream_max_connections,
         upstream_http_version=args.upstream_http_version,
+        app_dir=os.path.abspath(args.app_dir),
     )
 
 
 def build_app(settings: AppSettings) -> WebSocketProxyMiddleware:
-    """The served app. Raises ValueError/TypeError (bad option) or ImportFromStringError."""
+    """The served app. Raises ValueError/TypeError (bad option), ImportFromStringError or ImportError."""
+    if settings.app_dir and settings.app_dir not in sys.path:
+        sys.path.insert(0, settings.app_dir)
     inner: ASGIApp
     if settings.upstream is not None:
         inner = UpstreamApp(
@@ -277,17 +295,45 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
+def _import_problem(exc: ImportError | ImportFromStringError, app_dir: str) -> str:
+    """One line on a MODULE:ATTR that did not import, with where the module was looked for."""
+    if isinstance(exc, ImportFromStringError):
+        text = str(exc).rstrip(".")
+        if text.startswith("Could not import module"):
+            return (
+                f"{text}: not in --app-dir {app_dir} nor in the installed packages "
+                "(run wsproxy from the module's folder, or pass --app-dir DIR)"
+            )
+        return text
+    return f"import failed: {exc}"  # the module was found, but something it imports is missing
+
+
+def _metrics_url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/metrics"
+
+
 def _check_port(parser: argparse.ArgumentParser, flag: str, port: int) -> None:
     if not 0 < port < 65536:
         parser.error(f"argument {flag}: must be a port number (1-65535), got {port}")
 
 
 def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging, plus the `wsproxy` logger at the same level, and what keeps secrets out.
+
+    Query strings leave uvicorn's handshake and access lines (their values may be tokens), and below
+    `trace` the websockets library's DEBUG lines (every handshake header, the Bearer token among them,
+    and every payload) are dropped. docs/operations.md, "What is logged at each level", has the list.
+    """
     config = copy.deepcopy(LOGGING_CONFIG)
     config["loggers"]["wsproxy"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
-    # uvicorn logs each handshake with its query string; its values may be secrets.
-    config.setdefault("filters", {})["query_values_hidden"] = {"()": "wsproxy.QueryValuesHidden"}
+    filters = config.setdefault("filters", {})
+    filters["query_values_hidden"] = {"()": "wsproxy.QueryValuesHidden"}
+    filters["websockets_debug_hidden"] = {"()": "wsproxy.operations._access_log.WebSocketsDebugHidden"}
     config["loggers"]["uvicorn.error"]["filters"] = ["query_values_hidden"]
+    if level != "trace":
+        config["loggers"]["uvicorn.error"]["filters"].append("websockets_debug_hidden")
+    config["loggers"]["uvicorn.access"]["filters"] = ["query_values_hidden"]
     return config
 
 
@@ -308,8 +354,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics_dir = prepare_multiprocess_dir()
     try:
         build_app(settings)  # every option checked here, once, before any worker starts
-    except (ValueError, TypeError, ImportFromStringError) as exc:
+    except (ValueError, TypeError) as exc:
         parser.error(str(exc))
+    except (ImportError, ImportFromStringError) as exc:
+        parser.error(_import_problem(exc, args.app_dir))
     if args.ssl_certfile or args.ssl_keyfile:
         try:
             ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
@@ -357,6 +405,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         server_header=settings.upstream is None,
         date_header=settings.upstream is None,
     )
+    if args.metrics_port is not None:  # beside uvicorn's "Uvicorn running on ..." line
+        logging.getLogger("wsproxy").info(
+            "Prometheus metrics on %s (and /healthz)", _metrics_url(args.host, args.metrics_port)
+        )
     return _serve(config, args.fd)
 
 

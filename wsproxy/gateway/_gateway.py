@@ -1,6 +1,7 @@
 """The ASGI HTTP/JSON -> gRPC gateway (grpc-gateway v2 compatible on the wire).
 
-Theory of operation: a request is routed by its method and raw path to a gRPC method; unary and
+Theory of operation: a request is routed by its method and raw path (below `root_path` when the
+gateway is mounted under a prefix: _mount) to a gRPC method; unary and
 server-streaming calls get one request message built from the first JSON value of the body (if
 the route takes a body), the path variables and the query; client-streaming and bidi calls get one
 request message per JSON value of the body, written as the values arrive. Two tasks then run side
@@ -23,7 +24,7 @@ import json
 from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import unquote
 
 import grpc
 from google.protobuf import descriptor_pool, message_factory
@@ -43,6 +44,7 @@ from wsproxy.gateway._metadata import (
     request_timeout,
     response_headers,
 )
+from wsproxy.gateway._mount import route_path
 from wsproxy.gateway._openapi import openapi_document
 from wsproxy.gateway._routes import NoRoute, Route, find_route, service_routes
 from wsproxy.gateway._status import GatewayError, http_status, rpc_error_body
@@ -88,7 +90,7 @@ class Gateway:
         self._use_proto_names = use_proto_names
         self._openapi_path = openapi_path
         self._openapi_info = openapi_info
-        self._openapi_json: bytes | None = None
+        self._openapi_json: dict[str, bytes] = {}  # root_path -> the document served under it
         self._encoder = MessageEncoder(emit_unpopulated=emit_unpopulated, use_proto_names=use_proto_names)
         self._fast = FastJSON(use_proto_names=use_proto_names)  # request values, faster, same result
         self._endpoints: list[_Endpoint] = []
@@ -127,20 +129,19 @@ class Gateway:
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1008, "reason": "HTTP/JSON endpoint"})
             return
+        path = route_path(scope)
         if (
             self._openapi_path is not None
-            and scope["path"] == self._openapi_path
+            and unquote(path) == self._openapi_path
             and scope["method"] == "GET"
         ):
-            if self._openapi_json is None:
-                self._openapi_json = json.dumps(self.openapi(), ensure_ascii=False).encode()
             await send({"type": "http.response.start", "status": 200, "headers": JSON_HEADERS})
-            await send({"type": "http.response.body", "body": self._openapi_json})
+            await send({"type": "http.response.body", "body": self._openapi_body(scope.get("root_path", ""))})
             return
         writer = ResponseWriter(send, self._encoder.encode)
         reader = RequestReader(receive, max_value_size=self._max_message_size)
         try:
-            endpoint, path_params, form = await self._route(scope, reader)
+            endpoint, path_params, form = await self._route(scope, path, reader)
             writer.encode = functools.partial(
                 self._encoder.encode, response_body=endpoint.route.response_body
             )
@@ -153,8 +154,18 @@ class Gateway:
         except ClientGone:
             pass
 
+    def _openapi_body(self, root_path: str) -> bytes:
+        """The document as JSON; under a prefix, its server URL is the prefix (kept per prefix seen)."""
+        body = self._openapi_json.get(root_path)
+        if body is None:
+            servers = [{"url": root_path.rstrip("/")}] if root_path.strip("/") else None
+            body = json.dumps(self.openapi(servers=servers), ensure_ascii=False).encode()
+            if len(self._openapi_json) < _OPENAPI_PREFIXES:
+                self._openapi_json[root_path] = body
+        return body
+
     async def _route(
-        self, scope: Scope, reader: RequestReader
+        self, scope: Scope, path: str, reader: RequestReader
     ) -> tuple[_Endpoint, dict[str, str], list[tuple[str, str]] | None]:
         """The endpoint, its path values, and the form values of a form POST served by another method.
 
@@ -172,8 +183,6 @@ class Gateway:
             form = await self._read_form(scope, reader)
             method = override.decode("latin-1").upper()
             form_post = method == "POST"
-        raw = scope.get("raw_path")
-        path = raw.decode("latin-1").partition("?")[0] if raw else quote(scope["path"])
         try:
             index, params = find_route(self._routes, method, path, form_fallback=form_post)
         except NoRoute as missing:
@@ -316,6 +325,7 @@ class Gateway:
 
 
 _FORM = b"application/x-www-form-urlencoded"
+_OPENAPI_PREFIXES = 16  # root_path comes from the server or a proxy's header: bound the cache, not the answer
 
 
 def _first_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes:

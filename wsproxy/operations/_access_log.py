@@ -14,7 +14,10 @@ crafted path cannot forge log lines.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Protocol
+
+import websockets
 
 logger = logging.getLogger("wsproxy.access")
 
@@ -71,16 +74,49 @@ def log_stream(record: AccessRecord) -> None:
 
 
 class QueryValuesHidden(logging.Filter):
-    """For uvicorn's own handshake lines (`"WebSocket /path?query" [accepted]`): the path only.
+    """For uvicorn's own lines that show a request target: the path only, without the query.
 
-    The `wsproxy` command puts it on the `uvicorn.error` logger, so no line it writes shows query values.
+    The handshake lines (`"WebSocket /path?query" [accepted]`, on `uvicorn.error`) and the plain-HTTP
+    access lines (`"GET /path?query HTTP/1.1" 200`, on `uvicorn.access`). The `wsproxy` command puts it
+    on both loggers, so no line it writes at INFO or above shows query values.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        if isinstance(record.msg, str) and '"WebSocket %s"' in record.msg and isinstance(args, tuple):
+        index = _path_argument(record.msg)
+        if index is not None and isinstance(args, tuple) and len(args) > index:
             record.args = tuple(
-                safe_path(arg) if index == 1 and isinstance(arg, str) else arg
-                for index, arg in enumerate(args)
+                safe_path(arg) if position == index and isinstance(arg, str) else arg
+                for position, arg in enumerate(args)
             )
         return True
+
+
+_HTTP_ACCESS_FORMAT = (
+    '%s - "%s %s HTTP/%s" %d'  # uvicorn's access line: client, method, target, version, status
+)
+
+
+def _path_argument(message: object) -> int | None:
+    """Which argument of one of uvicorn's messages is the request target, if it has one."""
+    if not isinstance(message, str):
+        return None
+    if '"WebSocket %s"' in message:
+        return 1
+    if message == _HTTP_ACCESS_FORMAT:
+        return 2
+    return None
+
+
+_WEBSOCKETS_PACKAGE = os.path.dirname(websockets.__file__) + os.sep
+
+
+class WebSocketsDebugHidden(logging.Filter):
+    """Drops the websockets library's DEBUG lines, which uvicorn's websockets implementations send to
+    `uvicorn.error`: they show every handshake header (`Sec-WebSocket-Protocol: Bearer, <token>`
+    among them) and every frame's payload. The `wsproxy` command puts it on `uvicorn.error` below
+    `--log-level trace`.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.INFO or not record.pathname.startswith(_WEBSOCKETS_PACKAGE)
