@@ -67,19 +67,28 @@ def rows(plan: Plan) -> list[Row]:
     return out
 
 
+def front_argv(upstream_port: int, version: str, loop: str, ws: str) -> list[str]:
+    """`wsproxy --upstream` on an inherited socket (`{fd}`, see `listening`), speaking `version` upstream."""
+    return [sys.executable, "-m", "wsproxy", "--fd", "{fd}", "--log-level", "warning", "--no-access-log",
+            "--upstream", f"http://127.0.0.1:{upstream_port}", "--upstream-http-version", version,
+            "--no-upstream-check", "--loop", loop, "--ws", ws]  # fmt: skip
+
+
 @contextlib.asynccontextmanager
-async def fronts(bench: Bench) -> AsyncIterator[dict[str, Spawned]]:
-    """The upstream echo (on the client's core) and one `wsproxy --upstream` per HTTP version."""
-    upstream_argv = [sys.executable, "-m", "bench.upstream_echo", "{fd}", "--loop", bench.loop.name]
+async def fronts(
+    loop: str, ws: str, wanted: dict[str, tuple[str, str | None]]
+) -> AsyncIterator[dict[str, Spawned]]:
+    """The upstream echo (on the client's core) and the fronts named in `wanted` (name -> (HTTP
+    version, directory to run from: None for this tree; `python -m` imports wsproxy from there))."""
+    upstream_argv = [sys.executable, "-m", "bench.upstream_echo", "{fd}", "--loop", loop]
     with listening(upstream_argv, cpu=CLIENT_CPU) as upstream, contextlib.ExitStack() as stack:
         await ready(upstream.port)
-        spawned: dict[str, Spawned] = {}
-        for version in VERSIONS:
-            argv = [sys.executable, "-m", "wsproxy", "--fd", "{fd}", "--log-level", "warning",
-                    "--no-access-log", "--upstream", f"http://127.0.0.1:{upstream.port}",
-                    "--upstream-http-version", version, "--no-upstream-check",
-                    "--loop", bench.loop.name, "--ws", bench.plan.ws]  # fmt: skip
-            spawned[f"HTTP/{version}"] = stack.enter_context(listening(argv, cpu=SERVER_CPU))
+        spawned = {
+            name: stack.enter_context(
+                listening(front_argv(upstream.port, version, loop, ws), cpu=SERVER_CPU, cwd=cwd)
+            )
+            for name, (version, cwd) in wanted.items()
+        }
         for front in spawned.values():
             await ready(front.port)
         yield spawned
@@ -87,7 +96,8 @@ async def fronts(bench: Bench) -> AsyncIterator[dict[str, Spawned]]:
 
 async def measure(bench: Bench) -> None:
     plan = bench.plan
-    async with bench.server(ECHO_SERVER) as srv, fronts(bench) as front:
+    wanted: dict[str, tuple[str, str | None]] = {f"HTTP/{version}": (version, None) for version in VERSIONS}
+    async with bench.server(ECHO_SERVER) as srv, fronts(bench.loop.name, plan.ws, wanted) as front:
         where = {"in-process": (srv.port, srv.pid, PROXY_ECHO)}
         where |= {name: (f.port, f.proc.pid, FRONT_PATH) for name, f in front.items()}
         for size in sizes(plan):

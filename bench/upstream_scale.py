@@ -88,7 +88,7 @@ class Spawned:
 
 
 @contextlib.contextmanager
-def listening(argv: list[str], *, cpu: int | None = None) -> Iterator[Spawned]:
+def listening(argv: list[str], *, cpu: int | None = None, cwd: str | None = None) -> Iterator[Spawned]:
     """Run argv, where `{fd}` stands for the number of a listening loopback socket it inherits."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -98,7 +98,7 @@ def listening(argv: list[str], *, cpu: int | None = None) -> Iterator[Spawned]:
     argv = [part.replace("{fd}", str(sock.fileno())) for part in argv]
     if cpu is not None and shutil.which("taskset"):
         argv = ["taskset", "-c", str(cpu), *argv]
-    proc = subprocess.Popen(argv, pass_fds=[sock.fileno()], stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, pass_fds=[sock.fileno()], stdin=subprocess.DEVNULL, cwd=cwd)
     port = sock.getsockname()[1]
     sock.close()
     try:
