@@ -24,6 +24,7 @@ so the server sees the client leave.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
 import copy
 import logging
@@ -37,6 +38,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe.frame
 
 from wsproxy.upstream._call import ResponseHead
 from wsproxy.upstream._errors import ClosedEarly, MalformedResponse, ReadTimeout, StreamReset
@@ -45,13 +47,37 @@ logger = logging.getLogger("wsproxy.upstream")
 
 READ_CHUNK_SIZE = 64 * 1024
 MAX_STREAMS_PER_CONNECTION = 1000
-# The connection's receive window: large, so one stalled stream (its own window is the default
-# 64 KiB) cannot stop the others. Memory is bounded by what streams hold, not by this number.
+# A stream's receive window: what one stream may hold unforwarded. Above a message's size and a few
+# in flight, so a busy stream never waits a round trip for a WINDOW_UPDATE (Go's server uses 1 MiB).
+STREAM_WINDOW = 1024 * 1024
+# The connection's receive window: large, so one stalled stream cannot stop the others. Memory is
+# bounded by what streams hold, not by this number.
 CONNECTION_WINDOW = 16 * 1024 * 1024
+# Largest DATA frame the upstream may send: one frame per message up to this size (Go's server
+# advertises 1 MiB), so the per-frame cost of h2 is paid once per message, not per 16 KiB.
+MAX_FRAME_SIZE = 1024 * 1024
 # Header names never sent on HTTP/2 (RFC 9113 section 8.2.2); `host` becomes :authority.
 _NOT_ON_H2 = frozenset(
     {b"host", b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
+
+
+
+def _raw_data_repr(data: bytes | None) -> str:
+    """hyperframe's `_raw_data_repr`, same output, hexlifying only the 10 bytes it shows.
+
+    h2 formats every received frame for a trace log whether or not anything logs it
+    (`H2Connection._receive_frame`), and hyperframe's repr of a DATA frame hexlifies the whole
+    payload before it cuts it to 20 hex digits: at 64 KiB that was the largest single cost of a
+    message through an HTTP/2 upstream. Patched once, at import, for the whole process.
+    """
+    if not data:
+        return "None"
+    shown = binascii.hexlify(data[:11]).decode("ascii")
+    return "<hex:" + (shown[:20] + "..." if len(shown) > 20 else shown) + ">"
+
+
+hyperframe.frame._raw_data_repr = _raw_data_repr
 
 _END = object()
 # The inbox holds a response head, (data, flow-controlled length) pairs, _END, or a failure.
@@ -94,6 +120,13 @@ class H2Connection:
             },
         )
         self._h2.initiate_connection()
+        # Changed settings (not initial values), so h2 applies them when the server acknowledges.
+        self._h2.update_settings(
+            {
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
+            }
+        )
         self._h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self._flush()
         self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
