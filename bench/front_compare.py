@@ -10,7 +10,6 @@ tree's front, all before one upstream echo. Ratios are medians of per-round rati
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import os
 import statistics

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import socket
 import sys
 from collections import deque
@@ -32,9 +33,7 @@ from bench.harness import run_on
 
 GO_WINDOW = 1 << 20
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-_HEAD_CHUNKED = (
-    b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n"
-)
+_HEAD_CHUNKED = b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n"
 
 
 class _Echo(asyncio.Protocol):
@@ -163,10 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("fd", type=int, help="an inherited listening socket")
     parser.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"])
     args = parser.parse_args(argv)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         run_on(args.loop, _serve(args.fd))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

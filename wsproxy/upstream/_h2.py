@@ -62,7 +62,6 @@ _NOT_ON_H2 = frozenset(
 )
 
 
-
 def _raw_data_repr(data: bytes | None) -> str:
     """hyperframe's `_raw_data_repr`, same output, hexlifying only the 10 bytes it shows.
 
