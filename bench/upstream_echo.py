@@ -30,6 +30,7 @@ import h2.exceptions
 import h2.settings
 
 from bench.harness import run_on
+from wsproxy.upstream import _h2  # noqa: F401  (its cheap DATA frame repr: h2 formats every frame)
 
 GO_WINDOW = 1 << 20
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"

@@ -56,6 +56,8 @@ CONNECTION_WINDOW = 16 * 1024 * 1024
 # Largest DATA frame the upstream may send: one frame per message up to this size (Go's server
 # advertises 1 MiB), so the per-frame cost of h2 is paid once per message, not per 16 KiB.
 MAX_FRAME_SIZE = 1024 * 1024
+# Waiting DATA frames are joined into one body chunk up to this size (large ones go on alone).
+JOIN_BELOW = 64 * 1024
 # Header names never sent on HTTP/2 (RFC 9113 section 8.2.2); `host` becomes :authority.
 _NOT_ON_H2 = frozenset(
     {b"host", b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
@@ -103,6 +105,7 @@ class H2Connection:
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
         self._h2 = h2.connection.H2Connection(config=config)
         self._streams: dict[int, H2Call] = {}
+        self._flush_handle: asyncio.Handle | None = None
         self._settings_received = asyncio.Event()
         self._reader_task: asyncio.Task[None] | None = None
         self.usable = True  # False after GOAWAY, EOF or an error: no new streams
@@ -177,9 +180,16 @@ class H2Connection:
     # Used by H2Call.
 
     def _flush(self) -> None:
+        self._flush_handle = None
         data = self._h2.data_to_send()
         if data and not self._writer.is_closing():
             self._writer.write(data)
+
+    def _flush_soon(self) -> None:
+        """Write what h2 queued at the end of this turn of the loop: the frames of every call that
+        runs in the turn (DATA, WINDOW_UPDATE) go out in one system call instead of one each."""
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
     async def _drain(self) -> None:
         await self._writer.drain()
@@ -297,10 +307,10 @@ class H2Call:
                 await self._window
                 continue
             try:
-                h2conn.send_data(self.stream_id, view[:size].tobytes())
+                h2conn.send_data(self.stream_id, data if size == len(data) else view[:size].tobytes())
             except h2.exceptions.ProtocolError as exc:  # the stream was closed or reset meanwhile
                 raise StreamReset(str(exc)) from exc
-            self._conn._flush()
+            self._conn._flush_soon()
             view = view[size:]
             await self._conn._drain()
 
@@ -337,7 +347,18 @@ class H2Call:
             raise event
         if isinstance(event, tuple):
             data: bytes = event[0]
-            self._pending_ack += event[1]
+            size: int = event[1]
+            inbox = self._inbox
+            if inbox and type(inbox[0]) is tuple and len(data) < JOIN_BELOW:
+                # Small DATA frames that wait together go on as one body chunk: one send for all.
+                pieces, total = [data], len(data)
+                while inbox and type(inbox[0]) is tuple and total + len(inbox[0][0]) <= JOIN_BELOW:
+                    more: tuple[bytes, int] = inbox.popleft()  # type: ignore[assignment]
+                    pieces.append(more[0])
+                    total += len(more[0])
+                    size += more[1]
+                data = b"".join(pieces)
+            self._pending_ack += size
             return data
         assert isinstance(event, ResponseHead)
         return event
@@ -346,9 +367,11 @@ class H2Call:
         # The chunk handed out last has gone on to the client: open the window by its size.
         if self._pending_ack and self._failure is None:
             size, self._pending_ack = self._pending_ack, 0
-            with contextlib.suppress(h2.exceptions.ProtocolError):
+            try:
                 self._conn._h2.acknowledge_received_data(size, self.stream_id)
-                self._conn._flush()
+            except h2.exceptions.ProtocolError:
+                return
+            self._conn._flush_soon()
 
     def release(self) -> None:
         if self._failure is None and not (self._ended_remote and self._ended_local):
