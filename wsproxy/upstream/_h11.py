@@ -1,4 +1,4 @@
-"""A full-duplex HTTP/1.1 client connection: asyncio streams carrying an h11 state machine.
+"""A full-duplex HTTP/1.1 client connection: an upstream socket (`_socket`) carrying an h11 state machine.
 
 httpcore writes the whole request body before it reads any of the response, so a bidi call
 through it would see no reply until the client half-closes. h11 itself has no such rule: a
@@ -25,8 +25,8 @@ import h11
 from wsproxy.upstream._call import ResponseHead
 from wsproxy.upstream._chunked import ChunkedBody
 from wsproxy.upstream._errors import ClosedEarly, MalformedResponse, ReadTimeout
+from wsproxy.upstream._socket import UpstreamSocket
 
-READ_CHUNK_SIZE = 64 * 1024
 # Bounds the buffered, not yet parsed response head (status line + headers).
 MAX_HEAD_SIZE = 64 * 1024
 
@@ -34,16 +34,14 @@ MAX_HEAD_SIZE = 64 * 1024
 class H11Connection:
     """One HTTP/1.1 connection; a call's `send_body` and `next_event` may run in two tasks at once."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
+    def __init__(self, sock: UpstreamSocket) -> None:
+        self._sock = sock
         self._h11 = _new_h11()
         self._head_request = False
         self._chunked_request = False  # request body chunks are framed here, not by h11
         self._body: ChunkedBody | None = None  # a chunked response body, decoded here
         self._early = b""  # body bytes that arrived with the response head
         self._saw_eof = False
-        self._reset: ConnectionResetError | None = None  # raised once the salvaged bytes are parsed
         self.idle_since = time.monotonic()
         self._on_release: Callable[[H11Connection], None] | None = None
 
@@ -63,12 +61,12 @@ class H11Connection:
         data = self._h11.send(h11.Request(method=method, target=target, headers=headers))
         if bodyless:
             data = (data or b"") + (self._h11.send(h11.EndOfMessage()) or b"")
-        self._writer.write(data or b"")
+        self._sock.write(data or b"")
 
     async def send_body(self, data: bytes) -> None:
         if self._chunked_request and self._h11.our_state is h11.SEND_BODY:
-            self._writer.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
-            await self._writer.drain()
+            self._sock.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+            await self._sock.drain()
         else:
             await self._send(h11.Data(data=data))
 
@@ -81,14 +79,14 @@ class H11Connection:
         # terminator after its close, answer it with a reset, and the reset discards the answer
         # still unread in our socket.
         pieces = (self._h11.send(h11.Data(data=data)), self._h11.send(h11.EndOfMessage()))
-        self._writer.write(b"".join(piece for piece in pieces if piece))
-        await self._writer.drain()
+        self._sock.write(b"".join(piece for piece in pieces if piece))
+        await self._sock.drain()
 
     async def _send(self, event: h11.Event) -> None:
         data = self._h11.send(event)
         if data:
-            self._writer.write(data)
-            await self._writer.drain()
+            self._sock.write(data)
+            await self._sock.drain()
 
     async def next_event(self, timeout: float | None) -> ResponseHead | bytes | None:
         if self._body is not None:
@@ -132,25 +130,18 @@ class H11Connection:
         return None
 
     async def _read(self, timeout: float | None) -> bytes:
-        """The next bytes from the upstream; b"" at EOF."""
-        if self._reset is not None:
-            raise self._reset
+        """The next bytes from the upstream; b"" at EOF.
+
+        An upstream that answers before the request body ends and then closes (uvicorn does, with
+        no lingering close) resets the connection when our next body bytes arrive; the socket
+        hands out every byte that came before the reset (maybe the whole answer) before it raises.
+        """
         try:
             if timeout is None:
-                return await self._reader.read(READ_CHUNK_SIZE)
-            return await asyncio.wait_for(self._reader.read(READ_CHUNK_SIZE), timeout)
+                return await self._sock.read()
+            return await asyncio.wait_for(self._sock.read(), timeout)
         except asyncio.TimeoutError:
             raise ReadTimeout from None
-        except ConnectionResetError as exc:
-            # An upstream that answers before the request body ends and then closes (uvicorn
-            # does, with no lingering close) resets the connection when our next body bytes
-            # arrive. StreamReader raises the reset before the bytes it already holds, which
-            # may be the whole response: parse those first, and fail only if they fall short.
-            data = _take_buffered(self._reader)
-            if not data:
-                raise
-            self._reset = exc
-            return data
 
     def release(self) -> None:
         on_release, self._on_release = self._on_release, None
@@ -165,8 +156,8 @@ class H11Connection:
     def is_stale(self, keepalive_expiry: float) -> bool:
         # An idle connection the server already closed has EOF queued in its reader.
         return (
-            self._reader.at_eof()
-            or self._writer.is_closing()
+            self._sock.at_eof()
+            or self._sock.is_closing()
             or time.monotonic() - self.idle_since > keepalive_expiry
         )
 
@@ -180,7 +171,7 @@ class H11Connection:
 
     def close(self) -> None:
         # abort(), not close(): an unfinished message must not be flushed or waited for.
-        self._writer.transport.abort()
+        self._sock.abort()
 
 
 def _new_h11() -> h11.Connection:
@@ -193,13 +184,3 @@ def _is_chunked(response: h11.Response) -> bool:
     if response.status_code in (204, 304):
         return False
     return any(name == b"transfer-encoding" for name, _ in response.headers)
-
-
-def _take_buffered(reader: asyncio.StreamReader) -> bytes:
-    """The bytes a StreamReader received but has not handed out (its buffer is not public API)."""
-    buffer = getattr(reader, "_buffer", None)
-    if not isinstance(buffer, bytearray):
-        return b""
-    data = bytes(buffer)
-    buffer.clear()
-    return data

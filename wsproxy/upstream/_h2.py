@@ -1,11 +1,11 @@
 """HTTP/2 client connections for `UpstreamApp`: many calls share one connection, one stream each.
 
 Theory of operation. The `h2` library is the protocol (framing, HPACK, flow-control accounting);
-this module is the asyncio shell around it. Each connection has one reader task: it feeds the
-socket's bytes to h2 and routes every event to its stream's small inbox (response head, data,
-end, reset), then writes whatever h2 wants sent (SETTINGS and PING acks, WINDOW_UPDATEs). Calls
-write their own frames directly (headers, data, end, reset); asyncio's `drain` holds a writer
-back while the socket is full.
+this module is the asyncio shell around it. Each connection's socket (`_socket`) hands every
+received block to h2 as it arrives, with no reader task, and routes every event to its stream's
+small inbox (response head, data, end, reset), then writes whatever h2 wants sent (SETTINGS and
+PING acks). Calls write their own frames (headers, data, end, reset, WINDOW_UPDATEs), those of
+one turn of the loop together; `drain` holds a writer back while the socket is full.
 
 Flow control is the backpressure, both ways:
 - Upstream to client: a stream's received data is acknowledged (WINDOW_UPDATE) only when the
@@ -42,10 +42,10 @@ import hyperframe.frame
 
 from wsproxy.upstream._call import ResponseHead
 from wsproxy.upstream._errors import ClosedEarly, MalformedResponse, ReadTimeout, StreamReset
+from wsproxy.upstream._socket import UpstreamSocket
 
 logger = logging.getLogger("wsproxy.upstream")
 
-READ_CHUNK_SIZE = 64 * 1024
 MAX_STREAMS_PER_CONNECTION = 1000
 # A stream's receive window: what one stream may hold unforwarded. Above a message's size and a few
 # in flight, so a busy stream never waits a round trip for a WINDOW_UPDATE (Go's server uses 1 MiB).
@@ -90,15 +90,13 @@ class H2Connection:
 
     def __init__(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        sock: UpstreamSocket,
         *,
         scheme: str,
         authority: str,
         on_stream_closed: Callable[[H2Connection], None],
     ) -> None:
-        self._reader = reader
-        self._writer = writer
+        self._sock = sock
         self._scheme = scheme.encode()
         self._authority = authority.encode()
         self._on_stream_closed = on_stream_closed
@@ -107,9 +105,8 @@ class H2Connection:
         self._streams: dict[int, H2Call] = {}
         self._flush_handle: asyncio.Handle | None = None
         self._settings_received = asyncio.Event()
-        self._reader_task: asyncio.Task[None] | None = None
         self.usable = True  # False after GOAWAY, EOF or an error: no new streams
-        self._failure: BaseException | None = None  # why the reader stopped
+        self._failure: BaseException | None = None  # why the connection stopped
         self.idle_since = time.monotonic()
 
     async def start(self, timeout: float | None) -> None:
@@ -131,7 +128,7 @@ class H2Connection:
         )
         self._h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self._flush()
-        self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
+        self._sock.deliver_to(self._received, self._ended)
         try:
             await asyncio.wait_for(self._settings_received.wait(), timeout)
         except BaseException:
@@ -182,8 +179,8 @@ class H2Connection:
     def _flush(self) -> None:
         self._flush_handle = None
         data = self._h2.data_to_send()
-        if data and not self._writer.is_closing():
-            self._writer.write(data)
+        if data:
+            self._sock.write(data)
 
     def _flush_soon(self) -> None:
         """Write what h2 queued at the end of this turn of the loop: the frames of every call that
@@ -192,7 +189,7 @@ class H2Connection:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
     async def _drain(self) -> None:
-        await self._writer.drain()
+        await self._sock.drain()
 
     def _forget(self, call: H2Call) -> None:
         if self._streams.pop(call.stream_id, None) is None:
@@ -201,37 +198,31 @@ class H2Connection:
             self.idle_since = time.monotonic()
         self._on_stream_closed(self)
 
-    # The reader task.
+    # Called by the socket.
 
-    async def _read_loop(self) -> None:
-        failure: BaseException
+    def _received(self, data: bytes) -> None:
         try:
-            while True:
-                data = await self._reader.read(READ_CHUNK_SIZE)
-                if not data:
-                    failure = ClosedEarly("upstream closed the HTTP/2 connection")
-                    break
-                try:
-                    events = self._h2.receive_data(data)
-                except h2.exceptions.ProtocolError as exc:
-                    failure = MalformedResponse(f"HTTP/2 protocol error: {exc}")
-                    self._flush()  # h2 queued a GOAWAY
-                    break
-                for event in events:
-                    self._dispatch(event)
-                self._flush()
-                # A busy socket never makes read() wait: let the calls run between chunks.
-                await asyncio.sleep(0)
-        except OSError as exc:
-            failure = exc
-        except asyncio.CancelledError:
-            failure = ClosedEarly("connection closed")
+            events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self._flush()  # h2 queued a GOAWAY
+            self._stop(MalformedResponse(f"HTTP/2 protocol error: {exc}"))
+            return
+        for event in events:
+            self._dispatch(event)
+        self._flush()
+
+    def _ended(self, exc: BaseException | None) -> None:
+        self._stop(exc or ClosedEarly("upstream closed the HTTP/2 connection"))
+
+    def _stop(self, failure: BaseException) -> None:
+        if self._failure is not None:
+            return
         self.usable = False
         self._failure = failure
         self._settings_received.set()
         for call in list(self._streams.values()):
             call._fail(failure)
-        self._writer.transport.abort()
+        self._sock.abort()
 
     def _dispatch(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RemoteSettingsChanged):
@@ -271,10 +262,7 @@ class H2Connection:
         # TrailersReceived, InformationalResponseReceived, PriorityUpdated: nothing to forward.
 
     def close(self) -> None:
-        self.usable = False
-        if self._reader_task is not None:
-            self._reader_task.cancel()
-        self._writer.transport.abort()
+        self._stop(ClosedEarly("connection closed"))
 
 
 class H2Call:
