@@ -19,6 +19,8 @@ from bench.harness import ASYNCIO, UVLOOP, Plan
 from bench.report import Row, interleave, table, verdicts
 from bench.rows_echo import rotation
 from bench.rows_echo import rows as echo_rows
+from bench.rows_upstream_cpu import rotation as front_rotation
+from bench.rows_upstream_cpu import rows as front_rows
 from bench.run import GROUPS, QUICK, all_rows
 from bench.wsclient import Connection
 
@@ -138,6 +140,22 @@ def test_the_echo_targets_are_the_documented_ones() -> None:
         assert quote in doc, quote
 
 
+def test_the_front_targets_are_the_documented_ones_and_the_paths_rotate() -> None:
+    # docs/performance.md, Targets: the front's CPU per message <= 1.5x the in-process proxy's, at
+    # 64 B and 64 KiB, over HTTP/1.1 and HTTP/2; no target on the throughput rows.
+    targets = {row.key: row.target for row in front_rows(Plan()) if row.target}
+    assert targets == {
+        f"front h{version} {size} cpu/msg": "<= 1.5"
+        for version in ("1.1", "2")
+        for size in ("64 B", "64 KiB")
+    }
+    doc = (ROOT / "docs" / "performance.md").read_text()
+    assert "front CPU per message <= 1.5x the in-process proxy's" in doc
+    orders = [front_rotation(round_) for round_ in range(3)]
+    for place in range(3):
+        assert {order[place] for order in orders} == {"in-process", "HTTP/1.1", "HTTP/2"}
+
+
 def test_the_echo_rows_rotate_bare_floor_and_proxy_through_every_place() -> None:
     orders = [rotation(round_) for round_ in range(3)]
     assert all(sorted(order) == ["bare", "floor", "proxy"] for order in orders)
@@ -183,6 +201,14 @@ def test_quick_bench_runs_and_reports_every_measure_on_both_loops(tmp_path: Path
                 re.M,
             ), result.stdout
         assert f": 64 KiB echo: throughput, {loop}:" not in result.stdout  # judged on the floor only
+        for size in ("64 B", "64 KiB"):
+            for version in ("1.1", "2"):
+                front = f"{size} echo, in-process vs `wsproxy --upstream` over HTTP/{version}: front CPU per message"
+                assert re.search(
+                    rf"^\| {re.escape(front)} \(µs\) \| {re.escape(loop)} \| .*\| <= 1.5 \|",
+                    result.stdout,
+                    re.M,
+                )
     rounds = json.loads(out.read_text())
     assert set(rounds) == {"asyncio+h11", "uvloop+h11"}
     for loop_rounds in rounds.values():
@@ -200,6 +226,8 @@ def test_quick_bench_runs_and_reports_every_measure_on_both_loops(tmp_path: Path
             "fairness p50",
             "binding rate",
             "binding cpu/msg",
+            "front h1.1 64 B rate",
+            "front h2 64 KiB rate",
         ):
             values = loop_rounds[key]
             assert len(values["baseline"]) == len(values["wsproxy"]) >= 1, key

@@ -90,3 +90,15 @@ def test_an_unfinished_body_is_not_done() -> None:
     assert not decoder.done  # the trailer section's empty line is still to come
     decoder.feed(b"\r\n")
     assert decoder.done
+
+
+def test_a_message_up_to_1_mib_goes_on_whole_and_a_longer_chunk_in_pieces() -> None:
+    # docs/upstream.md: a chunk still arriving is held up to 1 MiB, so such a message goes on whole.
+    line = b"x" * (1024 * 1024 - 1) + b"\n"
+    body = b"%x\r\n" % len(line) + line + b"\r\n0\r\n\r\n"
+    assert fed_in_pieces(body, 64 * 1024) == [line]
+    longer = b"y" * (1024 * 1024 + 64 * 1024)
+    body = b"%x\r\n" % len(longer) + longer + b"\r\n0\r\n\r\n"
+    out = fed_in_pieces(body, 64 * 1024)
+    assert b"".join(out) == longer
+    assert len(out) == 2
