@@ -94,3 +94,15 @@ async def test_a_consumer_gets_the_blocks_already_received_then_each_new_one_and
     sock.connection_lost(None)
     assert blocks == [b"a" * (64 * 1024 + 1), b"b"]
     assert ends == [None]  # once
+
+
+async def test_a_large_block_for_a_waiting_reader_does_not_pause_reading() -> None:
+    sock, transport = connected()
+    reading = asyncio.ensure_future(sock.read())
+    await asyncio.sleep(0)
+    sock.data_received(b"m" * (64 * 1024 + 10))  # one 64 KiB message with its chunk framing
+    assert not transport.paused
+    sock.data_received(b"n")  # a second block before the reader ran: now more than 64 KiB wait
+    assert transport.paused
+    assert len(await reading) == 64 * 1024 + 10
+    assert not transport.paused

@@ -7,7 +7,8 @@ cost. Here the transport's own bytes objects are handed on as they are:
 - HTTP/2 (`on_data`): each block goes to the h2 connection inside `data_received`, no task at all.
   h2's flow-control windows bound what the server may send, so reading never pauses.
 - HTTP/1.1 (`read`): blocks wait in a queue for the call's `next_event`; reading pauses while more
-  than `READ_LIMIT` bytes wait, so a client that stops reading stops the upstream (TCP backpressure).
+  than `READ_LIMIT` bytes wait (beyond the block a waiting reader is about to take), so a client
+  that stops reading stops the upstream (TCP backpressure).
 
 Everything received is handed out before the way the connection ended: an upstream that answers
 and then resets the connection (uvicorn does, when the request body arrives after its answer)
@@ -50,7 +51,10 @@ class UpstreamSocket(asyncio.Protocol):
             return
         self._blocks.append(data)
         self._buffered += len(data)
-        if self._buffered > READ_LIMIT and not self._reading_paused and self.transport is not None:
+        # A reader already waiting takes this block in a moment: pausing for it would cost two
+        # system calls per large message for nothing.
+        taken_soon = self._arrived is not None and not self._arrived.done()
+        if self._buffered > READ_LIMIT and not taken_soon and not self._reading_paused and self.transport:
             self._reading_paused = True
             self.transport.pause_reading()
         self._wake()
