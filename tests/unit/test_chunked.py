@@ -15,9 +15,7 @@ def fed_in_pieces(body: bytes, cut: int, *, max_held: int = MAX_HELD) -> list[by
     out = []
     for start in range(0, len(body), cut):
         assert not decoder.done
-        piece = decoder.feed(body[start : start + cut])
-        if piece:
-            out.append(piece)
+        out += decoder.feed(body[start : start + cut])
     assert decoder.done
     return out
 
@@ -38,6 +36,18 @@ def test_chunks_that_arrive_together_come_out_as_one_piece() -> None:
     assert fed_in_pieces(BODY, len(BODY)) == [b"hello\n0123456789"]
 
 
+def test_large_chunks_that_arrive_together_stay_apart_and_small_ones_are_joined_up_to_64_kib() -> None:
+    # The line splitter takes one long line per piece in one scan, but splits several byte by byte.
+    big = b"b" * 16 * 1024
+    small = b"s" * 100
+    body = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (small, small, big, big, small))
+    assert ChunkedBody().feed(body) == [small + small, big, big, small]
+    many = b"".join(b"%x\r\n%s\r\n" % (len(small), small) for _ in range(700))  # 70,000 bytes of data
+    pieces = ChunkedBody().feed(many)
+    assert [len(piece) for piece in pieces] == [655 * 100, 45 * 100]
+    assert max(len(piece) for piece in pieces) <= 64 * 1024
+
+
 def test_a_chunk_over_max_held_goes_on_in_pieces() -> None:
     body = b"1000\r\n" + b"x" * 0x1000 + b"\r\n0\r\n\r\n"
     out = fed_in_pieces(body, 1024, max_held=2048)
@@ -50,7 +60,8 @@ def test_a_whole_chunk_in_one_read_is_passed_on_without_a_copy() -> None:
     data = b"x" * 100
     decoder = ChunkedBody()
     decoder.feed(b"64\r\n")
-    assert decoder.feed(data) is data
+    (piece,) = decoder.feed(data)
+    assert piece is data
 
 
 @pytest.mark.parametrize(
@@ -75,18 +86,18 @@ def test_what_is_not_a_chunked_body_is_refused(body: bytes) -> None:
 
 def test_bytes_after_the_end_are_refused_in_a_later_read_too() -> None:
     decoder = ChunkedBody()
-    assert decoder.feed(b"0\r\n\r\n") == b""
+    assert decoder.feed(b"0\r\n\r\n") == []
     assert decoder.done
-    assert decoder.feed(b"") == b""
+    assert decoder.feed(b"") == []
     with pytest.raises(MalformedResponse):
         decoder.feed(b"x")
 
 
 def test_an_unfinished_body_is_not_done() -> None:
     decoder = ChunkedBody()
-    assert decoder.feed(b"5\r\nhel") == b""
+    assert decoder.feed(b"5\r\nhel") == []
     assert not decoder.done
-    assert decoder.feed(b"lo\r\n0\r\n") == b"hello"
+    assert decoder.feed(b"lo\r\n0\r\n") == [b"hello"]
     assert not decoder.done  # the trailer section's empty line is still to come
     decoder.feed(b"\r\n")
     assert decoder.done

@@ -4,8 +4,11 @@ h11 parses the response head; a chunked body is decoded here. h11 hands out a ch
 per piece of it that a read delivered, at a cost per event that was the largest part of a 64 KiB
 message's cost through an HTTP/1.1 upstream, and a line cut into pieces takes the line splitter's
 slow path. Servers write a chunk per flush (Go's net/http a chunk per `Write`, a gateway a line
-per message), so `feed` returns the data of every chunk it completed, joined, and holds back the
-start of a chunk still arriving, up to `max_held` bytes: a message up to that size goes on whole.
+per message), so `feed` returns the data of every chunk it completed, and holds back the start of
+a chunk still arriving, up to `max_held` bytes: a message up to that size goes on whole. Small
+chunks (under `SMALL`) that arrived together are joined, up to `JOIN_UP_TO` bytes: one event for
+many lines. A larger one stays a piece of its own, since the line splitter takes a chunk that is
+one line in one memchr scan, but splits a chunk of several lines byte by byte.
 
 Strict where h11 is: a chunk size is 1 to 16 hex digits followed by optional extensions and CRLF,
 chunk data is followed by CRLF, and the size line, the trailer section and the held data are
@@ -19,6 +22,8 @@ import re
 from wsproxy.upstream._errors import MalformedResponse
 
 MAX_HELD = 1024 * 1024  # the most of one chunk held back before it is passed on in pieces
+SMALL = 16 * 1024  # chunks below this size that arrived together are joined ...
+JOIN_UP_TO = 64 * 1024  # ... into pieces of up to this size
 MAX_SIZE_LINE = 4096  # a chunk-size line with its extensions
 MAX_TRAILERS = 64 * 1024
 
@@ -43,15 +48,15 @@ class ChunkedBody:
         """The last chunk and the trailer section have arrived: the body is complete."""
         return self._state == _DONE
 
-    def feed(self, data: bytes) -> bytes:
-        """The data of every chunk that `data` completes (b"" if none), in order, joined.
+    def feed(self, data: bytes) -> list[bytes]:
+        """The data of every chunk that `data` completes, in order, small ones joined (see above).
 
         Raises MalformedResponse for bytes that are not a chunked body, or that follow its end.
         """
         if self._state == _DONE:
             if data:
                 raise MalformedResponse("bytes after the end of a chunked body")
-            return b""
+            return []
         if self._pending:
             data = self._pending + data
             self._pending = b""
@@ -69,7 +74,8 @@ class ChunkedBody:
                     self._partial_size += take
                     break
                 if self._partial:
-                    out += self._partial
+                    self._partial.append(piece)
+                    piece = b"".join(self._partial)
                     self._partial.clear()
                     self._partial_size = 0
                 out.append(piece)
@@ -112,9 +118,27 @@ class ChunkedBody:
                     if pos < end:
                         raise MalformedResponse("bytes after the end of a chunked body")
         if self._partial_size >= self.max_held:
-            out += self._partial
+            out.append(b"".join(self._partial))
             self._partial.clear()
             self._partial_size = 0
-        if not out:
-            return b""
-        return out[0] if len(out) == 1 else b"".join(out)
+        return _joined_small(out) if len(out) > 1 else out
+
+
+def _joined_small(pieces: list[bytes]) -> list[bytes]:
+    """Runs of small pieces joined up to JOIN_UP_TO bytes; every other piece alone."""
+    out: list[bytes] = []
+    run: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        small = len(piece) < SMALL
+        if run and (not small or size + len(piece) > JOIN_UP_TO):
+            out.append(run[0] if len(run) == 1 else b"".join(run))
+            run, size = [], 0
+        if small:
+            run.append(piece)
+            size += len(piece)
+        else:
+            out.append(piece)
+    if run:
+        out.append(run[0] if len(run) == 1 else b"".join(run))
+    return out

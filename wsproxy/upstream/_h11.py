@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 
 import h11
@@ -41,6 +42,7 @@ class H11Connection:
         self._chunked_request = False  # request body chunks are framed here, not by h11
         self._body: ChunkedBody | None = None  # a chunked response body, decoded here
         self._early = b""  # body bytes that arrived with the response head
+        self._pieces: deque[bytes] = deque()  # decoded body pieces not yet handed out
         self._saw_eof = False
         self.idle_since = time.monotonic()
         self._on_release: Callable[[H11Connection], None] | None = None
@@ -120,14 +122,14 @@ class H11Connection:
         """The data of the next whole chunks of a chunked body, or None at its end."""
         body = self._body
         assert body is not None
-        while not body.done:
+        while not self._pieces:
+            if body.done:
+                return None
             data, self._early = self._early or await self._read(timeout), b""
             if not data:
                 raise ClosedEarly("upstream closed the connection mid-response")
-            chunks = body.feed(data)
-            if chunks:
-                return chunks
-        return None
+            self._pieces.extend(body.feed(data))
+        return self._pieces.popleft()
 
     async def _read(self, timeout: float | None) -> bytes:
         """The next bytes from the upstream; b"" at EOF.
@@ -167,6 +169,7 @@ class H11Connection:
         else:  # h11 saw only the head of the last response
             self._h11 = _new_h11()
             self._body = None
+            self._pieces.clear()
         self.idle_since = time.monotonic()
 
     def close(self) -> None:

@@ -56,8 +56,10 @@ CONNECTION_WINDOW = 16 * 1024 * 1024
 # Largest DATA frame the upstream may send: one frame per message up to this size (Go's server
 # advertises 1 MiB), so the per-frame cost of h2 is paid once per message, not per 16 KiB.
 MAX_FRAME_SIZE = 1024 * 1024
-# Waiting DATA frames are joined into one body chunk up to this size (large ones go on alone).
-JOIN_BELOW = 64 * 1024
+# Waiting DATA frames under SMALL bytes are joined into one body chunk of up to JOIN_UP_TO bytes;
+# larger ones go on alone (the line splitter scans a one-line chunk at once, splits others slowly).
+SMALL = 16 * 1024
+JOIN_UP_TO = 64 * 1024
 # Header names never sent on HTTP/2 (RFC 9113 section 8.2.2); `host` becomes :authority.
 _NOT_ON_H2 = frozenset(
     {b"host", b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
@@ -337,11 +339,15 @@ class H2Call:
             data: bytes = event[0]
             size: int = event[1]
             inbox = self._inbox
-            if inbox and type(inbox[0]) is tuple and len(data) < JOIN_BELOW:
+            if inbox and type(inbox[0]) is tuple and len(data) < SMALL:
                 # Small DATA frames that wait together go on as one body chunk: one send for all.
                 pieces, total = [data], len(data)
-                while inbox and type(inbox[0]) is tuple and total + len(inbox[0][0]) <= JOIN_BELOW:
-                    more: tuple[bytes, int] = inbox.popleft()  # type: ignore[assignment]
+                while inbox and type(inbox[0]) is tuple:
+                    more = inbox[0]
+                    assert isinstance(more, tuple)
+                    if len(more[0]) >= SMALL or total + len(more[0]) > JOIN_UP_TO:
+                        break
+                    inbox.popleft()
                     pieces.append(more[0])
                     total += len(more[0])
                     size += more[1]
