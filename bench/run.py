@@ -24,6 +24,7 @@ from bench import (
     rows_mux,
     rows_resources,
     rows_upstream,
+    rows_upstream_cpu,
 )
 from bench.harness import QUICK, Bench, Loop, Plan, RowGroup, has_uvloop, progress
 from bench.report import Row
@@ -39,6 +40,7 @@ GROUPS: tuple[RowGroup, ...] = (
     rows_fairness.GROUP,
     rows_metrics.GROUP,
     rows_upstream.GROUP,
+    rows_upstream_cpu.GROUP,
     rows_mux.GROUP,
 )
 

@@ -88,7 +88,7 @@ class Spawned:
 
 
 @contextlib.contextmanager
-def _listening(argv: list[str], *, cpu: int | None = None) -> Iterator[Spawned]:
+def listening(argv: list[str], *, cpu: int | None = None, cwd: str | None = None) -> Iterator[Spawned]:
     """Run argv, where `{fd}` stands for the number of a listening loopback socket it inherits."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -98,7 +98,7 @@ def _listening(argv: list[str], *, cpu: int | None = None) -> Iterator[Spawned]:
     argv = [part.replace("{fd}", str(sock.fileno())) for part in argv]
     if cpu is not None and shutil.which("taskset"):
         argv = ["taskset", "-c", str(cpu), *argv]
-    proc = subprocess.Popen(argv, pass_fds=[sock.fileno()], stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, pass_fds=[sock.fileno()], stdin=subprocess.DEVNULL, cwd=cwd)
     port = sock.getsockname()[1]
     sock.close()
     try:
@@ -125,7 +125,7 @@ def upstream_connections(port: int) -> int:
     return count
 
 
-async def _ready(port: int, timeout: float = 60.0) -> None:
+async def ready(port: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -142,13 +142,13 @@ async def _ready(port: int, timeout: float = 60.0) -> None:
 @contextlib.asynccontextmanager
 async def proxy_stack(version: str, loop: str = "auto") -> AsyncIterator[tuple[Spawned, Spawned]]:
     """The hypercorn upstream and `wsproxy --upstream` in front of it (on `loop`), speaking `version`."""
-    with _listening([sys.executable, "-c", _UPSTREAM, "{fd}"], cpu=CLIENT_CPU) as upstream:
-        await _ready(upstream.port)
+    with listening([sys.executable, "-c", _UPSTREAM, "{fd}"], cpu=CLIENT_CPU) as upstream:
+        await ready(upstream.port)
         argv = [sys.executable, "-m", "wsproxy", "--fd", "{fd}", "--log-level", "warning",
                 "--upstream", f"http://127.0.0.1:{upstream.port}", "--upstream-http-version", version,
                 "--no-upstream-check", "--loop", loop]  # fmt: skip
-        with _listening(argv, cpu=PROXY_CPU) as proxy:
-            await _ready(proxy.port)
+        with listening(argv, cpu=PROXY_CPU) as proxy:
+            await ready(proxy.port)
             yield upstream, proxy
 
 

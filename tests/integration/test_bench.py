@@ -49,6 +49,14 @@ def test_quick_bench_runs_and_reports_every_measure_on_both_loops(tmp_path: Path
                 re.M,
             ), result.stdout
         assert f": 64 KiB echo: throughput, {loop}:" not in result.stdout  # judged on the floor only
+        for size in ("64 B", "64 KiB"):
+            for version in ("1.1", "2"):
+                front = f"{size} echo, in-process vs `wsproxy --upstream` over HTTP/{version}: front CPU per message"
+                assert re.search(
+                    rf"^\| {re.escape(front)} \(µs\) \| {re.escape(loop)} \| .*\| <= 1.5 \|",
+                    result.stdout,
+                    re.M,
+                )
     rounds = json.loads(out.read_text())
     assert set(rounds) == {"asyncio+h11", "uvloop+h11"}
     for loop_rounds in rounds.values():
@@ -66,6 +74,8 @@ def test_quick_bench_runs_and_reports_every_measure_on_both_loops(tmp_path: Path
             "fairness p50",
             "binding rate",
             "binding cpu/msg",
+            "front h1.1 64 B rate",
+            "front h2 64 KiB rate",
         ):
             values = loop_rounds[key]
             assert len(values["baseline"]) == len(values["wsproxy"]) >= 1, key

@@ -20,6 +20,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
 import httpx
 import pytest
 from hypercorn.asyncio import serve as hypercorn_serve
@@ -292,3 +296,50 @@ async def test_an_idle_http2_connection_is_closed_after_keepalive_expiry(h2c_ups
         assert (await client.get(proxy.http + "/stream?count=1")).status_code == 200
         assert upstream.pool.connections_opened == 2
         assert upstream.pool.http2_connections == 1  # the expired one was closed
+
+
+async def test_a_stream_may_hold_1_mib_and_take_1_mib_frames() -> None:
+    # docs/upstream.md: a stream's window is 1 MiB, and DATA frames up to 1 MiB are taken, so a
+    # message up to that size crosses in one frame without waiting for a WINDOW_UPDATE.
+    settings: dict[int, int] = {}
+    window_at_response: list[int] = []
+    handlers: list[asyncio.Task[None]] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            conn = h2.connection.H2Connection(
+                h2.config.H2Configuration(client_side=False, header_encoding=None)
+            )
+            conn.initiate_connection()
+            writer.write(conn.data_to_send())
+            while data := await reader.read(65536):
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.RemoteSettingsChanged):
+                        settings.update(
+                            {code: change.new_value for code, change in event.changed_settings.items()}
+                        )
+                    elif isinstance(event, h2.events.RequestReceived):
+                        window_at_response.append(conn.local_flow_control_window(event.stream_id))
+                        conn.send_headers(event.stream_id, [(b":status", b"200")], end_stream=True)
+                writer.write(conn.data_to_send())
+                await writer.drain()
+        except ConnectionError:
+            pass  # the client aborted the connection (its aclose)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    app = UpstreamApp(f"http://127.0.0.1:{port}", http_version="2")
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
+            response = await client.get("http://front/x")
+        assert response.status_code == 200
+    finally:
+        await app.aclose()  # the server's read sees EOF: its handler closes the connection
+        server.close()
+        await asyncio.wait_for(asyncio.gather(*handlers, return_exceptions=True), 10)
+    assert settings[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] == 1024 * 1024
+    assert settings[h2.settings.SettingCodes.MAX_FRAME_SIZE] == 1024 * 1024
+    assert window_at_response == [1024 * 1024]  # what the server may send before any WINDOW_UPDATE

@@ -15,6 +15,8 @@ from bench.harness import ASYNCIO, UVLOOP, Plan
 from bench.report import Row, interleave, table, verdicts
 from bench.rows_echo import rotation
 from bench.rows_echo import rows as echo_rows
+from bench.rows_upstream_cpu import rotation as front_rotation
+from bench.rows_upstream_cpu import rows as front_rows
 from bench.run import GROUPS, QUICK, all_rows
 from bench.wsclient import Connection
 
@@ -157,3 +159,19 @@ def test_the_echo_rows_rotate_bare_floor_and_proxy_through_every_place() -> None
     assert all(sorted(order) == ["bare", "floor", "proxy"] for order in orders)
     for place in range(3):
         assert {order[place] for order in orders} == {"bare", "floor", "proxy"}
+
+
+def test_the_front_targets_are_the_documented_ones_and_the_paths_rotate() -> None:
+    # docs/performance.md, Targets: the front's CPU per message <= 1.5x the in-process proxy's, at
+    # 64 B and 64 KiB, over HTTP/1.1 and HTTP/2; no target on the throughput rows.
+    targets = {row.key: row.target for row in front_rows(Plan()) if row.target}
+    assert targets == {
+        f"front h{version} {size} cpu/msg": "<= 1.5"
+        for version in ("1.1", "2")
+        for size in ("64 B", "64 KiB")
+    }
+    doc = (ROOT / "docs" / "performance.md").read_text()
+    assert "front CPU per message <= 1.5x the in-process proxy's" in doc
+    orders = [front_rotation(round_) for round_ in range(3)]
+    for place in range(3):
+        assert {order[place] for order in orders} == {"in-process", "HTTP/1.1", "HTTP/2"}

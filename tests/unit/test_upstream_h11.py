@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, cast
 
 import h11
@@ -10,12 +9,22 @@ import pytest
 
 from wsproxy.upstream._call import ResponseHead
 from wsproxy.upstream._h11 import H11Connection
+from wsproxy.upstream._socket import UpstreamSocket
 
 RESPONSE = b'HTTP/1.1 200 OK\r\ncontent-length: 20\r\nconnection: close\r\n\r\n{"echo": {"hi": 1}}\n'
 
 
-def _connection_after_request(reader: asyncio.StreamReader) -> H11Connection:
-    conn = H11Connection(reader, cast(Any, None))  # next_event only reads
+def _reset_after(received: bytes) -> UpstreamSocket:
+    """A socket that received `received`, then the upstream's reset."""
+    sock = UpstreamSocket()
+    if received:
+        sock.data_received(received)
+    sock.connection_lost(ConnectionResetError(104, "Connection reset by peer"))
+    return sock
+
+
+def _connection_after_request(sock: UpstreamSocket) -> H11Connection:
+    conn = H11Connection(sock)
     conn._h11.send(
         h11.Request(method="POST", target="/echo", headers=[("host", "up"), ("transfer-encoding", "chunked")])
     )
@@ -23,12 +32,9 @@ def _connection_after_request(reader: asyncio.StreamReader) -> H11Connection:
 
 
 async def test_a_complete_answer_before_the_reset_is_delivered() -> None:
-    # asyncio's StreamReader raises the reset before the bytes it holds; uvicorn answers a unary call,
-    # closes without lingering, and the client's half-close arriving late makes the reset.
-    reader = asyncio.StreamReader()
-    reader.feed_data(RESPONSE)
-    reader.set_exception(ConnectionResetError(104, "Connection reset by peer"))
-    conn = _connection_after_request(reader)
+    # uvicorn answers a unary call, closes without lingering, and the client's half-close arriving
+    # late makes the reset: the answer received before it must still be read.
+    conn = _connection_after_request(_reset_after(RESPONSE))
     head = await conn.next_event(None)
     assert isinstance(head, ResponseHead)
     assert head.status == 200
@@ -37,10 +43,7 @@ async def test_a_complete_answer_before_the_reset_is_delivered() -> None:
 
 
 async def test_a_reset_that_cuts_the_answer_short_is_still_a_reset() -> None:
-    reader = asyncio.StreamReader()
-    reader.feed_data(RESPONSE[:-5])
-    reader.set_exception(ConnectionResetError(104, "Connection reset by peer"))
-    conn = _connection_after_request(reader)
+    conn = _connection_after_request(_reset_after(RESPONSE[:-5]))
     assert isinstance(await conn.next_event(None), ResponseHead)
     assert await conn.next_event(None) == b'{"echo": {"hi":'
     with pytest.raises(ConnectionResetError):
@@ -48,20 +51,21 @@ async def test_a_reset_that_cuts_the_answer_short_is_still_a_reset() -> None:
 
 
 async def test_a_reset_with_nothing_received_is_a_reset() -> None:
-    reader = asyncio.StreamReader()
-    reader.set_exception(ConnectionResetError(104, "Connection reset by peer"))
     with pytest.raises(ConnectionResetError):
-        await _connection_after_request(reader).next_event(None)
+        await _connection_after_request(_reset_after(b"")).next_event(None)
 
 
 class _Writes:
-    """A StreamWriter stand-in that records each write."""
+    """An UpstreamSocket stand-in that records each write."""
 
     def __init__(self) -> None:
         self.writes: list[bytes] = []
 
     def write(self, data: bytes) -> None:
         self.writes.append(bytes(data))
+
+    def writelines(self, pieces: list[bytes]) -> None:
+        self.writes.append(b"".join(pieces))
 
     async def drain(self) -> None:
         pass
@@ -72,7 +76,7 @@ async def test_the_last_body_chunk_and_the_end_go_out_in_one_write() -> None:
     # (uvicorn, when the body has not ended): it answers with a reset, which discards the answer
     # still unread in our socket. That made a unary call through `wsproxy --upstream` end with 1014.
     writes = _Writes()
-    conn = H11Connection(asyncio.StreamReader(), cast(Any, writes))
+    conn = H11Connection(cast(Any, writes))
     conn._h11.send(
         h11.Request(method="POST", target="/echo", headers=[("host", "up"), ("transfer-encoding", "chunked")])
     )

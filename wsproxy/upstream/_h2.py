@@ -1,11 +1,11 @@
 """HTTP/2 client connections for `UpstreamApp`: many calls share one connection, one stream each.
 
 Theory of operation. The `h2` library is the protocol (framing, HPACK, flow-control accounting);
-this module is the asyncio shell around it. Each connection has one reader task: it feeds the
-socket's bytes to h2 and routes every event to its stream's small inbox (response head, data,
-end, reset), then writes whatever h2 wants sent (SETTINGS and PING acks, WINDOW_UPDATEs). Calls
-write their own frames directly (headers, data, end, reset); asyncio's `drain` holds a writer
-back while the socket is full.
+this module is the asyncio shell around it. Each connection's socket (`_socket`) hands every
+received block to h2 as it arrives, with no reader task, and routes every event to its stream's
+small inbox (response head, data, end, reset), then writes whatever h2 wants sent (SETTINGS and
+PING acks). Calls write their own frames (headers, data, end, reset, WINDOW_UPDATEs), those of
+one turn of the loop together; `drain` holds a writer back while the socket is full.
 
 Flow control is the backpressure, both ways:
 - Upstream to client: a stream's received data is acknowledged (WINDOW_UPDATE) only when the
@@ -24,6 +24,7 @@ so the server sees the client leave.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
 import copy
 import logging
@@ -37,21 +38,49 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe.frame
 
 from wsproxy.upstream._call import ResponseHead
 from wsproxy.upstream._errors import ClosedEarly, MalformedResponse, ReadTimeout, StreamReset
+from wsproxy.upstream._socket import UpstreamSocket
 
 logger = logging.getLogger("wsproxy.upstream")
 
-READ_CHUNK_SIZE = 64 * 1024
 MAX_STREAMS_PER_CONNECTION = 1000
-# The connection's receive window: large, so one stalled stream (its own window is the default
-# 64 KiB) cannot stop the others. Memory is bounded by what streams hold, not by this number.
+# A stream's receive window: what one stream may hold unforwarded. Above a message's size and a few
+# in flight, so a busy stream never waits a round trip for a WINDOW_UPDATE (Go's server uses 1 MiB).
+STREAM_WINDOW = 1024 * 1024
+# The connection's receive window: large, so one stalled stream cannot stop the others. Memory is
+# bounded by what streams hold, not by this number.
 CONNECTION_WINDOW = 16 * 1024 * 1024
+# Largest DATA frame the upstream may send: one frame per message up to this size (Go's server
+# advertises 1 MiB), so the per-frame cost of h2 is paid once per message, not per 16 KiB.
+MAX_FRAME_SIZE = 1024 * 1024
+# Waiting DATA frames under SMALL bytes are joined into one body chunk of up to JOIN_UP_TO bytes;
+# larger ones go on alone (the line splitter scans a one-line chunk at once, splits others slowly).
+SMALL = 16 * 1024
+JOIN_UP_TO = 64 * 1024
 # Header names never sent on HTTP/2 (RFC 9113 section 8.2.2); `host` becomes :authority.
 _NOT_ON_H2 = frozenset(
     {b"host", b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
+
+
+def _raw_data_repr(data: bytes | None) -> str:
+    """hyperframe's `_raw_data_repr`, same output, hexlifying only the 10 bytes it shows.
+
+    h2 formats every received frame for a trace log whether or not anything logs it
+    (`H2Connection._receive_frame`), and hyperframe's repr of a DATA frame hexlifies the whole
+    payload before it cuts it to 20 hex digits: at 64 KiB that was the largest single cost of a
+    message through an HTTP/2 upstream. Patched once, at import, for the whole process.
+    """
+    if not data:
+        return "None"
+    shown = binascii.hexlify(data[:11]).decode("ascii")
+    return "<hex:" + (shown[:20] + "..." if len(shown) > 20 else shown) + ">"
+
+
+hyperframe.frame._raw_data_repr = _raw_data_repr
 
 _END = object()
 # The inbox holds a response head, (data, flow-controlled length) pairs, _END, or a failure.
@@ -63,25 +92,23 @@ class H2Connection:
 
     def __init__(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        sock: UpstreamSocket,
         *,
         scheme: str,
         authority: str,
         on_stream_closed: Callable[[H2Connection], None],
     ) -> None:
-        self._reader = reader
-        self._writer = writer
+        self._sock = sock
         self._scheme = scheme.encode()
         self._authority = authority.encode()
         self._on_stream_closed = on_stream_closed
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
         self._h2 = h2.connection.H2Connection(config=config)
         self._streams: dict[int, H2Call] = {}
+        self._flush_handle: asyncio.Handle | None = None
         self._settings_received = asyncio.Event()
-        self._reader_task: asyncio.Task[None] | None = None
         self.usable = True  # False after GOAWAY, EOF or an error: no new streams
-        self._failure: BaseException | None = None  # why the reader stopped
+        self._failure: BaseException | None = None  # why the connection stopped
         self.idle_since = time.monotonic()
 
     async def start(self, timeout: float | None) -> None:
@@ -94,9 +121,16 @@ class H2Connection:
             },
         )
         self._h2.initiate_connection()
+        # Changed settings (not initial values), so h2 applies them when the server acknowledges.
+        self._h2.update_settings(
+            {
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
+            }
+        )
         self._h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self._flush()
-        self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
+        self._sock.deliver_to(self._received, self._ended)
         try:
             await asyncio.wait_for(self._settings_received.wait(), timeout)
         except BaseException:
@@ -145,12 +179,19 @@ class H2Connection:
     # Used by H2Call.
 
     def _flush(self) -> None:
+        self._flush_handle = None
         data = self._h2.data_to_send()
-        if data and not self._writer.is_closing():
-            self._writer.write(data)
+        if data:
+            self._sock.write(data)
+
+    def _flush_soon(self) -> None:
+        """Write what h2 queued at the end of this turn of the loop: the frames of every call that
+        runs in the turn (DATA, WINDOW_UPDATE) go out in one system call instead of one each."""
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
     async def _drain(self) -> None:
-        await self._writer.drain()
+        await self._sock.drain()
 
     def _forget(self, call: H2Call) -> None:
         if self._streams.pop(call.stream_id, None) is None:
@@ -159,37 +200,31 @@ class H2Connection:
             self.idle_since = time.monotonic()
         self._on_stream_closed(self)
 
-    # The reader task.
+    # Called by the socket.
 
-    async def _read_loop(self) -> None:
-        failure: BaseException
+    def _received(self, data: bytes) -> None:
         try:
-            while True:
-                data = await self._reader.read(READ_CHUNK_SIZE)
-                if not data:
-                    failure = ClosedEarly("upstream closed the HTTP/2 connection")
-                    break
-                try:
-                    events = self._h2.receive_data(data)
-                except h2.exceptions.ProtocolError as exc:
-                    failure = MalformedResponse(f"HTTP/2 protocol error: {exc}")
-                    self._flush()  # h2 queued a GOAWAY
-                    break
-                for event in events:
-                    self._dispatch(event)
-                self._flush()
-                # A busy socket never makes read() wait: let the calls run between chunks.
-                await asyncio.sleep(0)
-        except OSError as exc:
-            failure = exc
-        except asyncio.CancelledError:
-            failure = ClosedEarly("connection closed")
+            events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self._flush()  # h2 queued a GOAWAY
+            self._stop(MalformedResponse(f"HTTP/2 protocol error: {exc}"))
+            return
+        for event in events:
+            self._dispatch(event)
+        self._flush()
+
+    def _ended(self, exc: BaseException | None) -> None:
+        self._stop(exc or ClosedEarly("upstream closed the HTTP/2 connection"))
+
+    def _stop(self, failure: BaseException) -> None:
+        if self._failure is not None:
+            return
         self.usable = False
         self._failure = failure
         self._settings_received.set()
         for call in list(self._streams.values()):
             call._fail(failure)
-        self._writer.transport.abort()
+        self._sock.abort()
 
     def _dispatch(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RemoteSettingsChanged):
@@ -229,10 +264,7 @@ class H2Connection:
         # TrailersReceived, InformationalResponseReceived, PriorityUpdated: nothing to forward.
 
     def close(self) -> None:
-        self.usable = False
-        if self._reader_task is not None:
-            self._reader_task.cancel()
-        self._writer.transport.abort()
+        self._stop(ClosedEarly("connection closed"))
 
 
 class H2Call:
@@ -265,10 +297,10 @@ class H2Call:
                 await self._window
                 continue
             try:
-                h2conn.send_data(self.stream_id, view[:size].tobytes())
+                h2conn.send_data(self.stream_id, data if size == len(data) else view[:size].tobytes())
             except h2.exceptions.ProtocolError as exc:  # the stream was closed or reset meanwhile
                 raise StreamReset(str(exc)) from exc
-            self._conn._flush()
+            self._conn._flush_soon()
             view = view[size:]
             await self._conn._drain()
 
@@ -305,7 +337,22 @@ class H2Call:
             raise event
         if isinstance(event, tuple):
             data: bytes = event[0]
-            self._pending_ack += event[1]
+            size: int = event[1]
+            inbox = self._inbox
+            if inbox and type(inbox[0]) is tuple and len(data) < SMALL:
+                # Small DATA frames that wait together go on as one body chunk: one send for all.
+                pieces, total = [data], len(data)
+                while inbox and type(inbox[0]) is tuple:
+                    more = inbox[0]
+                    assert isinstance(more, tuple)
+                    if len(more[0]) >= SMALL or total + len(more[0]) > JOIN_UP_TO:
+                        break
+                    inbox.popleft()
+                    pieces.append(more[0])
+                    total += len(more[0])
+                    size += more[1]
+                data = b"".join(pieces)
+            self._pending_ack += size
             return data
         assert isinstance(event, ResponseHead)
         return event
@@ -314,9 +361,11 @@ class H2Call:
         # The chunk handed out last has gone on to the client: open the window by its size.
         if self._pending_ack and self._failure is None:
             size, self._pending_ack = self._pending_ack, 0
-            with contextlib.suppress(h2.exceptions.ProtocolError):
+            try:
                 self._conn._h2.acknowledge_received_data(size, self.stream_id)
-                self._conn._flush()
+            except h2.exceptions.ProtocolError:
+                return
+            self._conn._flush_soon()
 
     def release(self) -> None:
         if self._failure is None and not (self._ended_remote and self._ended_local):

@@ -27,7 +27,8 @@ from typing import Literal
 from wsproxy.upstream._call import UpstreamCall
 from wsproxy.upstream._errors import ConnectTimeout, PoolTimeout
 from wsproxy.upstream._h2 import H2Connection
-from wsproxy.upstream._h11 import READ_CHUNK_SIZE, H11Connection
+from wsproxy.upstream._h11 import H11Connection
+from wsproxy.upstream._socket import UpstreamSocket
 
 logger = logging.getLogger("wsproxy.upstream")
 
@@ -122,13 +123,13 @@ class UpstreamPool:
             if not self._protocol_known:
                 probe = self._probe = asyncio.get_running_loop().create_future()
             try:
-                reader, writer = await self._connect()
-                if _selected_h2(writer):
+                sock = await self._connect()
+                if _selected_h2(sock):
                     self._release_slot()
-                    await self._add_h2(reader, writer)
+                    await self._add_h2(sock)
                     return None
                 self._protocol_known = True
-                return H11Connection(reader, writer)
+                return H11Connection(sock)
             finally:
                 if probe is not None:
                     self._probe = None
@@ -189,19 +190,18 @@ class UpstreamPool:
         """Open one more HTTP/2 connection; concurrent callers wait for it instead of opening more."""
         opening = self._h2_opening = asyncio.get_running_loop().create_future()
         try:
-            reader, writer = await self._connect()
-            if self._ssl_context is not None and not _selected_h2(writer):
-                writer.transport.abort()
+            sock = await self._connect()
+            if self._ssl_context is not None and not _selected_h2(sock):
+                sock.abort()
                 raise NoH2Negotiated("the upstream did not select h2 by ALPN")
-            await self._add_h2(reader, writer)
+            await self._add_h2(sock)
         finally:
             self._h2_opening = None
             opening.set_result(None)
 
-    async def _add_h2(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _add_h2(self, sock: UpstreamSocket) -> None:
         conn = H2Connection(
-            reader,
-            writer,
+            sock,
             scheme=self._origin.scheme,
             authority=self._origin.netloc,
             on_stream_closed=self._h2_stream_closed,
@@ -221,21 +221,21 @@ class UpstreamPool:
 
     # Both
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _connect(self) -> UpstreamSocket:
         origin = self._origin
-        connect = asyncio.open_connection(
+        connect = asyncio.get_running_loop().create_connection(
+            UpstreamSocket,
             origin.host,
             origin.port,
             ssl=self._ssl_context,
             server_hostname=origin.host if self._ssl_context is not None else None,
-            limit=READ_CHUNK_SIZE,
         )
         try:
-            reader, writer = await asyncio.wait_for(connect, self._connect_timeout)
+            _, sock = await asyncio.wait_for(connect, self._connect_timeout)
         except asyncio.TimeoutError:
             raise ConnectTimeout from None
         self.connections_opened += 1
-        return reader, writer
+        return sock
 
     async def aclose(self) -> None:
         while self._idle:
@@ -248,6 +248,6 @@ class UpstreamPool:
             await asyncio.sleep(0)
 
 
-def _selected_h2(writer: asyncio.StreamWriter) -> bool:
-    ssl_object = writer.get_extra_info("ssl_object")
+def _selected_h2(sock: UpstreamSocket) -> bool:
+    ssl_object = sock.ssl_object()
     return ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2"
