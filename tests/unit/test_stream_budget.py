@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from wsproxy._types import Message
+from wsproxy.stream._actions import TURN, TURN_AND_WATCH, Act, message_size
 from wsproxy.stream._budget import GATEWAY_PUMP_MESSAGES, PUMP_MESSAGES, TurnBudget
-from wsproxy.stream._core import TURN, TURN_AND_WATCH, Act, StreamCore, message_size
+from wsproxy.stream._core import StreamCore
 from wsproxy.stream._records import StreamSettings
 
 KIB = 1024
@@ -29,7 +30,7 @@ def core(**settings: Any) -> StreamCore:
 
 def started(status: int = 200, **settings: Any) -> StreamCore:
     stream = core(**settings)
-    stream.response_start({"type": "http.response.start", "status": status})
+    stream.response.start({"type": "http.response.start", "status": status})
     return stream
 
 
@@ -43,6 +44,11 @@ def binary(data: bytes) -> Message:
 
 def body(data: bytes, more: bool = True) -> Message:
     return {"type": "http.response.body", "body": data, "more_body": more}
+
+
+def charge(stream: StreamCore, frame: Message) -> Act | None:
+    """One of several frames of an event, charged as the shell charges it once it is sent."""
+    return stream.turn() if stream.budget.charge(message_size(frame)) else None
 
 
 def turn(stream: StreamCore) -> Act | None:
@@ -93,7 +99,7 @@ def test_the_pumps_numbers_are_the_documented_ones() -> None:
 @pytest.mark.parametrize(("size", "frames_to_due"), [(1, 4), (249, 3), (250, 2), (1000, 1)])
 def test_the_budget_is_due_after_n_frames_or_n_bytes_whichever_first(size: int, frames_to_due: int) -> None:
     stream = core(yield_frames=4, yield_bytes=1000)
-    stream.response_start({"type": "http.response.start", "status": 200})
+    stream.response.start({"type": "http.response.start", "status": 200})
     for _ in range(frames_to_due - 1):
         stream.client_message(binary(b"b" * size))
         assert (stream.turn_due, stream.pending) == (False, False)
@@ -103,29 +109,29 @@ def test_the_budget_is_due_after_n_frames_or_n_bytes_whichever_first(size: int, 
 
 def test_each_way_of_sending_charges_the_same_budget() -> None:
     by_single = started(yield_frames=1000, yield_bytes=10)  # frame cost 0: bytes alone
-    assert by_single.single_frame(body(b"sssss\n")) == {"type": "websocket.send", "text": "sssss"}
+    assert by_single.response.single_frame(body(b"sssss\n")) == {"type": "websocket.send", "text": "sssss"}
     assert (by_single.turn_due, by_single.budget.spent) == (False, 5)
-    by_single.single_frame(body(b"sssss\n"))
+    by_single.response.single_frame(body(b"sssss\n"))
     assert (by_single.turn_due, by_single.pending, by_single.budget.spent) == (True, True, 10)
     by_body = started(yield_frames=1000, yield_bytes=10)
-    by_body.response_body(body(b"bbbbb\n"))  # one frame: charged here
+    by_body.response.body(body(b"bbbbb\n"))  # one frame: charged here
     assert (by_body.turn_due, by_body.budget.spent) == (False, 5)
-    by_body.response_body(body(b"bbbbb\n"))
+    by_body.response.body(body(b"bbbbb\n"))
     assert (by_body.turn_due, by_body.budget.spent) == (True, 10)
     several = started(yield_frames=1000, yield_bytes=10)
-    frames = several.response_body(body(b"ccccc\nccccc\n"))  # several: the shell charges each
+    frames = several.response.body(body(b"ccccc\nccccc\n"))  # several: the shell charges each
     assert several.budget.spent == 0
-    assert [several.charge(message_size(frame)) for frame in frames] == [None, TURN_AND_WATCH]
+    assert [charge(several, frame) for frame in frames] == [None, TURN_AND_WATCH]
     assert (several.turn_due, several.budget.spent) == (False, 0)  # the turn is taken at once
     empty = started(yield_frames=2, yield_bytes=10)  # an event with no line still costs its share
-    empty.response_body(body(b"partial"))
+    empty.response.body(body(b"partial"))
     assert empty.budget.spent == 5
 
 
 def test_a_turn_starts_the_budget_over_and_says_whether_the_app_only_sent() -> None:
     stream = started(yield_frames=2, yield_bytes=1000)
     stream.client_message(text("in"))
-    stream.single_frame(body(b"out\n"))
+    stream.response.single_frame(body(b"out\n"))
     assert stream.turn_due is True
     assert stream.next_action() is TURN  # the app took a message during that budget
     assert (stream.turn_due, stream.budget.spent, stream.next_action(), stream.pending) == (
@@ -134,8 +140,8 @@ def test_a_turn_starts_the_budget_over_and_says_whether_the_app_only_sent() -> N
         None,
         False,
     )
-    stream.single_frame(body(b"out\n"))
-    stream.single_frame(body(b"out\n"))
+    stream.response.single_frame(body(b"out\n"))
+    stream.response.single_frame(body(b"out\n"))
     assert stream.next_action() is TURN_AND_WATCH  # it only sent
     stream.client_message(text("in"))
     stream.client_message(text("in"))
@@ -156,11 +162,11 @@ def test_a_turn_owed_after_a_read_waits_for_the_apps_next_call() -> None:
 
 def test_a_turn_that_came_by_itself_starts_the_budget_over() -> None:
     stream = started(yield_frames=2, yield_bytes=1000)
-    stream.single_frame(body(b"out\n"))
+    stream.response.single_frame(body(b"out\n"))
     stream.loop_turned()  # the stream suspended on its own
-    stream.single_frame(body(b"out\n"))
+    stream.response.single_frame(body(b"out\n"))
     assert (stream.turn_due, stream.budget.spent) == (False, 503)
-    stream.single_frame(body(b"out\n"))
+    stream.response.single_frame(body(b"out\n"))
     assert turn(stream) is TURN_AND_WATCH
 
 
@@ -173,7 +179,7 @@ def test_the_budget_is_16_frames_in_either_direction() -> None:
         if i % 2:
             c.client_message(text("m"))
         else:
-            c.response_body(body(b"m\n"))
+            c.response.body(body(b"m\n"))
         assert not c.turn_due
     c.client_message(text("m"))
     assert c.turn_due
@@ -195,10 +201,10 @@ def test_the_budget_is_256_kib() -> None:
 
 def test_a_chunk_of_many_lines_is_charged_frame_by_frame() -> None:
     c = started()
-    frames = c.response_body(body(b"line\n" * 100))
+    frames = c.response.body(body(b"line\n" * 100))
     assert len(frames) == 100
     assert not c.turn_due  # charged as the shell sends them
-    due = [c.charge(message_size(frame)) for frame in frames[:DOCUMENTED_FRAMES]]
+    due = [charge(c, frame) for frame in frames[:DOCUMENTED_FRAMES]]
     assert due == [None] * (DOCUMENTED_FRAMES - 1) + [
         TURN_AND_WATCH
     ]  # only sent: the shell must watch the socket
@@ -207,5 +213,5 @@ def test_a_chunk_of_many_lines_is_charged_frame_by_frame() -> None:
 def test_an_app_sending_nothing_but_empty_bodies_still_spends_its_budget() -> None:
     c = started()
     for _ in range(DOCUMENTED_FRAMES):
-        assert list(c.response_body(body(b""))) == []
+        assert list(c.response.body(body(b""))) == []
     assert c.turn_due

@@ -18,17 +18,17 @@ from wsproxy import closecodes
 from wsproxy._options import ProxyOptions
 from wsproxy._types import Message
 from wsproxy.errors import ClientDisconnected, MessageTooBig, UpstreamError
-from wsproxy.stream._core import (
+from wsproxy.stream._actions import (
     BODY_ENDED,
     CLIENT_GONE,
     GONE,
     KEEP,
     VIOLATION,
     Close,
-    StreamCore,
     message_data,
     message_size,
 )
+from wsproxy.stream._core import StreamCore
 from wsproxy.stream._records import StreamSettings, StreamStats
 
 KIB = 1024
@@ -108,7 +108,7 @@ def test_a_disconnect_marks_the_client_gone_with_its_code(message: Message, code
 def test_a_new_stream_starts_open_and_counts_every_message() -> None:
     stream = StreamCore(StreamSettings(yield_frames=4, yield_bytes=1000))
     # `is`, not ==: a None where False belongs would pass an equality test.
-    flags = (stream.end_read, stream.response_complete, stream.gone, stream.closed, stream.pending)
+    flags = (stream.end_read, stream.response.complete, stream.gone, stream.closed, stream.pending)
     assert [flag is False for flag in flags] == [True] * 5
     assert (stream.body_open, stream.stats.close_code, stream.budget.spent) == (True, None, 0)
     assert (stream.stats.method, stream.stats.path, stream.stats.client) == ("", "", None)
@@ -336,7 +336,7 @@ def test_body_ended_with_a_message_waiting_is_a_violation(unread: bool, gone: bo
 
 def started(status: int = 200, **settings: Any) -> StreamCore:
     stream = core(**settings)
-    stream.response_start({"type": "http.response.start", "status": status})
+    stream.response.start({"type": "http.response.start", "status": status})
     return stream
 
 
@@ -373,9 +373,9 @@ def test_response_lines_become_frames(chunks: list[Message], frames: list[Messag
     stream = started()
     out: list[Message] = []
     for chunk in chunks:
-        out += stream.response_body(chunk)
+        out += stream.response.body(chunk)
     assert out == frames
-    assert stream.response_complete is (not chunks[-1].get("more_body", False))
+    assert stream.response.complete is (not chunks[-1].get("more_body", False))
     assert stream.stats.messages_out == len(frames)
     assert stream.stats.bytes_out == sum(
         len(f.get("text", "").encode() or f.get("bytes", b"")) for f in frames
@@ -393,10 +393,10 @@ def test_response_lines_become_frames(chunks: list[Message], frames: list[Messag
 )
 def test_the_last_body_event_closes_with_the_status(status: int, close: Close) -> None:
     stream = started(status)
-    assert stream.response_body(body(b"last\n", more=True))
+    assert stream.response.body(body(b"last\n", more=True))
     assert stream.take_close() is None
-    stream.response_body(body(b"", more=False))
-    assert (stream.response_complete, stream.take_close(), stream.stats.close_code) == (
+    stream.response.body(body(b"", more=False))
+    assert (stream.response.complete, stream.take_close(), stream.stats.close_code) == (
         True,
         close,
         close.code,
@@ -405,12 +405,12 @@ def test_the_last_body_event_closes_with_the_status(status: int, close: Close) -
 
 def test_a_response_line_over_the_limit_closes_1009() -> None:
     stream = started(max_line_size=4)
-    assert list(stream.response_body(body(b"abcd\n"))) == [{"type": "websocket.send", "text": "abcd"}]
+    assert list(stream.response.body(body(b"abcd\n"))) == [{"type": "websocket.send", "text": "abcd"}]
     with pytest.raises(MessageTooBig):
-        stream.response_body(body(b"abcde\n"))
+        stream.response.body(body(b"abcde\n"))
     assert stream.take_close() == Close(1009, "response line too big")
     with pytest.raises(ClientDisconnected):
-        stream.response_body(body(b"a\n"))
+        stream.response.body(body(b"a\n"))
 
 
 def test_response_messages_out_of_order_raise_with_what_was_expected() -> None:
@@ -418,25 +418,25 @@ def test_response_messages_out_of_order_raise_with_what_was_expected() -> None:
         RuntimeError,
         match=r'^Unexpected ASGI message "http.response.body" before "http.response.start" or after the end$',
     ):
-        core().response_body(body(b"x\n"))
+        core().response.body(body(b"x\n"))
     stream = started()
     with pytest.raises(RuntimeError, match=r'^Unexpected ASGI message "http.response.start" sent twice$'):
-        stream.response_start({"type": "http.response.start", "status": 200})
+        stream.response.start({"type": "http.response.start", "status": 200})
     with pytest.raises(
         RuntimeError,
         match=r"""^Expected ASGI message "http.response.start" or "http.response.body", but got 'http.response.trailers'$""",
     ):
-        core().response_start({"type": "http.response.trailers"})
-    stream.response_body(body(b"", more=False))
+        core().response.start({"type": "http.response.trailers"})
+    stream.response.body(body(b"", more=False))
     with pytest.raises(RuntimeError):
-        stream.response_body(body(b"x\n"))
+        stream.response.body(body(b"x\n"))
 
 
 def test_a_send_after_the_client_left_raises_client_disconnected() -> None:
     stream = started()
     stream.client_left(None)
     with pytest.raises(ClientDisconnected, match=r"^the WebSocket client has gone away$"):
-        stream.response_body(body(b"x\n"))
+        stream.response.body(body(b"x\n"))
 
 
 @pytest.mark.parametrize(
@@ -470,15 +470,15 @@ def test_single_frame_answers_only_the_common_case(
 ) -> None:
     stream = core(max_line_size=setup.get("max_line_size", 1 << 20))
     if not setup.get("unstarted"):
-        stream.response_start({"type": "http.response.start", "status": 200})
+        stream.response.start({"type": "http.response.start", "status": 200})
     if setup.get("buffered"):
-        stream.response_body(body(b"partial"))
+        stream.response.body(body(b"partial"))
     if setup.get("complete"):
-        stream.response_body(body(b"", more=False))
+        stream.response.body(body(b"", more=False))
     if setup.get("gone"):
         stream.client_left(None)
     lines_before = stream.stats.messages_out
-    assert stream.single_frame(message) == frame
+    assert stream.response.single_frame(message) == frame
     assert stream.stats.messages_out == lines_before + (frame is not None)
 
 
@@ -529,7 +529,7 @@ def test_what_the_response_becomes(
     status: int, events: list[Message], frames: list[Message], closing: Close | None
 ) -> None:
     c = started(status)
-    sent = [frame for event in events for frame in c.response_body(event)]
+    sent = [frame for event in events for frame in c.response.body(event)]
     assert sent == frames
     assert c.take_close() == closing
     assert c.stats.messages_out == len(frames)
@@ -552,10 +552,10 @@ def test_the_single_line_fast_path_takes_only_what_it_can_answer_alone(
     status: int | None, event: Message, single: Message | None
 ) -> None:
     c = core() if status is None else started(status)
-    assert c.single_frame(event) == single
+    assert c.response.single_frame(event) == single
     assert c.stats.messages_out == (single is not None)
     c.client_left(None)
-    assert c.single_frame(body(b"a\n")) is None  # gone: response_body raises for it
+    assert c.response.single_frame(body(b"a\n")) is None  # gone: response_body raises for it
 
 
 @pytest.mark.parametrize(
@@ -576,9 +576,9 @@ def test_asgi_misuse_is_named(events: list[Message], error: str) -> None:
     def feed() -> None:
         for event in events:
             if event["type"] == "http.response.body":
-                c.response_body(event)
+                c.response.body(event)
             else:
-                c.response_start(event)
+                c.response.start(event)
 
     with pytest.raises(RuntimeError, match=error):
         feed()
@@ -588,7 +588,7 @@ def test_after_the_server_closed_on_its_own_sends_raise_and_no_close_is_sent() -
     c = started()
     c.server_closed()
     with pytest.raises(ClientDisconnected):
-        c.response_body(body(b"x\n"))
+        c.response.body(body(b"x\n"))
     assert c.outcome(ClientDisconnected()) == (logging.DEBUG, "app ended on the client's absence")
     assert c.take_close() is None
     assert c.stats.close_code is None
@@ -623,8 +623,8 @@ def ended(
 ) -> StreamCore:
     stream = core()
     if status is not None:
-        stream.response_start({"type": "http.response.start", "status": status})
-        stream.response_body(body(b"x\n", more=not complete))
+        stream.response.start({"type": "http.response.start", "status": status})
+        stream.response.body(body(b"x\n", more=not complete))
         stream.take_close()
     if gone:
         stream.client_left(None)
@@ -662,7 +662,7 @@ def test_outcome(
 
 
 def _complete(c: StreamCore) -> StreamCore:
-    c.response_body(body(b"", more=False))
+    c.response.body(body(b"", more=False))
     c.take_close()
     return c
 
@@ -760,8 +760,8 @@ def test_traffic_either_way_or_the_end_of_the_body_restarts_the_idle_count() -> 
     stream.client_message(text("in"))
     assert stream.tick() is False
     assert stream.tick() is False
-    stream.response_start({"type": "http.response.start", "status": 200})
-    stream.response_body(body(b"out\n"))
+    stream.response.start({"type": "http.response.start", "status": 200})
+    stream.response.body(body(b"out\n"))
     assert stream.tick() is False
     assert stream.tick() is False
     stream.client_message(text(""))  # the half-close
@@ -939,10 +939,10 @@ def test_the_several_lines_fast_path_takes_only_what_the_general_path_would_send
     chunk: bytes, lines: list[str] | None
 ) -> None:
     fast = started()
-    assert fast.several_lines(body(chunk)) == lines
+    assert fast.response.several_lines(body(chunk)) == lines
     if lines is not None:
         general = started()
-        assert [frame["text"] for frame in general.response_body(body(chunk))] == lines
+        assert [frame["text"] for frame in general.response.body(body(chunk))] == lines
         assert (fast.stats.messages_out, fast.stats.bytes_out) == (
             general.stats.messages_out,
             general.stats.bytes_out,
@@ -951,6 +951,6 @@ def test_the_several_lines_fast_path_takes_only_what_the_general_path_would_send
 
 def test_the_several_lines_fast_path_leaves_the_end_and_buffered_tails_to_the_general_path() -> None:
     stream = started()
-    assert stream.several_lines(body(b"a\nb\n", more=False)) is None
-    stream.response_body(body(b"tail"))
-    assert stream.several_lines(body(b"a\nb\n")) is None
+    assert stream.response.several_lines(body(b"a\nb\n", more=False)) is None
+    stream.response.body(body(b"tail"))
+    assert stream.response.several_lines(body(b"a\nb\n")) is None

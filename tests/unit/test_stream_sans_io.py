@@ -15,7 +15,14 @@ import wsproxy
 
 PACKAGE = Path(wsproxy.__file__).parent
 # The core and the pure pieces it is made of.
-SANS_IO = ["stream/_core.py", "stream/_lines.py", "stream/_budget.py", "stream/_records.py"]
+SANS_IO = [
+    "stream/_core.py",
+    "stream/_actions.py",
+    "stream/_response.py",
+    "stream/_lines.py",
+    "stream/_budget.py",
+    "stream/_records.py",
+]
 # Modules, and names from modules, that would let I/O, a loop, a task or a coroutine in.
 FORBIDDEN_MODULES = {
     "asyncio",

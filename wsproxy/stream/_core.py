@@ -11,75 +11,55 @@ and holds no coroutine, no callable of the server's and no reference to an event
   the client gone, and with `single_message` the first message also ends the body. `join()` and
   `joined()` join short text messages that arrived together into one event (one wake-up of the app
   for a burst instead of one per message); the shell offers them while the server holds them.
-- app -> client: `single_frame()` (the common case: one line), `several_lines()` (a chunk of short
-  text lines), `response_start()` and `response_body()` turn the app's response into the text or
-  binary frames to send (one per line, wsproxy/stream/_lines.py), and on the last body event decide
-  the close code from the status (1000, or 4000 + status). A line over `max_line_size` ends the
-  stream with 1009.
+- app -> client: the core's `response` (wsproxy/stream/_response.py) turns the app's response into
+  the frames to send, one per line, and on the last body event has the core close with the code of
+  the status (1000, or 4000 + status).
 - read-ahead: while the app is away from `receive`, the shell may read the socket; `read_ahead()`
   decides what each message read that way means (kept in the core's inbox for the app, a violation
   after the end of the body, the client gone) and `may_read_ahead()` bounds the inbox.
 - the end: `outcome()` maps how the app ended (returned, raised, returned early) to a log level and a
   close frame; `client_left()` and `server_closed()` record that no frame can go either way any more.
 - idleness: `tick()` is called every TICK_SECONDS and answers whether the idle timeout has run out.
-- scheduling: every frame, either way, is charged to the stream's turn budget
-  (wsproxy/stream/_budget.py). When it is spent, the loop is owed a turn: after a send at once, and
-  after a read before the next read or send, so that no message is held over a turn of the loop
+- scheduling: every frame, either way, is charged to the stream's turn budget `budget`
+  (wsproxy/stream/_budget.py; the several frames of one event are charged by the shell as it sends
+  them, then `turn()`). When it is spent, the loop is owed a turn: after a send at once, and after a
+  read before the next read or send, so that no message is held over a turn of the loop
   (docs/performance.md). `loop_turned()` starts the budget over when the loop turned by itself.
 
 Actions. Whenever the shell must act, the core sets `pending` (so the common case costs the shell one
-test); the shell then calls `next_action()` until it returns None: a `Close` (send this close frame;
-the stream is gone), CLIENT_GONE (no frame can go either way: wake the app, end it if it hangs),
-BODY_ENDED (the app has the end of the body: watch the socket for good), TURN (give the event loop a
-turn) or TURN_AND_WATCH (the same, and the app only sent since the last turn: watch the socket for
-it, since only a read sees a vanished client). A close decided elsewhere (idleness, the app's end) is
-taken with `take_close()`.
+test); the shell then calls `next_action()` until it returns None (the vocabulary: wsproxy/stream/_actions.py).
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
 from collections import deque
-from collections.abc import Sequence
-from typing import NamedTuple
 
 from wsproxy import closecodes
 from wsproxy._types import Message
-from wsproxy.errors import ClientDisconnected, MessageTooBig
+from wsproxy.stream._actions import (
+    BODY_ENDED,
+    CLIENT_GONE,
+    GONE,
+    KEEP,
+    TURN,
+    TURN_AND_WATCH,
+    VIOLATION,
+    Act,
+    Action,
+    Close,
+    message_data,
+    message_size,
+    text_of,
+)
 from wsproxy.stream._budget import TurnBudget
-from wsproxy.stream._lines import SHORT, LineSplitter
+from wsproxy.stream._lines import SHORT
 from wsproxy.stream._records import StreamSettings, StreamStats
+from wsproxy.stream._response import Response
 
 TICK_SECONDS = 1.0  # how often an open stream checks for idleness and a vanished client
 READ_AHEAD_BYTES = 64 * 1024  # what a stream may hold unread while its app is away (plus one message)
-
-# What a message read ahead (while the app is away) means.
-KEEP = 0
-VIOLATION = 1
-GONE = 2
-
-
-class Close(NamedTuple):
-    """Send this close frame now; the stream is gone."""
-
-    code: int
-    reason: str = ""
-
-
-class Act(enum.Enum):
-    CLIENT_GONE = "client gone"
-    BODY_ENDED = "body ended"
-    TURN = "turn"
-    TURN_AND_WATCH = "turn and watch"
-
-
-CLIENT_GONE = Act.CLIENT_GONE
-BODY_ENDED = Act.BODY_ENDED
-TURN = Act.TURN
-TURN_AND_WATCH = Act.TURN_AND_WATCH
-Action = Close | Act
 
 
 class StreamCore:
@@ -108,11 +88,9 @@ class StreamCore:
         "max_message_size",
         "messages_at_turn",
         "pending",
-        "response_complete",
+        "response",
         "single_message",
-        "splitter",
         "stats",
-        "status",
         "turn_due",
     )
 
@@ -121,11 +99,10 @@ class StreamCore:
     ) -> None:
         self.stats = StreamStats() if stats is None else stats
         self.half_close = settings.half_close
-        self.half_close_text = _text_of(settings.half_close)  # the same marker as a text message
+        self.half_close_text = text_of(settings.half_close)  # the same marker as a text message
         self.max_message_size = settings.max_message_size
         # A joined text is at most 4 bytes per character: never over the limit (else: never joined).
         self.gather_max = SHORT if settings.max_message_size >= 4 * SHORT else 0
-        self.splitter = LineSplitter(settings.max_line_size)
         self.single_message = single_message
         self.budget = TurnBudget(settings.yield_frames, settings.yield_bytes)
         timeout = settings.idle_timeout
@@ -141,8 +118,7 @@ class StreamCore:
         self.inbox: deque[Message] | None = None
         self.inbox_bytes = 0
         self.joining: list[str] | None = None  # the texts being joined into one event
-        self.status: int | None = None
-        self.response_complete = False
+        self.response = Response(self, settings.max_line_size)  # the app -> client half
         self.gone = False  # no frame can go either way any more
         self.closed = False  # a close frame was sent, or the client's arrived
         self.closing: Close | None = None  # a close frame the shell must send now
@@ -187,7 +163,7 @@ class StreamCore:
                 data = data.replace(b"\r", b" ").replace(b"\n", b" ")
             body = data + b"\n"
         if self.budget.charge(size):
-            self._turn_owed(after_read=True)
+            self.turn_owed(after_read=True)
         if size > self.max_message_size:
             self.close(closecodes.MESSAGE_TOO_BIG, "message too big")
             return {"type": "http.disconnect"}
@@ -228,7 +204,7 @@ class StreamCore:
         else:
             return False
         if self.budget.charge(len(text)):
-            self._turn_owed(after_read=True)
+            self.turn_owed(after_read=True)
             return False
         return True
 
@@ -248,7 +224,7 @@ class StreamCore:
 
     def _half_closed(self, size: int) -> Message:
         if self.budget.charge(size):
-            self._turn_owed(after_read=True)
+            self.turn_owed(after_read=True)
         self._end_body()
         return {"type": "http.request", "body": b"", "more_body": False}
 
@@ -288,122 +264,10 @@ class StreamCore:
         """Whether the shell may read one more message ahead (the inbox is bounded while the body is open)."""
         return not self.gone and (self.inbox_bytes <= READ_AHEAD_BYTES or not self.body_open)
 
-    # app -> client
-
-    def response_start(self, message: Message) -> None:
-        kind = message["type"]
-        if kind != "http.response.start":
-            raise RuntimeError(
-                f'Expected ASGI message "http.response.start" or "http.response.body", but got {kind!r}'
-            )
-        if self.status is not None:
-            raise RuntimeError('Unexpected ASGI message "http.response.start" sent twice')
-        self.status = int(message["status"])
-
-    def single_frame(self, message: Message) -> Message | None:
-        """The one frame for a body event that is exactly one line with nothing buffered, charged to
-        the budget; None for anything else (then `response_start` or `response_body` decides)."""
-        if (
-            message["type"] != "http.response.body"
-            or not message.get("more_body", False)
-            or self.status is None
-            or self.response_complete
-            or self.gone
-        ):
-            return None
-        line = self.splitter.one_line(message.get("body", b""))
-        if line is None:
-            return None
-        size = len(line)
-        stats = self.stats
-        stats.messages_out += 1
-        stats.bytes_out += size
-        if self.budget.charge(size):
-            self._turn_owed()
-        if type(line) is bytes:
-            try:
-                return {"type": "websocket.send", "text": line.decode()}  # (str(line, "utf-8") costs more)
-            except UnicodeDecodeError:
-                return {"type": "websocket.send", "bytes": line}
-        try:  # a long line, decoded from the chunk itself: no copy of it
-            return {"type": "websocket.send", "text": str(line, "utf-8")}
-        except UnicodeDecodeError:
-            return {"type": "websocket.send", "bytes": bytes(line)}
-
-    def several_lines(self, message: Message) -> list[str] | None:
-        """The lines of a body event that is several short complete text lines with nothing
-        buffered (what a joined request echoes back), counted; None for anything else. The shell
-        sends each as a text frame and charges it (`charge`)."""
-        if (
-            message["type"] != "http.response.body"
-            or not message.get("more_body", False)
-            or self.status is None
-            or self.response_complete
-            or self.gone
-        ):
-            return None
-        chunk: bytes = message.get("body", b"")
-        lines = self.splitter.text_lines(chunk)
-        if lines is not None:
-            self.stats.messages_out += len(lines)
-            self.stats.bytes_out += len(chunk) - len(lines)
-        return lines
-
-    def response_body(self, message: Message) -> Sequence[Message]:
-        """The frames for one `http.response.body` event; the close on the last one is left in `closing`.
-
-        One frame (or none) is charged to the budget here; when there are several, the shell
-        charges each as it sends it (`charge`). Raises MessageTooBig for a line over the limit,
-        after deciding to close with 1009.
-        """
-        status = self.status
-        if status is None or self.response_complete:
-            raise RuntimeError(
-                'Unexpected ASGI message "http.response.body" before "http.response.start" or after the end'
-            )
-        if self.gone:
-            raise ClientDisconnected("the WebSocket client has gone away")
-        body = message.get("body", b"")
-        more_body = message.get("more_body", False)
-        splitter = self.splitter
-        try:
-            lines = splitter.feed_views(body) if body else ()
-            if not more_body:
-                self.response_complete = True
-                lines = [*lines, *splitter.flush()]
-        except MessageTooBig:
-            self.close(closecodes.MESSAGE_TOO_BIG, "response line too big")
-            raise
-        frames: list[Message] = []
-        size = 0
-        for line in lines:
-            size += len(line)
-            try:
-                frames.append({"type": "websocket.send", "text": str(line, "utf-8")})
-            except UnicodeDecodeError:
-                frames.append({"type": "websocket.send", "bytes": bytes(line)})
-        self.stats.messages_out += len(frames)
-        self.stats.bytes_out += size
-        # One frame, or none, is charged here (an event with no complete line still costs a turn's
-        # share: an app sending empty bodies forever must yield too). Several are charged one by one
-        # as the shell sends them, so a chunk of many lines still yields within it.
-        if len(frames) <= 1 and self.budget.charge(size):
-            self._turn_owed()
-        if not more_body:
-            self.close(*closecodes.close_for_status(status))
-        return frames
-
-    def charge(self, size: int) -> Act | None:
-        """One frame of `size` sent, of several from one event: TURN or TURN_AND_WATCH when the loop
-        must get a turn now, before the next of them; else None. (The event's other actions, such as
-        its close, wait for `next_action()` after the last frame.)"""
-        if self.budget.charge(size):
-            return self._turn()
-        return None
-
     # Actions and turns.
 
-    def _turn_owed(self, *, after_read: bool = False) -> None:
+    def turn_owed(self, *, after_read: bool = False) -> None:
+        """A frame spent the budget: the loop is owed a turn (`after_read`: taken after the app has its message)."""
         self.turn_due = self.pending = True
         self.hold_turn = after_read
 
@@ -427,11 +291,13 @@ class StreamCore:
                 # the turn), but before the next read or after the next send. Still pending.
                 self.hold_turn = False
                 return None
-            return self._turn()
+            return self.turn()
         self.pending = False
         return None
 
-    def _turn(self) -> Act:
+    def turn(self) -> Act:
+        """The shell gives the loop a turn now (the budget is spent): TURN, or TURN_AND_WATCH when the app
+        only sent since the last one. The budget starts over."""
         only_sent = self.stats.messages_in == self.messages_at_turn
         self.loop_turned()
         return TURN_AND_WATCH if only_sent else TURN
@@ -491,9 +357,9 @@ class StreamCore:
                 # when a shared upstream connection dies, hundreds of streams end at once.
                 return logging.WARNING, "upstream failed"
             return logging.ERROR, "app raised"
-        if self.response_complete or self.closed:
+        if self.response.complete or self.closed:
             return logging.DEBUG, "app returned"
-        if self.status is None:
+        if self.response.status is None:
             self.close(closecodes.INTERNAL_ERROR, "no response")
             return logging.ERROR, "app returned without a response"
         self.close(closecodes.INTERNAL_ERROR, "incomplete response")
@@ -510,26 +376,3 @@ class StreamCore:
             self.close(closecodes.GOING_AWAY, "idle timeout")
             return True
         return False
-
-
-def _text_of(marker: bytes | None) -> str | None:
-    """The text message equal to `marker`; None if none is (no marker, or not UTF-8)."""
-    if marker is None:
-        return None
-    try:
-        return marker.decode()
-    except UnicodeDecodeError:
-        return None
-
-
-def message_data(message: Message) -> bytes:
-    data: bytes | None = message.get("bytes")
-    if data is None:
-        text: str = message.get("text") or ""
-        return text.encode()
-    return data
-
-
-def message_size(message: Message) -> int:
-    data = message.get("bytes")
-    return len(data if data is not None else message.get("text") or "")

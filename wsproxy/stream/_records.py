@@ -9,12 +9,15 @@ decision and no I/O here.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wsproxy._options import ProxyOptions
 from wsproxy.stream._budget import YIELD_EVERY_BYTES, YIELD_EVERY_FRAMES
+
+logger = logging.getLogger("wsproxy")
 
 _DEFAULTS = ProxyOptions()  # a stream's defaults are the options' defaults
 
@@ -44,6 +47,16 @@ class StreamStats:
 
 
 StreamObserver = Callable[[StreamStats], None]
+
+
+def notify(observer: StreamObserver | None, stats: StreamStats) -> None:
+    """Hand the record to an observer; an observer that raises is logged and harms nothing."""
+    if observer is None:
+        return
+    try:
+        observer(stats)
+    except Exception:
+        logger.exception("stream observer %r raised for %s", observer, stats.path)
 
 
 @dataclass(frozen=True)

@@ -38,23 +38,14 @@ from wsproxy import closecodes
 from wsproxy._handshake import RequestPlan
 from wsproxy._types import ASGIApp, Message, Receive, Send
 from wsproxy.errors import ClientDisconnected, MessageTooBig
-from wsproxy.stream._core import (
-    BODY_ENDED,
-    CLIENT_GONE,
-    KEEP,
-    TURN_AND_WATCH,
-    Act,
-    Close,
-    StreamCore,
-    message_size,
-)
+from wsproxy.stream._actions import BODY_ENDED, CLIENT_GONE, KEEP, TURN_AND_WATCH, Act, Close, message_size
+from wsproxy.stream._apptask import AppTask
+from wsproxy.stream._core import StreamCore
 from wsproxy.stream._nowait import ServerReceive
-from wsproxy.stream._records import StreamObserver, StreamSettings, StreamStats
+from wsproxy.stream._records import StreamSettings, StreamStats, notify
 from wsproxy.stream._ticker import Ticker
 
 logger = logging.getLogger("wsproxy")
-
-DISCONNECT_GRACE_SECONDS = 1.0  # how long the app may run on after its client is gone
 
 
 class Stream:
@@ -63,9 +54,8 @@ class Stream:
     # Slots: thousands of streams may be open at once, and a per-instance dict is about 1 KiB.
     __slots__ = (
         "app",
+        "app_task",
         "armed",
-        "cancel_handle",
-        "cancelled_by_us",
         "closer",
         "core",
         "gone_handled",
@@ -74,10 +64,9 @@ class Stream:
         "loop",
         "plan",
         "reader",
-        "running",
+        "response",
         "rx",
         "settings",
-        "task",
         "ticker",
         "ws_send",
     )
@@ -95,6 +84,7 @@ class Stream:
             client=f"{client[0]}:{client[1]}" if client else None,
         )
         self.core = StreamCore(settings, stats, single_message=plan.single_message)
+        self.response = self.core.response  # the core's app -> client half, used on every send
         self.app = app
         self.plan = plan
         self.settings = settings
@@ -107,11 +97,8 @@ class Stream:
         # (about 1 KiB per stream).
         self.gone_waiter: asyncio.Future[None] | None = None
         self.gone_handled = False
-        self.task: asyncio.Task[object] | None = None  # the server's task, which runs the app
-        self.running = False
-        self.cancelled_by_us = False
+        self.app_task = AppTask()
         self.ticker: Ticker | None = None
-        self.cancel_handle: asyncio.TimerHandle | None = None
         self.armed = False  # a `_turn_seen` is queued on the loop
 
     async def run(self) -> StreamStats:
@@ -120,19 +107,15 @@ class Stream:
             await self.ws_send({"type": "websocket.accept", "subprotocol": self.plan.subprotocol})
         except OSError:
             return stats  # the client left during the handshake: no stream to report
-        self._notify(self.settings.on_stream_start)
-        # The app runs right here in the server's task (no task of its own: memory per stream).
-        self.task = asyncio.current_task()
+        notify(self.settings.on_stream_start, stats)
         # Kept: on Python 3.11 every get_running_loop() is a getpid() system call.
         self.loop = asyncio.get_running_loop()
         self.ticker = Ticker.of(self.loop)
         self.ticker.add(self)
         self._arm()
-        self.running = True
         try:
             await self._run_app()
         finally:
-            self.running = False
             self._stop_background()
             stats.duration = time.monotonic() - stats.started
             logger.debug(
@@ -144,34 +127,13 @@ class Stream:
                 stats.messages_out,
                 stats.duration,
             )
-            self._notify(self.settings.on_stream_end)  # also when the server cancels the stream
+            notify(self.settings.on_stream_end, stats)  # also when the server cancels the stream
         return stats
 
-    def _notify(self, observer: StreamObserver | None) -> None:
-        if observer is None:
-            return
-        try:
-            observer(self.core.stats)
-        except Exception:
-            logger.exception("stream observer %r raised for %s", observer, self.core.stats.path)
-
     async def _run_app(self) -> None:
-        failure: BaseException | None = None
-        try:
-            await self.app(self.plan.scope, self.receive, self.send)
-        except asyncio.CancelledError:
-            if not self._cancelled_only_by_us():
-                raise  # the server is cancelling this connection
-            return  # cancelled by us after the client left
-        except BaseException as exc:  # one app's failure ends only its own stream
-            failure = exc
-        finally:
-            self.running = False
-            if self.cancel_handle is not None:
-                self.cancel_handle.cancel()
-        if self.cancelled_by_us and self.task is not None and hasattr(self.task, "uncancel"):
-            # The app swallowed our cancellation and returned: leave the server's task as it was.
-            self.task.uncancel()
+        cancelled, failure = await self.app_task.run(self.app, self.plan.scope, self.receive, self.send)
+        if cancelled:
+            return  # by us, after the client left
         level, what = self.core.outcome(failure)
         path = self.core.stats.path
         if level >= logging.ERROR and failure is not None:
@@ -179,19 +141,6 @@ class Stream:
         elif level > logging.DEBUG:
             logger.log(level, "%s on %s", what, path)
         await self._send_close()
-
-    def _cancelled_only_by_us(self) -> bool:
-        if not self.cancelled_by_us:
-            return False
-        task = self.task
-        if task is not None and hasattr(task, "uncancel"):  # Python 3.11+ counts cancellations
-            return task.uncancel() == 0
-        return True
-
-    def _cancel_app(self) -> None:
-        if self.running and self.task is not None:
-            self.cancelled_by_us = True
-            self.task.cancel()
 
     # The app's receive: the WebSocket read directly, one message per call.
 
@@ -272,7 +221,7 @@ class Stream:
 
     async def send(self, message: Message) -> None:
         core = self.core
-        frame = core.single_frame(message)
+        frame = self.response.single_frame(message)
         if frame is not None:
             # The common case, one line: kept apart from the general path on purpose (and
             # not in a helper coroutine), it runs for every message.
@@ -285,21 +234,23 @@ class Stream:
                 await self._act()
             return
         if message["type"] != "http.response.body":
-            core.response_start(message)
+            self.response.start(message)
             return
-        lines = core.several_lines(message)
+        # Frames sent one by one are charged one by one to the stream's budget, which the shell
+        # shares with its core: a chunk of many lines still gives the loop its turns within it.
+        budget = core.budget
+        lines = self.response.several_lines(message)
         if lines is not None:
             for line in lines:
                 try:
                     await self.ws_send({"type": "websocket.send", "text": line})
                 except (OSError, RuntimeError) as exc:
                     raise self._send_failed(exc) from exc
-                turn = core.charge(len(line))
-                if turn is not None:
-                    await self._turn(turn)
+                if budget.charge(len(line)):
+                    await self._turn(core.turn())
             return
         try:
-            frames = core.response_body(message)
+            frames = self.response.body(message)
         except MessageTooBig:
             logger.info("%s: response line over the limit", core.stats.path)
             await self._send_close()
@@ -307,20 +258,14 @@ class Stream:
         except ClientDisconnected:
             await asyncio.sleep(0)  # an app that ignores this and sends on must still let the loop run
             raise
-        if len(frames) == 1:
+        several = len(frames) > 1  # one frame, or none, the core charged already
+        for frame in frames:
             try:
-                await self.ws_send(frames[0])
+                await self.ws_send(frame)
             except (OSError, RuntimeError) as exc:
                 raise self._send_failed(exc) from exc
-        else:
-            for frame in frames:
-                try:
-                    await self.ws_send(frame)
-                except (OSError, RuntimeError) as exc:
-                    raise self._send_failed(exc) from exc
-                turn = core.charge(message_size(frame))
-                if turn is not None:
-                    await self._turn(turn)
+            if several and budget.charge(message_size(frame)):
+                await self._turn(core.turn())
         # Drop the frames before a turn: a large line held over a turn of the loop makes glibc
         # give heap back and fault it in again on the next message (page faults, docs/performance.md).
         frames = ()
@@ -348,7 +293,7 @@ class Stream:
             if isinstance(action, Close):
                 if action.code == closecodes.MESSAGE_TOO_BIG:
                     logger.info("%s: incoming message over the limit", core.stats.path)
-                await self._send_close_frame(action)
+                await self._send_close(action)
             elif action is CLIENT_GONE:
                 self._gone()
             elif action is BODY_ENDED:
@@ -392,19 +337,18 @@ class Stream:
 
     # Ending the stream.
 
-    async def _send_close(self) -> None:
-        """Send the close frame the core decided on, if any; either way the stream is gone now."""
-        closing = self.core.take_close()
+    async def _send_close(self, closing: Close | None = None) -> None:
+        """Send the close frame given, or else the one the core decided on, if any; either way the
+        stream is gone now. A client already gone needs no close frame, and a server that closed on
+        its own refuses it."""
         if closing is None:
-            self._gone()
-            return
-        await self._send_close_frame(closing)
-
-    async def _send_close_frame(self, closing: Close) -> None:
+            closing = self.core.take_close()
         self._gone()
-        # A client already gone needs no close frame, and a server that closed on its own refuses it.
-        with contextlib.suppress(OSError, RuntimeError):
-            await self.ws_send({"type": "websocket.close", "code": closing.code, "reason": closing.reason})
+        if closing is not None:
+            with contextlib.suppress(OSError, RuntimeError):
+                await self.ws_send(
+                    {"type": "websocket.close", "code": closing.code, "reason": closing.reason}
+                )
 
     def _gone(self) -> None:
         """No frame can go either way any more: wake the app's receive, and end the app if it hangs."""
@@ -413,12 +357,10 @@ class Stream:
         self.gone_handled = True
         if self.gone_waiter is not None and not self.gone_waiter.done():
             self.gone_waiter.set_result(None)
-        if self.running and not self.core.response_complete:
+        if not self.response.complete:
             # The app hears of it through receive() and send(); if it does not finish, end it.
             # (After a complete response it may run on, as with Starlette's background tasks.)
-            self.cancel_handle = asyncio.get_running_loop().call_later(
-                DISCONNECT_GRACE_SECONDS, self._cancel_app
-            )
+            self.app_task.end_later()
 
     def _tick(self, *, first: bool = False) -> None:
         """Once a second (the shared `Ticker`). The first tick of a stream comes 0-1 s after it
@@ -437,8 +379,7 @@ class Stream:
         if self.ticker is not None:
             self.ticker.discard(self)
         self.rx.close()
-        if self.cancel_handle is not None:
-            self.cancel_handle.cancel()
+        self.app_task.stop()
         for task in (self.reader, self.closer):
             if task is not None and not task.done():
                 task.cancel()
