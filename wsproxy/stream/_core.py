@@ -308,6 +308,8 @@ class StreamCore:
         self.messages_at_turn = self.stats.messages_in
         self.turn_due = self.hold_turn = False
         self.budget.restart()
+        # The turn was what was pending, unless something else is: then the shell need not ask.
+        self.pending = self.closing is not None or self.body_end_due or (self.gone and not self.gone_told)
 
     # The end.
 

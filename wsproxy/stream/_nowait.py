@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Awaitable, Coroutine, Generator
+from types import CoroutineType
 from typing import Any
 
 from wsproxy._types import Message, Receive
@@ -60,7 +61,7 @@ class ServerReceive:
         if self.started is not None or self.rest is not None or not self.by_hand:
             return None
         read = self.receive()
-        if type(read) is not types.CoroutineType:
+        if type(read) is not CoroutineType:
             # Not a coroutine: not run by hand (the assumption above). Awaited plainly by `next()`.
             self.by_hand = False
             self.rest = read
@@ -83,7 +84,7 @@ class ServerReceive:
         self.started = self.yielded = self.rest = None
         if started is not None:
             started.close()
-        if isinstance(rest, types.CoroutineType):
+        if isinstance(rest, CoroutineType):
             rest.close()
 
 
