@@ -84,7 +84,7 @@ class StreamCore:
         "inbox",
         "inbox_bytes",
         "joining",
-        "last_counts",
+        "last_activity",
         "max_message_size",
         "messages_at_turn",
         "pending",
@@ -109,7 +109,7 @@ class StreamCore:
         # Idleness is counted in ticks without traffic: no clock read per message.
         self.idle_limit = None if timeout is None else max(1, math.ceil(timeout / TICK_SECONDS))
         self.idle_ticks = 0
-        self.last_counts = (0, 0, True)
+        self.last_activity = 0
 
         self.body_open = True
         self.end_read = False  # a message read ahead ends the body
@@ -371,9 +371,11 @@ class StreamCore:
         """Called every TICK_SECONDS: True if the idle timeout ran out (then `take_close()` gives 1001)."""
         if self.gone:
             return False
-        counts = (self.stats.messages_in, self.stats.messages_out, self.body_open)
-        self.idle_ticks = self.idle_ticks + 1 if counts == self.last_counts else 0
-        self.last_counts = counts
+        # Traffic either way or the end of the body: the counts only grow and the body only ends, so
+        # their sum changes exactly when one of them does (an int, not a tuple kept per stream).
+        activity = self.stats.messages_in + self.stats.messages_out + (not self.body_open)
+        self.idle_ticks = self.idle_ticks + 1 if activity == self.last_activity else 0
+        self.last_activity = activity
         if self.idle_limit is not None and self.idle_ticks >= self.idle_limit:
             self.close(closecodes.GOING_AWAY, "idle timeout")
             return True

@@ -27,7 +27,9 @@ class LineSplitter:
 
     def __init__(self, max_line_size: int) -> None:
         self.max_line_size = max_line_size
-        self._tail = bytearray()  # the unterminated last line so far; never holds b"\n"
+        # The unterminated last line so far; never holds b"\n". Made on first use: most streams send
+        # whole lines, and memory per open stream counts with thousands of them.
+        self._tail: bytearray | None = None
 
     def feed_views(self, chunk: bytes) -> Sequence[bytes | memoryview]:
         """The lines that `chunk` completes; a chunk that is exactly one long line comes back as a view
@@ -56,6 +58,8 @@ class LineSplitter:
 
     def flush(self) -> list[bytes]:
         """End of body: the unterminated last line, if any."""
+        if not self._tail:
+            return []
         tail = bytes(self._tail)
         self._tail.clear()
         return _clean([tail])
@@ -104,9 +108,11 @@ class LineSplitter:
         if newline < 0:
             self._keep(chunk)
             return []
-        self._tail += chunk[:newline]
-        first = bytes(self._tail)
-        self._tail.clear()
+        tail = self._tail
+        assert tail is not None  # (called only with a tail)
+        tail += chunk[:newline]
+        first = bytes(tail)
+        tail.clear()
         lines = chunk[newline + 1 :].split(b"\n")
         self._keep(lines.pop())
         lines.insert(0, first)
@@ -114,8 +120,13 @@ class LineSplitter:
         return _clean(lines)
 
     def _keep(self, partial: bytes) -> None:
-        self._tail += partial
-        if len(self._tail) > self.max_line_size:
+        tail = self._tail
+        if tail is None:
+            if not partial:
+                return
+            tail = self._tail = bytearray()
+        tail += partial
+        if len(tail) > self.max_line_size:
             raise MessageTooBig(f"response line over {self.max_line_size} bytes")
 
     def _check(self, lines: list[bytes]) -> None:

@@ -28,12 +28,11 @@ if TYPE_CHECKING:
 class Response:
     """The response of one stream: its status, whether it is complete, and its frames."""
 
-    __slots__ = ("budget", "complete", "core", "splitter", "stats", "status")
+    # Slots, and the core's stats and budget reached through `core`: memory per open stream counts.
+    __slots__ = ("complete", "core", "splitter", "status")
 
     def __init__(self, core: StreamCore, max_line_size: int) -> None:
         self.core = core
-        self.stats = core.stats
-        self.budget = core.budget
         self.splitter = LineSplitter(max_line_size)
         self.status: int | None = None
         self.complete = False
@@ -57,18 +56,18 @@ class Response:
             or not message.get("more_body", False)
             or self.status is None
             or self.complete
-            or self.core.gone
+            or (core := self.core).gone
         ):
             return None
         line = self.splitter.one_line(message.get("body", b""))
         if line is None:
             return None
         size = len(line)
-        stats = self.stats
+        stats = core.stats
         stats.messages_out += 1
         stats.bytes_out += size
-        if self.budget.charge(size):
-            self.core.turn_owed()
+        if core.budget.charge(size):
+            core.turn_owed()
         if type(line) is bytes:
             try:
                 return {"type": "websocket.send", "text": line.decode()}  # (str(line, "utf-8") costs more)
@@ -94,8 +93,9 @@ class Response:
         chunk: bytes = message.get("body", b"")
         lines = self.splitter.text_lines(chunk)
         if lines is not None:
-            self.stats.messages_out += len(lines)
-            self.stats.bytes_out += len(chunk) - len(lines)
+            stats = self.core.stats
+            stats.messages_out += len(lines)
+            stats.bytes_out += len(chunk) - len(lines)
         return lines
 
     def body(self, message: Message) -> Sequence[Message]:
@@ -132,12 +132,12 @@ class Response:
                 frames.append({"type": "websocket.send", "text": str(line, "utf-8")})
             except UnicodeDecodeError:
                 frames.append({"type": "websocket.send", "bytes": bytes(line)})
-        self.stats.messages_out += len(frames)
-        self.stats.bytes_out += size
+        core.stats.messages_out += len(frames)
+        core.stats.bytes_out += size
         # One frame, or none, is charged here (an event with no complete line still costs a turn's
         # share: an app sending empty bodies forever must yield too). Several are charged one by one
         # as the shell sends them, so a chunk of many lines still yields within it.
-        if len(frames) <= 1 and self.budget.charge(size):
+        if len(frames) <= 1 and core.budget.charge(size):
             core.turn_owed()
         if not more_body:
             core.close(*closecodes.close_for_status(status))

@@ -64,7 +64,6 @@ class Stream:
         "loop",
         "plan",
         "reader",
-        "response",
         "rx",
         "settings",
         "ticker",
@@ -84,7 +83,6 @@ class Stream:
             client=f"{client[0]}:{client[1]}" if client else None,
         )
         self.core = StreamCore(settings, stats, single_message=plan.single_message)
-        self.response = self.core.response  # the core's app -> client half, used on every send
         self.app = app
         self.plan = plan
         self.settings = settings
@@ -221,7 +219,8 @@ class Stream:
 
     async def send(self, message: Message) -> None:
         core = self.core
-        frame = self.response.single_frame(message)
+        response = core.response
+        frame = response.single_frame(message)
         if frame is not None:
             # The common case, one line: kept apart from the general path on purpose (and
             # not in a helper coroutine), it runs for every message.
@@ -234,12 +233,12 @@ class Stream:
                 await self._act()
             return
         if message["type"] != "http.response.body":
-            self.response.start(message)
+            response.start(message)
             return
         # Frames sent one by one are charged one by one to the stream's budget, which the shell
         # shares with its core: a chunk of many lines still gives the loop its turns within it.
         budget = core.budget
-        lines = self.response.several_lines(message)
+        lines = response.several_lines(message)
         if lines is not None:
             for line in lines:
                 try:
@@ -250,7 +249,7 @@ class Stream:
                     await self._turn(core.turn())
             return
         try:
-            frames = self.response.body(message)
+            frames = response.body(message)
         except MessageTooBig:
             logger.info("%s: response line over the limit", core.stats.path)
             await self._send_close()
@@ -357,7 +356,7 @@ class Stream:
         self.gone_handled = True
         if self.gone_waiter is not None and not self.gone_waiter.done():
             self.gone_waiter.set_result(None)
-        if not self.response.complete:
+        if not self.core.response.complete:
             # The app hears of it through receive() and send(); if it does not finish, end it.
             # (After a complete response it may run on, as with Starlette's background tasks.)
             self.app_task.end_later()
