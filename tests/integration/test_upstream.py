@@ -345,3 +345,76 @@ async def test_a_busy_upload_yields_every_32_messages(upstream: Process) -> None
         watcher.cancel()
         await app.aclose()
     assert max(turns.runs) <= 32
+
+
+async def _kept_alive_then_closed_on_the_next_request() -> tuple[asyncio.Server, list[int]]:
+    """An upstream that answers the first request of a connection with keep-alive, and closes a
+    connection, without answering, when a second request arrives on it: a server that closed an idle
+    connection just as the next request went out. `connections` counts the connections it took."""
+    connections: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(len(connections) + 1)
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 3\r\n\r\nok\n")
+            await writer.drain()
+            await reader.readuntil(b"\r\n\r\n")  # the next request on this connection: closed unanswered
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, connections
+
+
+async def _answer(app: UpstreamApp, method: str, body: bytes = b"") -> tuple[int, bytes]:
+    sent: list[Message] = []
+    given = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal given
+        if given:
+            await asyncio.sleep(3600)  # after the body, a server's receive waits for the disconnect
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = http_scope(method, "/")
+    if body:
+        scope["headers"] = [(b"content-length", str(len(body)).encode())]
+    await asyncio.wait_for(app(scope, receive, send), 10)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+async def test_a_get_on_a_kept_alive_connection_the_server_closed_is_retried_once_on_a_new_one() -> None:
+    server, connections = await _kept_alive_then_closed_on_the_next_request()
+    port = server.sockets[0].getsockname()[1]
+    app = UpstreamApp(f"http://127.0.0.1:{port}")
+    try:
+        assert await _answer(app, "GET") == (200, b"ok\n")
+        assert await _answer(app, "GET") == (200, b"ok\n")  # the reused connection closed: a new one answers
+        assert connections == [1, 2]
+    finally:
+        await app.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_post_on_a_kept_alive_connection_the_server_closed_is_not_retried() -> None:
+    server, connections = await _kept_alive_then_closed_on_the_next_request()
+    port = server.sockets[0].getsockname()[1]
+    app = UpstreamApp(f"http://127.0.0.1:{port}")
+    try:
+        assert await _answer(app, "GET") == (200, b"ok\n")
+        status, body = await _answer(app, "POST", b'{"n": 1}\n')  # a body may have been acted on: no retry
+        assert status == 502, body
+        assert connections == [1]
+    finally:
+        await app.aclose()
+        server.close()
+        await server.wait_closed()

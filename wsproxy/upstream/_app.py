@@ -54,6 +54,8 @@ logger = logging.getLogger("wsproxy.upstream")
 # starve the others. A message is at most one read (64 KiB) over HTTP/1.1, one DATA frame over HTTP/2.
 
 _TRANSPORT_ERRORS = (OSError, ReadTimeout, ClosedEarly, StreamReset, MalformedResponse)
+# How a request sent on a connection the server had already closed fails, before any response byte.
+_CLOSED_WHILE_IDLE = (ClosedEarly, ConnectionResetError, BrokenPipeError)
 
 
 class _ClientGone(Exception):
@@ -151,18 +153,33 @@ class UpstreamApp:
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
         bodyless = framing is Framing.BODYLESS
-        try:
-            # HTTP/2 ignores the HTTP/1.1 framing headers (it frames bodies itself).
-            call = await self.pool.open_call(
-                method, target, headers + http1_framing_headers(framing), bodyless=bodyless
-            )
-        except (ConnectTimeout, PoolTimeout, *_TRANSPORT_ERRORS) as exc:
-            await _send_failure(send, exc, scope)
+        # A kept-alive connection the server closed while it sat idle fails the next request on it
+        # before any response byte; Go's Transport retries such a request once, on a new connection,
+        # when nothing of it can have been half-done: so does this, for bodyless (GET, HEAD) calls.
+        may_retry = bodyless
+        while True:
+            try:
+                # HTTP/2 ignores the HTTP/1.1 framing headers (it frames bodies itself).
+                call = await self.pool.open_call(
+                    method, target, headers + http1_framing_headers(framing), bodyless=bodyless
+                )
+            except (ConnectTimeout, PoolTimeout, *_TRANSPORT_ERRORS) as exc:
+                await _send_failure(send, exc, scope)
+                return
+            try:
+                failure = await _Exchange(
+                    call, receive, send, self._read_timeout, scope, bodyless=bodyless
+                ).run()
+            finally:
+                call.release()
+            if failure is None:
+                return
+            if may_retry and call.reused and isinstance(failure, _CLOSED_WHILE_IDLE):
+                may_retry = bodyless
+                logger.debug("upstream closed a kept-alive connection; retrying %s once", scope.get("path"))
+                continue
+            await _send_failure(send, failure, scope)
             return
-        try:
-            await _Exchange(call, receive, send, self._read_timeout, scope, bodyless=bodyless).run()
-        finally:
-            call.release()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -196,7 +213,8 @@ class _Exchange:
         self._bodyless = bodyless
         self._response_started = False
 
-    async def run(self) -> None:
+    async def run(self) -> BaseException | None:
+        """Run the call; a transport failure before the response started is returned, not answered."""
         upload = asyncio.ensure_future(self._upload())
         download = asyncio.ensure_future(self._download())
         try:
@@ -211,17 +229,17 @@ class _Exchange:
         if client_error is not None:
             raise client_error  # a body on a GET, or the server broke the ASGI contract
         if download.cancelled():
-            return  # the client went away first; the unfinished call gets closed
+            return None  # the client went away first; the unfinished call gets closed
         failure = download.exception()
         if failure is None or isinstance(failure, _ClientGone):
-            return
+            return None
         if not isinstance(failure, _TRANSPORT_ERRORS):
             raise failure
         if self._response_started:
             message = failure_of(failure).reason
             logger.warning("upstream failed mid-response on %s: %r", self._scope.get("path"), failure)
             raise UpstreamError(f"upstream failed mid-response: {message}") from failure
-        await _send_failure(self._send, failure, self._scope)
+        return failure
 
     async def _upload(self) -> None:
         """Stream the request body out, then wait for the client's disconnect."""

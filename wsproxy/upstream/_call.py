@@ -36,3 +36,7 @@ class UpstreamCall(Protocol):
 
     def release(self) -> None:
         """The call is over: keep the connection for reuse if it ended cleanly, else close/reset."""
+
+    @property
+    def reused(self) -> bool:
+        """The call went out on a connection an earlier call had used (which the server may have closed)."""

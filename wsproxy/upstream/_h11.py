@@ -46,6 +46,7 @@ class H11Connection:
         self._saw_eof = False
         self.idle_since = time.monotonic()
         self._on_release: Callable[[H11Connection], None] | None = None
+        self.reused = False  # an earlier call ran on it
 
     def start(
         self,
@@ -164,6 +165,7 @@ class H11Connection:
         )
 
     def recycle(self) -> None:
+        self.reused = True
         if self._body is None:
             self._h11.start_next_cycle()
         else:  # h11 saw only the head of the last response

@@ -270,6 +270,8 @@ class H2Connection:
 class H2Call:
     """One stream: a request/response exchange on a shared HTTP/2 connection."""
 
+    reused = False  # a stream is never reused; a connection's GOAWAY refuses the streams it never took
+
     def __init__(self, conn: H2Connection, stream_id: int, *, ended_local: bool) -> None:
         self._conn = conn
         self.stream_id = stream_id
