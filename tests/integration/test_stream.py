@@ -1,7 +1,9 @@
-"""The stream core (wsproxy/stream/_core.py) table-driven, and run_stream() over an in-memory WebSocket.
+"""The stream's I/O shell: run_stream() over an in-memory WebSocket, and its observers on a real server.
 
-The yield budget's documented numbers (docs/reliability.md: 16 frames or 256 KiB) appear here as
-literals, not as the code's constants, so changing the code without the docs turns these red.
+The core's decisions are table-tested in tests/unit/test_stream_core.py and test_stream_budget.py;
+here the shell must keep them. The turn budget's documented numbers (docs/reliability.md: 16 frames
+or 256 KiB) appear here as literals, not as the code's constants, so changing the code without the
+docs turns these red.
 """
 
 from __future__ import annotations
@@ -9,435 +11,27 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from wsproxy import closecodes
 from wsproxy._handshake import RequestPlan
 from wsproxy._types import Message, Receive, Scope, Send
-from wsproxy.errors import ClientDisconnected, MessageTooBig, UpstreamError
-from wsproxy.stream import Stream, run_stream
-from wsproxy.stream._core import GONE, KEEP, VIOLATION, Close, StreamCore, StreamSettings, StreamStats
+from wsproxy.errors import ClientDisconnected
+from wsproxy.stream import Stream, StreamSettings, StreamStats, run_stream
 
 DOCUMENTED_FRAMES = 16
 DOCUMENTED_BYTES = 256 * 1024
 DOCUMENTED_PUMP_MESSAGES = 64  # docs/gateway.md: the gateway's own pumps
 
 
-def core(**settings: Any) -> StreamCore:
-    single = settings.pop("single_message", False)
-    return StreamCore(StreamSettings(**settings), single_message=single)
-
-
 def text(data: str) -> Message:
     return {"type": "websocket.receive", "text": data}
 
 
-def started(status: int = 200, **settings: Any) -> StreamCore:
-    c = core(**settings)
-    c.response_start({"type": "http.response.start", "status": status})
-    return c
-
-
 def body(data: bytes, more: bool = True) -> Message:
     return {"type": "http.response.body", "body": data, "more_body": more}
-
-
-# client -> app: what a message means.
-
-CLIENT_CASES: list[tuple[str, dict[str, Any], Message, Message, bool, Close | None]] = [
-    # id, settings, websocket event, app event, body still open, close frame to send
-    ("text", {}, text("hello"), {"type": "http.request", "body": b"hello\n", "more_body": True}, True, None),
-    (
-        "binary",
-        {},
-        {"type": "websocket.receive", "bytes": b"\x00\xff"},
-        {"type": "http.request", "body": b"\x00\xff\n", "more_body": True},
-        True,
-        None,
-    ),
-    ("half-close", {}, text(""), {"type": "http.request", "body": b"", "more_body": False}, False, None),
-    (
-        "half-close-binary",
-        {},
-        {"type": "websocket.receive", "bytes": b""},
-        {"type": "http.request", "body": b"", "more_body": False},
-        False,
-        None,
-    ),
-    (
-        "half-close-off",
-        {"half_close": None},
-        text(""),
-        {"type": "http.request", "body": b"\n", "more_body": True},
-        True,
-        None,
-    ),
-    (
-        "custom-half-close",
-        {"half_close": b"EOF"},
-        text("EOF"),
-        {"type": "http.request", "body": b"", "more_body": False},
-        False,
-        None,
-    ),
-    (
-        "cr-lf-become-spaces",
-        {},
-        text('{"a":\r\n1}'),
-        {"type": "http.request", "body": b'{"a":  1}\n', "more_body": True},
-        True,
-        None,
-    ),
-    (
-        "at-the-limit",
-        {"max_message_size": 4},
-        text("abcd"),
-        {"type": "http.request", "body": b"abcd\n", "more_body": True},
-        True,
-        None,
-    ),
-    (
-        "over-the-limit",
-        {"max_message_size": 4},
-        text("abcde"),
-        {"type": "http.disconnect"},
-        True,
-        Close(1009, "message too big"),
-    ),
-    (
-        "multibyte-at-the-limit",  # the limit counts UTF-8 bytes, not characters
-        {"max_message_size": 4},
-        text("\u00e9\u00e9"),
-        {"type": "http.request", "body": "\u00e9\u00e9\n".encode(), "more_body": True},
-        True,
-        None,
-    ),
-    (
-        "multibyte-over-the-limit",
-        {"max_message_size": 4},
-        text("\u00e9\u00e9a"),
-        {"type": "http.disconnect"},
-        True,
-        Close(1009, "message too big"),
-    ),
-    (
-        "binary-cr-lf-become-spaces",
-        {},
-        {"type": "websocket.receive", "bytes": b"a\r\nb"},
-        {"type": "http.request", "body": b"a  b\n", "more_body": True},
-        True,
-        None,
-    ),
-    (
-        "binary-half-close-marker",
-        {"half_close": b"EOF"},
-        {"type": "websocket.receive", "bytes": b"EOF"},
-        {"type": "http.request", "body": b"", "more_body": False},
-        False,
-        None,
-    ),
-    (
-        "non-utf8-marker-never-matches-text",
-        {"half_close": b"\xff"},
-        text("\u00ff"),
-        {"type": "http.request", "body": "\u00ff\n".encode(), "more_body": True},
-        True,
-        None,
-    ),
-    (
-        "single-message",
-        {"single_message": True},
-        text("x"),
-        {"type": "http.request", "body": b"x\n", "more_body": False},
-        False,
-        None,
-    ),
-    (
-        "client-closed",
-        {},
-        {"type": "websocket.disconnect", "code": 1001},
-        {"type": "http.disconnect"},
-        True,
-        None,
-    ),
-]
-
-
-@pytest.mark.parametrize(
-    ("settings", "event", "expected", "body_open", "closing"),
-    [case[1:] for case in CLIENT_CASES],
-    ids=[case[0] for case in CLIENT_CASES],
-)
-def test_what_a_client_message_means(
-    settings: dict[str, Any], event: Message, expected: Message, body_open: bool, closing: Close | None
-) -> None:
-    c = core(**settings)
-    assert c.client_message(event) == expected
-    assert c.body_open is body_open
-    assert c.take_close() == closing
-    assert c.take_close() is None  # a close frame is sent once
-
-
-def test_a_client_that_closes_is_gone_with_its_code_and_gets_no_close_frame() -> None:
-    c = core()
-    c.client_message({"type": "websocket.disconnect", "code": 4000})
-    assert (c.gone, c.closed, c.close_code) == (True, True, 4000)
-    c.close(closecodes.NORMAL)
-    assert c.take_close() is None
-    assert c.close_code == 4000
-
-
-# app -> client: lines become frames, the end becomes a close code.
-
-BODY_CASES: list[tuple[str, int, list[Message], list[Message], Close | None]] = [
-    (
-        "lines",
-        200,
-        [body(b"a\nb\n")],
-        [{"type": "websocket.send", "text": "a"}, {"type": "websocket.send", "text": "b"}],
-        None,
-    ),
-    ("line-across-chunks", 200, [body(b"a"), body(b"b\n")], [{"type": "websocket.send", "text": "ab"}], None),
-    (
-        "crlf-and-empty-lines",
-        200,
-        [body(b"a\r\n\n\r\nb\r\n")],
-        [{"type": "websocket.send", "text": "a"}, {"type": "websocket.send", "text": "b"}],
-        None,
-    ),
-    ("not-utf8-is-binary", 200, [body(b"\xff\n")], [{"type": "websocket.send", "bytes": b"\xff"}], None),
-    (
-        "unterminated-tail-at-the-end",
-        200,
-        [body(b"c", more=False)],
-        [{"type": "websocket.send", "text": "c"}],
-        Close(1000),
-    ),
-    ("empty-end", 200, [body(b"", more=False)], [], Close(1000)),
-    (
-        "error-status",
-        404,
-        [body(b'{"code":5}', more=False)],
-        [{"type": "websocket.send", "text": '{"code":5}'}],
-        Close(4404, "Not Found"),
-    ),
-    ("unknown-status", 799, [body(b"", more=False)], [], Close(4799, "HTTP 799")),
-]
-
-
-@pytest.mark.parametrize(
-    ("status", "events", "frames", "closing"),
-    [case[1:] for case in BODY_CASES],
-    ids=[case[0] for case in BODY_CASES],
-)
-def test_what_the_response_becomes(
-    status: int, events: list[Message], frames: list[Message], closing: Close | None
-) -> None:
-    c = started(status)
-    sent = [frame for event in events for frame in c.response_body(event)]
-    assert sent == frames
-    assert c.take_close() == closing
-    assert c.messages_out == len(frames)
-
-
-@pytest.mark.parametrize(
-    ("status", "event", "single"),
-    [
-        (200, body(b"a\n"), {"type": "websocket.send", "text": "a"}),
-        (200, body(b"\xff\n"), {"type": "websocket.send", "bytes": b"\xff"}),
-        (200, body(b"a\nb\n"), None),
-        (200, body(b"a\r\n"), None),
-        (200, body(b"a"), None),
-        (200, body(b"a\n", more=False), None),
-        (None, body(b"a\n"), None),
-        (200, {"type": "http.response.start", "status": 200}, None),
-    ],
-)
-def test_the_single_line_fast_path_takes_only_what_it_can_answer_alone(
-    status: int | None, event: Message, single: Message | None
-) -> None:
-    c = core() if status is None else started(status)
-    assert c.single_frame(event) == single
-    assert c.messages_out == (single is not None)
-    c.client_left(None)
-    assert c.single_frame(body(b"a\n")) is None  # gone: response_body raises for it
-
-
-def test_a_response_line_over_the_limit_closes_1009() -> None:
-    c = started(max_line_size=4)
-    assert list(c.response_body(body(b"abcd\n"))) == [{"type": "websocket.send", "text": "abcd"}]
-    with pytest.raises(MessageTooBig):
-        c.response_body(body(b"abcde\n"))
-    assert c.take_close() == Close(1009, "response line too big")
-    with pytest.raises(ClientDisconnected):
-        c.response_body(body(b"a\n"))
-
-
-@pytest.mark.parametrize(
-    ("events", "error"),
-    [
-        ([body(b"x\n")], 'before "http.response.start"'),
-        ([{"type": "http.response.start", "status": 200}] * 2, "sent twice"),
-        ([{"type": "http.response.trailers"}], 'Expected ASGI message "http.response.start"'),
-        (
-            [{"type": "http.response.start", "status": 200}, body(b"", more=False), body(b"x\n")],
-            "after the end",
-        ),
-    ],
-)
-def test_asgi_misuse_is_named(events: list[Message], error: str) -> None:
-    c = core()
-
-    def feed() -> None:
-        for event in events:
-            if event["type"] == "http.response.body":
-                c.response_body(event)
-            else:
-                c.response_start(event)
-
-    with pytest.raises(RuntimeError, match=error):
-        feed()
-
-
-def test_after_the_server_closed_on_its_own_sends_raise_and_no_close_is_sent() -> None:
-    c = started()
-    c.server_closed()
-    with pytest.raises(ClientDisconnected):
-        c.response_body(body(b"x\n"))
-    assert c.outcome(ClientDisconnected()) == (logging.DEBUG, "app ended on the client's absence")
-    assert c.take_close() is None
-    assert c.close_code is None
-
-
-# How the app's end is reported.
-
-
-def _complete(c: StreamCore) -> StreamCore:
-    c.response_body(body(b"", more=False))
-    c.take_close()
-    return c
-
-
-OUTCOMES: list[tuple[str, Callable[[], StreamCore], BaseException | None, int, Close | None]] = [
-    ("returned-complete", lambda: _complete(started()), None, logging.DEBUG, None),
-    ("returned-without-response", core, None, logging.ERROR, Close(1011, "no response")),
-    ("returned-mid-response", started, None, logging.ERROR, Close(1011, "incomplete response")),
-    ("raised", started, ValueError("secret"), logging.ERROR, Close(1011, "internal error")),
-    ("raised-too-big", started, MessageTooBig("x"), logging.INFO, Close(1009, "message too big")),
-    ("raised-upstream", started, UpstreamError("x"), logging.WARNING, Close(1014, "bad gateway")),
-    ("oserror-client-present", started, OSError("x"), logging.ERROR, Close(1011, "internal error")),
-]
-
-
-@pytest.mark.parametrize(
-    ("make", "failure", "level", "closing"),
-    [case[1:] for case in OUTCOMES],
-    ids=[case[0] for case in OUTCOMES],
-)
-def test_how_the_apps_end_is_reported(
-    make: Callable[[], StreamCore], failure: BaseException | None, level: int, closing: Close | None
-) -> None:
-    c = make()
-    assert c.outcome(failure)[0] == level
-    assert c.take_close() == closing
-
-
-def test_an_app_that_trips_over_its_gone_client_is_not_an_error() -> None:
-    c = started()
-    c.client_left(None)
-    assert c.outcome(ClientDisconnected())[0] == logging.DEBUG
-    assert c.take_close() is None
-
-
-# Read-ahead and idleness.
-
-
-def test_read_ahead_keeps_64_kib_then_stops_and_a_message_after_the_end_is_a_violation() -> None:
-    c = core()
-    chunk = text("x" * 1024)
-    kept = 0
-    while c.may_read_ahead():
-        assert c.read_ahead(chunk) == KEEP
-        kept += 1
-    assert kept == 64 * 1024 // 1024 + 1  # 64 KiB, plus the message that crossed it
-    c.took_from_inbox(chunk)
-    assert c.may_read_ahead()
-    assert c.read_ahead(text("")) == KEEP  # the half-close, read ahead
-    assert c.read_ahead(text("late")) == VIOLATION
-    assert c.take_close() == Close(1008, "message after end of request body")
-
-
-def test_read_ahead_sees_the_client_go() -> None:
-    c = core()
-    assert c.read_ahead({"type": "websocket.disconnect", "code": 1006}) == GONE
-    assert c.gone
-    assert not c.may_read_ahead()
-
-
-def test_the_end_of_the_body_with_a_message_already_waiting_is_a_violation() -> None:
-    assert not core().body_ended(unread=False)
-    c = core()
-    assert c.body_ended(unread=True)
-    assert c.take_close() == Close(1008, "message after end of request body")
-
-
-def test_idle_timeout_counts_whole_ticks_without_traffic() -> None:
-    c = core(idle_timeout=2.5)  # 3 ticks of 1 s
-    assert [c.tick(), c.tick()] == [False, False]
-    c.client_message(text("traffic"))
-    assert [c.tick(), c.tick(), c.tick()] == [False, False, False]  # the first tick saw the traffic
-    assert c.tick()
-    assert c.take_close() == Close(1001, "idle timeout")
-    assert not core().tick()  # no idle timeout set
-
-
-# The yield budget, in the documented numbers.
-
-
-def test_the_budget_is_16_frames_in_either_direction() -> None:
-    c = started()
-    for i in range(DOCUMENTED_FRAMES - 1):
-        if i % 2:
-            c.client_message(text("m"))
-        else:
-            c.response_body(body(b"m\n"))
-        assert not c.yield_due
-    c.client_message(text("m"))
-    assert c.yield_due
-    assert not c.yielded()  # the app read during that budget: no need to watch the socket for it
-    assert (c.yield_due, c.spent) == (False, 0)
-
-
-def test_the_budget_is_256_kib() -> None:
-    c = core()
-    for _ in range(3):
-        c.client_message(text("x" * (64 * 1024)))
-        assert not c.yield_due
-    c.client_message(text("x" * (64 * 1024)))  # 256 KiB
-    assert c.yield_due
-    c.yielded()
-    c.client_message(text("x" * DOCUMENTED_BYTES))  # one message of 256 KiB ends a turn by itself
-    assert c.yield_due
-
-
-def test_a_chunk_of_many_lines_is_charged_frame_by_frame() -> None:
-    c = started()
-    frames = c.response_body(body(b"line\n" * 100))
-    assert len(frames) == 100
-    assert not c.yield_due  # charged as the shell sends them
-    due = [c.charge_frame(frame) for frame in frames[:DOCUMENTED_FRAMES]]
-    assert due == [False] * (DOCUMENTED_FRAMES - 1) + [True]
-    assert c.yielded()  # only sent: the shell must watch the socket
-
-
-def test_an_app_sending_nothing_but_empty_bodies_still_spends_its_budget() -> None:
-    c = started()
-    for _ in range(DOCUMENTED_FRAMES):
-        assert list(c.response_body(body(b""))) == []
-    assert c.yield_due
 
 
 # run_stream() over an in-memory WebSocket: the shell keeps the core's promises.
@@ -633,6 +227,44 @@ async def echo(scope: Scope, receive: Receive, send: Send) -> None:
         if not message.get("more_body"):
             break
     await send(body(b"", more=False))
+
+
+async def test_a_server_whose_receive_is_not_a_coroutine_is_awaited_plainly() -> None:
+    """The fallback of wsproxy/stream/_nowait.py: a receive that returns a Future is never run by hand;
+    every message still reaches the app, in order, each as its own event (nothing joined)."""
+    queued = [text(f"m{i}") for i in range(40)] + [text("")]
+    awaited = 0
+
+    def receive() -> Awaitable[Message]:
+        nonlocal awaited
+        awaited += 1
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        future.set_result(queued.pop(0) if queued else {"type": "websocket.disconnect", "code": 1000})
+        return future
+
+    events: list[Message] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        while True:
+            event = await receive()
+            events.append(event)
+            if event.get("body"):
+                await send(body(event["body"]))
+            if not event.get("more_body"):
+                break
+        await send(body(b"", more=False))
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    stats = await asyncio.wait_for(run_stream(app, PLAN, StreamSettings(), receive, send), 10)
+    assert [event["body"] for event in events] == [f"m{i}\n".encode() for i in range(40)] + [b""]
+    assert [m["text"] for m in sent if m["type"] == "websocket.send"] == [f"m{i}" for i in range(40)]
+    assert (stats.messages_in, stats.messages_out, stats.close_code) == (40, 40, 1000)
+    assert awaited == 41  # one receive per message: none started ahead and left over
 
 
 async def test_a_client_lost_while_the_app_only_sends_is_noticed_within_a_few_budgets() -> None:

@@ -8,11 +8,15 @@ from wsproxy.errors import MessageTooBig
 from wsproxy.stream._lines import LineSplitter
 
 
+def feed(splitter: LineSplitter, chunk: bytes) -> list[bytes]:
+    return [bytes(line) for line in splitter.feed_views(chunk)]
+
+
 def split_all(chunks: list[bytes], limit: int = 1 << 20) -> list[bytes]:
     splitter = LineSplitter(limit)
     lines: list[bytes] = []
     for chunk in chunks:
-        lines += splitter.feed(chunk)
+        lines += feed(splitter, chunk)
     return lines + splitter.flush()
 
 
@@ -38,11 +42,11 @@ def test_split(chunks: list[bytes], expected: list[bytes]) -> None:
 
 def test_lines_are_returned_as_soon_as_complete() -> None:
     splitter = LineSplitter(100)
-    assert splitter.feed(b"one\ntw") == [b"one"]
-    assert splitter.buffered == 2
-    assert splitter.feed(b"o\nthree") == [b"two"]
+    assert feed(splitter, b"one\ntw") == [b"one"]
+    assert len(splitter._tail or b"") == 2
+    assert feed(splitter, b"o\nthree") == [b"two"]
     assert splitter.flush() == [b"three"]
-    assert splitter.buffered == 0
+    assert len(splitter._tail or b"") == 0
 
 
 @pytest.mark.parametrize(
@@ -66,9 +70,9 @@ def test_line_at_limit_passes() -> None:
 def test_long_line_in_many_chunks_is_bounded_by_the_tail() -> None:
     splitter = LineSplitter(1 << 20)
     for _ in range(1000):
-        assert splitter.feed(b"y" * 100) == []
-    assert splitter.buffered == 100_000
-    assert splitter.feed(b"\n") == [b"y" * 100_000]
+        assert feed(splitter, b"y" * 100) == []
+    assert len(splitter._tail or b"") == 100_000
+    assert feed(splitter, b"\n") == [b"y" * 100_000]
 
 
 @given(
@@ -95,14 +99,16 @@ def test_any_chunking_yields_the_same_lines(lines: list[bytes], cuts: list[int])
         (b"no newline", b"", None),
         (b"x" * 20 + b"\n", b"", None),  # over the limit: the general path raises
         (b"x\n", b"partial", None),  # something buffered first
-        (b"x" * 5000 + b"\n", b"", None),  # long: the general path returns a view
+        (b"x" * 5000 + b"\n", b"", b"x" * 5000),  # long: a view of the chunk
+        (b"x" * 5000 + b"\nx\n", b"", None),  # long, two lines
     ],
 )
-def test_single_line_fast_path(chunk: bytes, tail: bytes, expected: bytes | None) -> None:
-    splitter = LineSplitter(4096 if len(chunk) > 4096 else 10)
+def test_one_line_fast_path(chunk: bytes, tail: bytes, expected: bytes | None) -> None:
+    splitter = LineSplitter(8192 if len(chunk) > 4096 else 10)
     if tail:
-        splitter.feed(tail)
-    assert splitter.single_line(chunk) == expected
+        splitter.feed_views(tail)
+    line = splitter.one_line(chunk)
+    assert (None if line is None else bytes(line)) == expected
 
 
 # Edges found by mutation testing (docs/testing.md): each row fails if one comparison or constant moves.
@@ -131,17 +137,39 @@ def test_line_over_limit_says_which_limit(chunks: list[bytes]) -> None:
 
 
 @pytest.mark.parametrize(("size", "view"), [(4095, False), (4096, True), (5000, True)])
-def test_a_long_single_line_comes_back_as_a_view_and_feed_copies_it(size: int, view: bool) -> None:
+def test_a_long_single_line_comes_back_as_a_view(size: int, view: bool) -> None:
     chunk = b"v" * size + b"\n"
     [line] = LineSplitter(1 << 20).feed_views(chunk)
     assert isinstance(line, memoryview) is view
     assert bytes(line) == b"v" * size
-    [copied] = LineSplitter(1 << 20).feed(chunk)
-    assert type(copied) is bytes
-    assert copied == b"v" * size
+    one = LineSplitter(1 << 20).one_line(chunk)
+    assert isinstance(one, memoryview) is view
+    assert one is not None
+    assert bytes(one) == b"v" * size
 
 
-def test_single_line_fast_path_bounds() -> None:
-    assert LineSplitter(10).single_line(b"x" * 10 + b"\n") == b"x" * 10  # at the line limit
-    assert LineSplitter(1 << 20).single_line(b"x" * 4095 + b"\n") == b"x" * 4095
-    assert LineSplitter(1 << 20).single_line(b"x" * 4096 + b"\n") is None  # long: the view path
+def test_one_line_fast_path_bounds() -> None:
+    assert LineSplitter(10).one_line(b"x" * 10 + b"\n") == b"x" * 10  # at the line limit
+    assert LineSplitter(10).one_line(b"x" * 11 + b"\n") is None  # over it
+    assert LineSplitter(1 << 20).one_line(b"x" * 4095 + b"\n") == b"x" * 4095
+
+
+@pytest.mark.parametrize(
+    ("chunk", "tail", "lines"),
+    [
+        (b"a\nb\n", b"", ["a", "b"]),
+        (b"a\nb\n", b"t", None),  # something buffered first
+        (b"a\nb", b"", None),
+        (b"a\r\nb\n", b"", None),
+        (b"a\n\nb\n", b"", None),
+        (b"\xff\nb\n", b"", None),
+        (b"", b"", None),
+        (b"abcdefghi\n", b"", ["abcdefghi"]),  # the whole chunk at the limit
+        (b"abcd\nefghij\n", b"", None),  # over it
+    ],
+)
+def test_text_lines_fast_path(chunk: bytes, tail: bytes, lines: list[str] | None) -> None:
+    splitter = LineSplitter(10)
+    if tail:
+        splitter.feed_views(tail)
+    assert splitter.text_lines(chunk) == lines

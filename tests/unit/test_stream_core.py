@@ -1,35 +1,35 @@
 """The stream core's decisions, table-driven and without I/O (wsproxy/stream/_core.py).
 
-Events in, app events and frames out: what each client message means, the read-ahead bound, the
-yield budget, the frames and close code of each response, how each ending is reported, idleness.
-These rows are also what `make mutate` runs against the core (docs/testing.md).
+Events in, app events, frames and actions out: what each client message means, joining, the
+read-ahead bound, the frames and close code of each response, how each ending is reported, idleness.
+The turn budget's rows are in test_stream_budget.py. These rows are also what `make mutate` runs
+against the core (docs/testing.md).
 """
 
 from __future__ import annotations
 
 import logging
-import types
-from collections.abc import Generator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from wsproxy import closecodes
 from wsproxy._options import ProxyOptions
 from wsproxy._types import Message
 from wsproxy.errors import ClientDisconnected, MessageTooBig, UpstreamError
-from wsproxy.stream._core import (
+from wsproxy.stream._actions import (
+    BODY_ENDED,
+    CLIENT_GONE,
     GONE,
     KEEP,
     VIOLATION,
     Close,
-    StreamCore,
-    StreamSettings,
-    StreamStats,
-    YieldBudget,
     message_data,
     message_size,
 )
-from wsproxy.stream._nowait import Started, resume
+from wsproxy.stream._core import StreamCore
+from wsproxy.stream._records import StreamSettings, StreamStats
 
 KIB = 1024
 
@@ -80,7 +80,7 @@ def test_client_message(
 ) -> None:
     stream = core(single, **settings)
     assert stream.client_message(message) == event
-    assert (stream.messages_in, stream.bytes_in) == counts
+    assert (stream.stats.messages_in, stream.stats.bytes_in) == counts
     ends_body = event["type"] == "http.request" and not event["more_body"]
     assert stream.body_open is (not ends_body)
     assert stream.pending is (ends_body or event["type"] == "http.disconnect")  # the shell must act
@@ -89,7 +89,7 @@ def test_client_message(
 def test_a_message_over_the_limit_closes_1009() -> None:
     stream = core(max_message_size=3)
     stream.client_message(text("abcd"))
-    assert (stream.gone, stream.closed, stream.close_code) == (True, True, 1009)
+    assert (stream.gone, stream.closed, stream.stats.close_code) == (True, True, 1009)
     assert stream.take_close() == Close(1009, "message too big")
     assert stream.take_close() is None
 
@@ -101,19 +101,165 @@ def test_a_message_over_the_limit_closes_1009() -> None:
 def test_a_disconnect_marks_the_client_gone_with_its_code(message: Message, code: int) -> None:
     stream = core()
     assert stream.client_message(message) == DISCONNECT
-    assert (stream.gone, stream.closed, stream.close_code, stream.closing) == (True, True, code, None)
+    assert (stream.gone, stream.closed, stream.stats.close_code, stream.closing) == (True, True, code, None)
+    assert [stream.next_action(), stream.next_action()] == [CLIENT_GONE, None]
 
 
 def test_a_new_stream_starts_open_and_counts_every_message() -> None:
     stream = StreamCore(StreamSettings(yield_frames=4, yield_bytes=1000))
     # `is`, not ==: a None where False belongs would pass an equality test.
-    flags = (stream.end_read, stream.response_complete, stream.gone, stream.closed, stream.pending)
+    flags = (stream.end_read, stream.response.complete, stream.gone, stream.closed, stream.pending)
     assert [flag is False for flag in flags] == [True] * 5
-    assert (stream.body_open, stream.close_code, stream.spent) == (True, None, 0)
-    assert (stream.method, stream.path, stream.client) == ("", "", None)
+    assert (stream.body_open, stream.stats.close_code, stream.budget.spent) == (True, None, 0)
+    assert (stream.stats.method, stream.stats.path, stream.stats.client) == ("", "", None)
     assert stream.client_message(text("a")) == request(b"a\n")  # not a single-message call by default
     stream.client_message(text("bcd"))
-    assert (stream.messages_in, stream.bytes_in, stream.spent) == (2, 4, 4 + 2 * 250)
+    assert (stream.stats.messages_in, stream.stats.bytes_in, stream.budget.spent) == (2, 4, 4 + 2 * 250)
+
+
+# client -> app: what a message means.
+
+CLIENT_CASES: list[tuple[str, dict[str, Any], Message, Message, bool, Close | None]] = [
+    # id, settings, websocket event, app event, body still open, close frame to send
+    ("text", {}, text("hello"), {"type": "http.request", "body": b"hello\n", "more_body": True}, True, None),
+    (
+        "binary",
+        {},
+        {"type": "websocket.receive", "bytes": b"\x00\xff"},
+        {"type": "http.request", "body": b"\x00\xff\n", "more_body": True},
+        True,
+        None,
+    ),
+    ("half-close", {}, text(""), {"type": "http.request", "body": b"", "more_body": False}, False, None),
+    (
+        "half-close-binary",
+        {},
+        {"type": "websocket.receive", "bytes": b""},
+        {"type": "http.request", "body": b"", "more_body": False},
+        False,
+        None,
+    ),
+    (
+        "half-close-off",
+        {"half_close": None},
+        text(""),
+        {"type": "http.request", "body": b"\n", "more_body": True},
+        True,
+        None,
+    ),
+    (
+        "custom-half-close",
+        {"half_close": b"EOF"},
+        text("EOF"),
+        {"type": "http.request", "body": b"", "more_body": False},
+        False,
+        None,
+    ),
+    (
+        "cr-lf-become-spaces",
+        {},
+        text('{"a":\r\n1}'),
+        {"type": "http.request", "body": b'{"a":  1}\n', "more_body": True},
+        True,
+        None,
+    ),
+    (
+        "at-the-limit",
+        {"max_message_size": 4},
+        text("abcd"),
+        {"type": "http.request", "body": b"abcd\n", "more_body": True},
+        True,
+        None,
+    ),
+    (
+        "over-the-limit",
+        {"max_message_size": 4},
+        text("abcde"),
+        {"type": "http.disconnect"},
+        True,
+        Close(1009, "message too big"),
+    ),
+    (
+        "multibyte-at-the-limit",  # the limit counts UTF-8 bytes, not characters
+        {"max_message_size": 4},
+        text("\u00e9\u00e9"),
+        {"type": "http.request", "body": "\u00e9\u00e9\n".encode(), "more_body": True},
+        True,
+        None,
+    ),
+    (
+        "multibyte-over-the-limit",
+        {"max_message_size": 4},
+        text("\u00e9\u00e9a"),
+        {"type": "http.disconnect"},
+        True,
+        Close(1009, "message too big"),
+    ),
+    (
+        "binary-cr-lf-become-spaces",
+        {},
+        {"type": "websocket.receive", "bytes": b"a\r\nb"},
+        {"type": "http.request", "body": b"a  b\n", "more_body": True},
+        True,
+        None,
+    ),
+    (
+        "binary-half-close-marker",
+        {"half_close": b"EOF"},
+        {"type": "websocket.receive", "bytes": b"EOF"},
+        {"type": "http.request", "body": b"", "more_body": False},
+        False,
+        None,
+    ),
+    (
+        "non-utf8-marker-never-matches-text",
+        {"half_close": b"\xff"},
+        text("\u00ff"),
+        {"type": "http.request", "body": "\u00ff\n".encode(), "more_body": True},
+        True,
+        None,
+    ),
+    (
+        "single-message",
+        {"single_message": True},
+        text("x"),
+        {"type": "http.request", "body": b"x\n", "more_body": False},
+        False,
+        None,
+    ),
+    (
+        "client-closed",
+        {},
+        {"type": "websocket.disconnect", "code": 1001},
+        {"type": "http.disconnect"},
+        True,
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("settings", "event", "expected", "body_open", "closing"),
+    [case[1:] for case in CLIENT_CASES],
+    ids=[case[0] for case in CLIENT_CASES],
+)
+def test_what_a_client_message_means(
+    settings: dict[str, Any], event: Message, expected: Message, body_open: bool, closing: Close | None
+) -> None:
+    c = core(**settings)
+    assert c.client_message(event) == expected
+    assert c.body_open is body_open
+    assert c.take_close() == closing
+    assert c.take_close() is None  # a close frame is sent once
+
+
+def test_a_client_that_closes_is_gone_with_its_code_and_gets_no_close_frame() -> None:
+    c = core()
+    c.client_message({"type": "websocket.disconnect", "code": 4000})
+    assert (c.gone, c.closed, c.stats.close_code) == (True, True, 4000)
+    c.close(closecodes.NORMAL)
+    assert c.take_close() is None
+    assert c.stats.close_code == 4000
 
 
 # The read-ahead.
@@ -128,10 +274,12 @@ def test_read_ahead_keeps_messages_until_the_end_of_the_body_then_a_message_is_a
     assert stream.end_read is True
     assert stream.read_ahead(text("late")) == VIOLATION
     assert stream.take_close() == Close(1008, "message after end of request body")
-    stream.took_from_inbox(text("ab"))
+    assert stream.next_kept() == text("ab")
     assert stream.inbox_bytes == 3
-    stream.took_from_inbox(binary(b"abc"))
+    assert stream.next_kept() == binary(b"abc")
     assert stream.inbox_bytes == 0
+    assert stream.next_kept() == text("")
+    assert stream.next_kept() is None
 
 
 def test_read_ahead_after_the_body_ended_is_a_violation_and_with_one_message_the_first_ends_it() -> None:
@@ -151,7 +299,7 @@ def test_read_ahead_after_the_body_ended_is_a_violation_and_with_one_message_the
 def test_read_ahead_of_a_disconnect_is_gone(message: Message, code: int) -> None:
     stream = core()
     assert stream.read_ahead(message) == GONE
-    assert (stream.gone, stream.close_code) == (True, code)
+    assert (stream.gone, stream.stats.close_code) == (True, code)
     assert stream.may_read_ahead() is False
 
 
@@ -173,76 +321,14 @@ def test_the_read_ahead_is_bounded_at_64_kib_while_the_body_is_open(
 )
 def test_body_ended_with_a_message_waiting_is_a_violation(unread: bool, gone: bool, violation: bool) -> None:
     stream = core()
+    if unread:
+        stream.read_ahead(text("waiting"))
     if gone:
         stream.client_left(None)
-    assert stream.body_ended(unread=unread) is violation
+    stream.client_message(text(""))  # the end of the body
     assert stream.take_close() == (Close(1008, "message after end of request body") if violation else None)
-
-
-# The yield budget: each frame costs its size plus yield_bytes // yield_frames.
-
-
-@pytest.mark.parametrize(("size", "frames_to_due"), [(1, 4), (249, 3), (250, 2), (1000, 1)])
-def test_the_budget_is_due_after_n_frames_or_n_bytes_whichever_first(size: int, frames_to_due: int) -> None:
-    stream = core(yield_frames=4, yield_bytes=1000)
-    stream.response_start({"type": "http.response.start", "status": 200})
-    for _ in range(frames_to_due - 1):
-        stream.client_message(binary(b"b" * size))
-        assert (stream.yield_due, stream.pending) == (False, False)
-    stream.client_message(binary(b"b" * size))
-    assert (stream.yield_due, stream.pending) == (True, True)
-
-
-def test_each_way_of_sending_charges_the_same_budget() -> None:
-    by_single = started(yield_frames=1000, yield_bytes=10)  # frame cost 0: bytes alone
-    assert by_single.single_frame(body(b"sssss\n")) == {"type": "websocket.send", "text": "sssss"}
-    assert (by_single.yield_due, by_single.spent) == (False, 5)
-    by_single.single_frame(body(b"sssss\n"))
-    assert (by_single.yield_due, by_single.pending, by_single.spent) == (True, True, 10)
-    by_body = started(yield_frames=1000, yield_bytes=10)
-    by_body.response_body(body(b"bbbbb\n"))  # one frame: charged here
-    assert (by_body.yield_due, by_body.spent) == (False, 5)
-    by_body.response_body(body(b"bbbbb\n"))
-    assert (by_body.yield_due, by_body.spent) == (True, 10)
-    several = started(yield_frames=1000, yield_bytes=10)
-    frames = several.response_body(body(b"ccccc\nccccc\n"))  # several: the shell charges each
-    assert several.spent == 0
-    assert [several.charge_frame(frame) for frame in frames] == [False, True]
-    assert (several.yield_due, several.pending, several.spent) == (True, True, 10)
-    empty = started(yield_frames=2, yield_bytes=10)  # an event with no line still costs its share
-    empty.response_body(body(b"partial"))
-    assert empty.spent == 5
-
-
-def test_yielded_starts_the_budget_over_and_says_whether_the_app_only_sent() -> None:
-    stream = started(yield_frames=2, yield_bytes=1000)
-    stream.client_message(text("in"))
-    stream.single_frame(body(b"out\n"))
-    assert stream.yield_due is True
-    assert stream.yielded() is False  # the app took a message during that budget
-    assert (stream.yield_due, stream.spent) == (False, 0)
-    stream.single_frame(body(b"out\n"))
-    assert stream.yielded() is True  # it only sent
-    stream.client_message(text("in"))
-    assert stream.yielded() is False
-
-
-@pytest.mark.parametrize(
-    ("frames", "nbytes", "charges", "due_at"),
-    [
-        (4, 1000, [0, 0, 0, 0, 0], 4),
-        (1000, 10, [5, 4, 1, 9], 3),
-        (2, 10, [0, 0], 2),
-        (3, 10, [0, 0, 0, 0], 4),
-    ],
-)
-def test_the_shared_budget_for_other_pumps(frames: int, nbytes: int, charges: list[int], due_at: int) -> None:
-    budget = YieldBudget(frames, nbytes)
-    assert budget.spent == 0
-    results = [budget.charge(size) for size in charges]
-    assert results.index(True) + 1 == due_at
-    assert results.count(True) == 1  # it starts over after saying so
-    assert YieldBudget().frame_cost == 256 * KIB // 16  # the documented budget (docs/reliability.md)
+    ended = stream.next_action()
+    assert ended is (None if violation or gone else BODY_ENDED)  # take_close() answered for the end
 
 
 # app -> client
@@ -250,7 +336,7 @@ def test_the_shared_budget_for_other_pumps(frames: int, nbytes: int, charges: li
 
 def started(status: int = 200, **settings: Any) -> StreamCore:
     stream = core(**settings)
-    stream.response_start({"type": "http.response.start", "status": status})
+    stream.response.start({"type": "http.response.start", "status": status})
     return stream
 
 
@@ -287,11 +373,13 @@ def test_response_lines_become_frames(chunks: list[Message], frames: list[Messag
     stream = started()
     out: list[Message] = []
     for chunk in chunks:
-        out += stream.response_body(chunk)
+        out += stream.response.body(chunk)
     assert out == frames
-    assert stream.response_complete is (not chunks[-1].get("more_body", False))
-    assert stream.messages_out == len(frames)
-    assert stream.bytes_out == sum(len(f.get("text", "").encode() or f.get("bytes", b"")) for f in frames)
+    assert stream.response.complete is (not chunks[-1].get("more_body", False))
+    assert stream.stats.messages_out == len(frames)
+    assert stream.stats.bytes_out == sum(
+        len(f.get("text", "").encode() or f.get("bytes", b"")) for f in frames
+    )
 
 
 @pytest.mark.parametrize(
@@ -305,18 +393,24 @@ def test_response_lines_become_frames(chunks: list[Message], frames: list[Messag
 )
 def test_the_last_body_event_closes_with_the_status(status: int, close: Close) -> None:
     stream = started(status)
-    assert stream.response_body(body(b"last\n", more=True))
+    assert stream.response.body(body(b"last\n", more=True))
     assert stream.take_close() is None
-    stream.response_body(body(b"", more=False))
-    assert (stream.response_complete, stream.take_close(), stream.close_code) == (True, close, close.code)
+    stream.response.body(body(b"", more=False))
+    assert (stream.response.complete, stream.take_close(), stream.stats.close_code) == (
+        True,
+        close,
+        close.code,
+    )
 
 
 def test_a_response_line_over_the_limit_closes_1009() -> None:
     stream = started(max_line_size=4)
-    assert list(stream.response_body(body(b"abcd\n"))) == [{"type": "websocket.send", "text": "abcd"}]
+    assert list(stream.response.body(body(b"abcd\n"))) == [{"type": "websocket.send", "text": "abcd"}]
     with pytest.raises(MessageTooBig):
-        stream.response_body(body(b"abcde\n"))
+        stream.response.body(body(b"abcde\n"))
     assert stream.take_close() == Close(1009, "response line too big")
+    with pytest.raises(ClientDisconnected):
+        stream.response.body(body(b"a\n"))
 
 
 def test_response_messages_out_of_order_raise_with_what_was_expected() -> None:
@@ -324,25 +418,25 @@ def test_response_messages_out_of_order_raise_with_what_was_expected() -> None:
         RuntimeError,
         match=r'^Unexpected ASGI message "http.response.body" before "http.response.start" or after the end$',
     ):
-        core().response_body(body(b"x\n"))
+        core().response.body(body(b"x\n"))
     stream = started()
     with pytest.raises(RuntimeError, match=r'^Unexpected ASGI message "http.response.start" sent twice$'):
-        stream.response_start({"type": "http.response.start", "status": 200})
+        stream.response.start({"type": "http.response.start", "status": 200})
     with pytest.raises(
         RuntimeError,
         match=r"""^Expected ASGI message "http.response.start" or "http.response.body", but got 'http.response.trailers'$""",
     ):
-        core().response_start({"type": "http.response.trailers"})
-    stream.response_body(body(b"", more=False))
+        core().response.start({"type": "http.response.trailers"})
+    stream.response.body(body(b"", more=False))
     with pytest.raises(RuntimeError):
-        stream.response_body(body(b"x\n"))
+        stream.response.body(body(b"x\n"))
 
 
 def test_a_send_after_the_client_left_raises_client_disconnected() -> None:
     stream = started()
     stream.client_left(None)
     with pytest.raises(ClientDisconnected, match=r"^the WebSocket client has gone away$"):
-        stream.response_body(body(b"x\n"))
+        stream.response.body(body(b"x\n"))
 
 
 @pytest.mark.parametrize(
@@ -376,16 +470,128 @@ def test_single_frame_answers_only_the_common_case(
 ) -> None:
     stream = core(max_line_size=setup.get("max_line_size", 1 << 20))
     if not setup.get("unstarted"):
-        stream.response_start({"type": "http.response.start", "status": 200})
+        stream.response.start({"type": "http.response.start", "status": 200})
     if setup.get("buffered"):
-        stream.response_body(body(b"partial"))
+        stream.response.body(body(b"partial"))
     if setup.get("complete"):
-        stream.response_body(body(b"", more=False))
+        stream.response.body(body(b"", more=False))
     if setup.get("gone"):
         stream.client_left(None)
-    lines_before = stream.messages_out
-    assert stream.single_frame(message) == frame
-    assert stream.messages_out == lines_before + (frame is not None)
+    lines_before = stream.stats.messages_out
+    assert stream.response.single_frame(message) == frame
+    assert stream.stats.messages_out == lines_before + (frame is not None)
+
+
+# app -> client: lines become frames, the end becomes a close code.
+
+BODY_CASES: list[tuple[str, int, list[Message], list[Message], Close | None]] = [
+    (
+        "lines",
+        200,
+        [body(b"a\nb\n")],
+        [{"type": "websocket.send", "text": "a"}, {"type": "websocket.send", "text": "b"}],
+        None,
+    ),
+    ("line-across-chunks", 200, [body(b"a"), body(b"b\n")], [{"type": "websocket.send", "text": "ab"}], None),
+    (
+        "crlf-and-empty-lines",
+        200,
+        [body(b"a\r\n\n\r\nb\r\n")],
+        [{"type": "websocket.send", "text": "a"}, {"type": "websocket.send", "text": "b"}],
+        None,
+    ),
+    ("not-utf8-is-binary", 200, [body(b"\xff\n")], [{"type": "websocket.send", "bytes": b"\xff"}], None),
+    (
+        "unterminated-tail-at-the-end",
+        200,
+        [body(b"c", more=False)],
+        [{"type": "websocket.send", "text": "c"}],
+        Close(1000),
+    ),
+    ("empty-end", 200, [body(b"", more=False)], [], Close(1000)),
+    (
+        "error-status",
+        404,
+        [body(b'{"code":5}', more=False)],
+        [{"type": "websocket.send", "text": '{"code":5}'}],
+        Close(4404, "Not Found"),
+    ),
+    ("unknown-status", 799, [body(b"", more=False)], [], Close(4799, "HTTP 799")),
+]
+
+
+@pytest.mark.parametrize(
+    ("status", "events", "frames", "closing"),
+    [case[1:] for case in BODY_CASES],
+    ids=[case[0] for case in BODY_CASES],
+)
+def test_what_the_response_becomes(
+    status: int, events: list[Message], frames: list[Message], closing: Close | None
+) -> None:
+    c = started(status)
+    sent = [frame for event in events for frame in c.response.body(event)]
+    assert sent == frames
+    assert c.take_close() == closing
+    assert c.stats.messages_out == len(frames)
+
+
+@pytest.mark.parametrize(
+    ("status", "event", "single"),
+    [
+        (200, body(b"a\n"), {"type": "websocket.send", "text": "a"}),
+        (200, body(b"\xff\n"), {"type": "websocket.send", "bytes": b"\xff"}),
+        (200, body(b"a\nb\n"), None),
+        (200, body(b"a\r\n"), None),
+        (200, body(b"a"), None),
+        (200, body(b"a\n", more=False), None),
+        (None, body(b"a\n"), None),
+        (200, {"type": "http.response.start", "status": 200}, None),
+    ],
+)
+def test_the_single_line_fast_path_takes_only_what_it_can_answer_alone(
+    status: int | None, event: Message, single: Message | None
+) -> None:
+    c = core() if status is None else started(status)
+    assert c.response.single_frame(event) == single
+    assert c.stats.messages_out == (single is not None)
+    c.client_left(None)
+    assert c.response.single_frame(body(b"a\n")) is None  # gone: response_body raises for it
+
+
+@pytest.mark.parametrize(
+    ("events", "error"),
+    [
+        ([body(b"x\n")], 'before "http.response.start"'),
+        ([{"type": "http.response.start", "status": 200}] * 2, "sent twice"),
+        ([{"type": "http.response.trailers"}], 'Expected ASGI message "http.response.start"'),
+        (
+            [{"type": "http.response.start", "status": 200}, body(b"", more=False), body(b"x\n")],
+            "after the end",
+        ),
+    ],
+)
+def test_asgi_misuse_is_named(events: list[Message], error: str) -> None:
+    c = core()
+
+    def feed() -> None:
+        for event in events:
+            if event["type"] == "http.response.body":
+                c.response.body(event)
+            else:
+                c.response.start(event)
+
+    with pytest.raises(RuntimeError, match=error):
+        feed()
+
+
+def test_after_the_server_closed_on_its_own_sends_raise_and_no_close_is_sent() -> None:
+    c = started()
+    c.server_closed()
+    with pytest.raises(ClientDisconnected):
+        c.response.body(body(b"x\n"))
+    assert c.outcome(ClientDisconnected()) == (logging.DEBUG, "app ended on the client's absence")
+    assert c.take_close() is None
+    assert c.stats.close_code is None
 
 
 # The end.
@@ -398,18 +604,18 @@ def test_close_decides_once_and_not_for_a_client_already_gone() -> None:
     stream = core()
     stream.close(1011, "first")
     stream.close(1000, "second")
-    assert (stream.take_close(), stream.close_code) == (Close(1011, "first"), 1011)
+    assert (stream.take_close(), stream.stats.close_code) == (Close(1011, "first"), 1011)
     gone = core()
     gone.client_left(1000)
     gone.close(1011, "too late")
-    assert (gone.take_close(), gone.close_code) == (None, 1000)
+    assert (gone.take_close(), gone.stats.close_code) == (None, 1000)
     lost = core()
     lost.server_closed()
-    assert (lost.gone, lost.closed, lost.close_code, lost.take_close()) == (True, True, None, None)
+    assert (lost.gone, lost.closed, lost.stats.close_code, lost.take_close()) == (True, True, None, None)
     closed_first = core()
     closed_first.close(1009, "big")
     closed_first.client_left(1000)
-    assert (closed_first.close_code, closed_first.closing) == (1009, None)
+    assert (closed_first.stats.close_code, closed_first.closing) == (1009, None)
 
 
 def ended(
@@ -417,8 +623,8 @@ def ended(
 ) -> StreamCore:
     stream = core()
     if status is not None:
-        stream.response_start({"type": "http.response.start", "status": status})
-        stream.response_body(body(b"x\n", more=not complete))
+        stream.response.start({"type": "http.response.start", "status": status})
+        stream.response.body(body(b"x\n", more=not complete))
         stream.take_close()
     if gone:
         stream.client_left(None)
@@ -452,6 +658,91 @@ def test_outcome(
     assert stream.take_close() == close
 
 
+# How the app's end is reported.
+
+
+def _complete(c: StreamCore) -> StreamCore:
+    c.response.body(body(b"", more=False))
+    c.take_close()
+    return c
+
+
+OUTCOMES: list[tuple[str, Callable[[], StreamCore], BaseException | None, int, Close | None]] = [
+    ("returned-complete", lambda: _complete(started()), None, logging.DEBUG, None),
+    ("returned-without-response", core, None, logging.ERROR, Close(1011, "no response")),
+    ("returned-mid-response", started, None, logging.ERROR, Close(1011, "incomplete response")),
+    ("raised", started, ValueError("secret"), logging.ERROR, Close(1011, "internal error")),
+    ("raised-too-big", started, MessageTooBig("x"), logging.INFO, Close(1009, "message too big")),
+    ("raised-upstream", started, UpstreamError("x"), logging.WARNING, Close(1014, "bad gateway")),
+    ("oserror-client-present", started, OSError("x"), logging.ERROR, Close(1011, "internal error")),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "failure", "level", "closing"),
+    [case[1:] for case in OUTCOMES],
+    ids=[case[0] for case in OUTCOMES],
+)
+def test_how_the_apps_end_is_reported(
+    make: Callable[[], StreamCore], failure: BaseException | None, level: int, closing: Close | None
+) -> None:
+    c = make()
+    assert c.outcome(failure)[0] == level
+    assert c.take_close() == closing
+
+
+def test_an_app_that_trips_over_its_gone_client_is_not_an_error() -> None:
+    c = started()
+    c.client_left(None)
+    assert c.outcome(ClientDisconnected())[0] == logging.DEBUG
+    assert c.take_close() is None
+
+
+# Read-ahead and idleness.
+
+
+def test_read_ahead_keeps_64_kib_then_stops_and_a_message_after_the_end_is_a_violation() -> None:
+    c = core()
+    chunk = text("x" * 1024)
+    kept = 0
+    while c.may_read_ahead():
+        assert c.read_ahead(chunk) == KEEP
+        kept += 1
+    assert kept == 64 * 1024 // 1024 + 1  # 64 KiB, plus the message that crossed it
+    assert c.next_kept() == chunk
+    assert c.may_read_ahead()
+    assert c.read_ahead(text("")) == KEEP  # the half-close, read ahead
+    assert c.read_ahead(text("late")) == VIOLATION
+    assert c.take_close() == Close(1008, "message after end of request body")
+
+
+def test_read_ahead_sees_the_client_go() -> None:
+    c = core()
+    assert c.read_ahead({"type": "websocket.disconnect", "code": 1006}) == GONE
+    assert c.gone
+    assert not c.may_read_ahead()
+
+
+def test_the_end_of_the_body_with_a_message_already_waiting_is_a_violation() -> None:
+    nothing_waits = core()
+    nothing_waits.client_message(text(""))
+    assert nothing_waits.next_action() is BODY_ENDED
+    c = core(single_message=True)
+    c.read_ahead(text("waiting"))
+    c.client_message(text("first"))  # a single-message call: the first ends the body
+    assert c.next_action() == Close(1008, "message after end of request body")
+
+
+def test_idle_timeout_counts_whole_ticks_without_traffic() -> None:
+    c = core(idle_timeout=2.5)  # 3 ticks of 1 s
+    assert [c.tick(), c.tick()] == [False, False]
+    c.client_message(text("traffic"))
+    assert [c.tick(), c.tick(), c.tick()] == [False, False, False]  # the first tick saw the traffic
+    assert c.tick()
+    assert c.take_close() == Close(1001, "idle timeout")
+    assert not core().tick()  # no idle timeout set
+
+
 # Idleness.
 
 
@@ -469,8 +760,8 @@ def test_traffic_either_way_or_the_end_of_the_body_restarts_the_idle_count() -> 
     stream.client_message(text("in"))
     assert stream.tick() is False
     assert stream.tick() is False
-    stream.response_start({"type": "http.response.start", "status": 200})
-    stream.response_body(body(b"out\n"))
+    stream.response.start({"type": "http.response.start", "status": 200})
+    stream.response.body(body(b"out\n"))
     assert stream.tick() is False
     assert stream.tick() is False
     stream.client_message(text(""))  # the half-close
@@ -500,17 +791,25 @@ def test_message_data_and_size(message: Message, data: bytes, size: int) -> None
     assert message_size(message) == size
 
 
-def test_the_stream_is_its_own_live_record() -> None:
+def test_the_core_counts_into_its_live_record() -> None:
     def hook(stats: StreamStats) -> None:
         return None
 
     settings = StreamSettings.from_options(ProxyOptions(), on_stream_start=hook, on_stream_end=hook)
     assert (settings.on_stream_start, settings.on_stream_end) == (hook, hook)
-    stream = StreamCore(settings, method="POST", path="/v1/chat", client="10.0.0.1:5")
-    assert (stream.method, stream.path, stream.client) == ("POST", "/v1/chat", "10.0.0.1:5")
+    stats = StreamStats(method="POST", path="/v1/chat", client="10.0.0.1:5")
+    stream = StreamCore(settings, stats)
+    assert stream.stats is stats
+    assert (stats.method, stats.path, stats.client) == ("POST", "/v1/chat", "10.0.0.1:5")
     stream.client_message(text("abc"))
-    assert isinstance(stream, StreamStats)
-    assert (stream.messages_in, stream.bytes_in) == (1, 3)
+    assert (stats.messages_in, stats.bytes_in) == (1, 3)
+    assert not isinstance(stream, StreamStats)  # the record is its own object, for observers to keep
+
+
+def test_the_settings_defaults_are_the_options_defaults() -> None:
+    options = ProxyOptions()
+    assert StreamSettings() == StreamSettings.from_options(options)
+    assert (StreamSettings().max_message_size, StreamSettings().max_line_size) == (1 << 20, 1 << 20)
 
 
 @pytest.mark.parametrize("name", ["on_stream_start", "on_stream_end"])
@@ -522,39 +821,20 @@ def test_a_hook_that_is_not_callable_is_refused(name: str) -> None:
 # Gathering: short text messages that already wait behind one another reach the app as one chunk.
 
 
-class ServerReceive:
-    """A server's receive for `gather`: each item of `waiting` is what one call gives. A message is
-    there at once, None (or the end of the list) means the call would wait, an exception is raised
-    at once. Calls that wait end with `later`, should anyone finish them."""
-
-    def __init__(self, waiting: list[Any], later: Message | None = None) -> None:
-        self.waiting = list(waiting)
-        self.later = later
-        self.calls = 0
-
-    def __call__(self) -> Any:
-        self.calls += 1
-        item = self.waiting.pop(0) if self.waiting else None
-        if item is None:
-            return self._waits()
-        return self._now(item)
-
-    async def _now(self, item: Any) -> Message:
-        if isinstance(item, Exception):
-            raise item
-        message: Message = item
-        return message
-
-    @types.coroutine
-    def _waits(self) -> Generator[None, None, Message | None]:
-        yield None  # suspends: a task would wait here
-        return self.later
-
-
-def gathered(first: Message, waiting: list[Any], **settings: Any) -> tuple[StreamCore, Message | None, int]:
+def gathered(
+    first: Message, waiting: list[Message | None], **settings: Any
+) -> tuple[StreamCore, Message | None, int]:
+    """Offer `first`, then each of `waiting` while the core asks for more, as the shell does with what
+    the server already holds (None: the server would wait). Returns the core, its joined event and
+    how many times it asked for another message."""
     stream = core(**settings)
-    receive = ServerReceive(waiting)
-    return stream, stream.gather(first, receive), receive.calls
+    asked = 0
+    if stream.join(first):
+        for message in [*waiting, None]:
+            asked += 1
+            if message is None or not stream.join(message):
+                break
+    return stream, stream.joined(), asked
 
 
 LONG = "l" * 4096  # the documented bound: texts of 4096 characters or more are never joined
@@ -588,31 +868,39 @@ def test_what_gathering_joins(
     counts: tuple[int, int],
 ) -> None:
     stream, got, took = gathered(first, waiting)
-    assert (got, took, stream.leftover) == (event, taken, leftover)
-    assert (stream.messages_in, stream.bytes_in) == counts
+    assert (got, took, stream.next_kept()) == (
+        event,
+        taken,
+        leftover,
+    )  # a message kept apart waits in the inbox
+    assert (stream.stats.messages_in, stream.stats.bytes_in) == counts
 
 
 def test_a_disconnect_taken_while_gathering_leaves_the_client_gone_after_the_joined_chunk() -> None:
     stream, got, _ = gathered(text("a"), [text("b"), {"type": "websocket.disconnect", "code": 1001}])
     assert got == request(b"a\nb\n")
-    assert (stream.gone, stream.pending, stream.close_code, stream.closing) == (True, True, 1001, None)
+    assert (stream.gone, stream.pending, stream.stats.close_code, stream.closing) == (True, True, 1001, None)
+    assert stream.next_action() is CLIENT_GONE
 
 
 def test_gathering_joins_at_most_16_messages_the_yield_budget() -> None:
     stream, got, took = gathered(text("m"), [text("m")] * 40)
     assert got is not None
     assert got["body"] == b"m\n" * 16
-    assert (took, stream.messages_in, stream.yield_due, stream.pending) == (15, 16, True, True)
+    assert (took, stream.stats.messages_in, stream.turn_due, stream.pending) == (15, 16, True, True)
 
 
 def test_gathering_counts_what_the_budget_already_spent() -> None:
     stream = core()
     for _ in range(10):
         stream.client_message(text("x"))
-    got = stream.gather(text("m"), ServerReceive([text("m")] * 40))
+    assert stream.join(text("m"))
+    while stream.join(text("m")):
+        pass
+    got = stream.joined()
     assert got is not None
     assert got["body"] == b"m\n" * 6
-    assert stream.yield_due
+    assert stream.turn_due
 
 
 @pytest.mark.parametrize(
@@ -623,49 +911,15 @@ def test_nothing_is_joined_with_a_small_message_limit_or_a_single_message_call(
     settings: dict[str, Any], single: bool
 ) -> None:
     stream = core(single, **settings)
-    assert stream.gather(text("a"), ServerReceive([text("b")])) is None
+    assert stream.join(text("a")) is False
+    assert stream.joined() is None
 
 
 def test_nothing_is_joined_after_the_body_ended() -> None:
     stream = core()
     stream.client_message(text(""))
-    assert stream.gather(text("a"), ServerReceive([text("b")])) is None
-
-
-def test_a_receive_that_would_wait_is_kept_for_the_next_read_and_gives_what_comes_later() -> None:
-    stream = core()
-    receive = ServerReceive([text("b")], later=text("c"))
-    assert stream.gather(text("a"), receive) == request(b"a\nb\n")
-    assert receive.calls == 2
-    started = stream.receiving
-    assert isinstance(started, Started)
-    rest = resume(started)
-    assert rest.send(None) is None  # what the receive yielded, handed on to the task as is
-    with pytest.raises(StopIteration) as finished:
-        rest.send(None)
-    assert finished.value.value == text("c")
-
-
-def test_a_receive_that_fails_at_once_is_kept_to_raise_at_the_next_read() -> None:
-    stream = core()
-    assert stream.gather(text("a"), ServerReceive([OSError("reset")])) == request(b"a\n")
-    assert stream.receiving is not None
-    rest = resume(stream.receiving)
-    rest.send(None)
-    with pytest.raises(OSError, match="reset"):
-        rest.send(None)
-
-
-def test_a_receive_that_is_not_a_coroutine_is_gathered_from_too() -> None:
-    class Done:
-        def __await__(self) -> Generator[None, None, Message]:
-            return text("b")
-            yield  # a generator that returns at once
-
-    stream = core()
-    calls = iter([Done(), ServerReceive([])()])
-    assert stream.gather(text("a"), lambda: next(calls)) == request(b"a\nb\n")
-    assert isinstance(stream.receiving, Started)
+    assert stream.join(text("a")) is False
+    assert stream.joined() is None
 
 
 @pytest.mark.parametrize(
@@ -685,15 +939,18 @@ def test_the_several_lines_fast_path_takes_only_what_the_general_path_would_send
     chunk: bytes, lines: list[str] | None
 ) -> None:
     fast = started()
-    assert fast.several_lines(body(chunk)) == lines
+    assert fast.response.several_lines(body(chunk)) == lines
     if lines is not None:
         general = started()
-        assert [frame["text"] for frame in general.response_body(body(chunk))] == lines
-        assert (fast.messages_out, fast.bytes_out) == (general.messages_out, general.bytes_out)
+        assert [frame["text"] for frame in general.response.body(body(chunk))] == lines
+        assert (fast.stats.messages_out, fast.stats.bytes_out) == (
+            general.stats.messages_out,
+            general.stats.bytes_out,
+        )
 
 
 def test_the_several_lines_fast_path_leaves_the_end_and_buffered_tails_to_the_general_path() -> None:
     stream = started()
-    assert stream.several_lines(body(b"a\nb\n", more=False)) is None
-    stream.response_body(body(b"tail"))
-    assert stream.several_lines(body(b"a\nb\n")) is None
+    assert stream.response.several_lines(body(b"a\nb\n", more=False)) is None
+    stream.response.body(body(b"tail"))
+    assert stream.response.several_lines(body(b"a\nb\n")) is None

@@ -1,6 +1,6 @@
 """The ASGI side of one gateway request: reading JSON values from the body, writing the response.
 
-Both pumps charge wsproxy's yield budget (wsproxy/stream/_core.py) and give the event loop a turn when it
+Both pumps charge wsproxy's turn budget (wsproxy/stream/_budget.py) and give the event loop a turn when it
 is spent: the server's receive and send need not suspend, and one busy call must not hold the loop.
 """
 
@@ -19,12 +19,7 @@ from wsproxy.gateway._fields import JSON_NULL
 from wsproxy.gateway._jsonstream import JSONValueSplitter, ValueTooLarge
 from wsproxy.gateway._status import GatewayError
 from wsproxy.gateway._types import Receive, Send
-from wsproxy.stream._core import YieldBudget
-
-# The pumps' own budget: a turn of the loop at least every 64 messages (or 256 KiB) each way. They
-# have no way to see a turn that comes by itself, so every turn is a forced one: kept rarer than the
-# stream's, whose socket-facing pumps already hand the loop back.
-PUMP_YIELD_EVERY = 64
+from wsproxy.stream._budget import GATEWAY_PUMP_MESSAGES, TurnBudget
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -45,7 +40,7 @@ class RequestReader:
         self._splitter = JSONValueSplitter(max_value_size=max_value_size)
         self._values: deque[bytes] = deque()
         self._body_done = False
-        self._budget = YieldBudget(PUMP_YIELD_EVERY)
+        self._budget = TurnBudget(GATEWAY_PUMP_MESSAGES)
 
     async def next_value(self) -> Any | None:
         """The next decoded JSON value (JSON_NULL for `null`), or None once the body has ended."""
@@ -55,7 +50,7 @@ class RequestReader:
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 raise ClientGone
-            if self._budget.charge(len(message.get("body", b""))):
+            if self._budget.take(len(message.get("body", b""))):
                 await asyncio.sleep(0)
             try:
                 self._values.extend(self._splitter.feed(message.get("body", b"")))
@@ -98,7 +93,7 @@ class RequestReader:
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 return
-            if self._budget.charge(len(message.get("body", b""))):
+            if self._budget.take(len(message.get("body", b""))):
                 await asyncio.sleep(0)
 
 
@@ -124,7 +119,7 @@ class ResponseWriter:
         self.started = False
         self.finished = False
         self._trailers_due = False
-        self._budget = YieldBudget(PUMP_YIELD_EVERY)
+        self._budget = TurnBudget(GATEWAY_PUMP_MESSAGES)
 
     async def message(self, message: Any, headers: Headers, trailers: Trailers = ()) -> None:
         encoded = self._encoded(message)
@@ -213,7 +208,7 @@ class ResponseWriter:
             await self._send(message)
         except OSError:
             raise ClientGone from None
-        if self._budget.charge(len(message.get("body", b""))):
+        if self._budget.take(len(message.get("body", b""))):
             await asyncio.sleep(0)
 
 

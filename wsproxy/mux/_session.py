@@ -31,6 +31,8 @@ from wsproxy._types import Message, Receive, Scope, Send
 from wsproxy.errors import ClientDisconnected, HandshakeRejected
 from wsproxy.mux import _frames as _mux
 from wsproxy.mux._frames import CallRefused, FrameType, MuxProtocolError
+from wsproxy.stream._budget import PUMP_MESSAGES, TurnBudget
+from wsproxy.stream._core import TICK_SECONDS
 
 logger = logging.getLogger("wsproxy")
 
@@ -38,8 +40,6 @@ PlanCall = Callable[[Scope], RequestPlan]
 AuthenticateCall = Callable[[Scope], Awaitable[None]]
 RunStream = Callable[[RequestPlan, Receive, Send], Awaitable[object]]
 
-TICK_SECONDS = 1.0  # how often a socket without calls checks its idleness, as single-call streams do
-FRAMES_PER_TURN = 32  # frames read or written before the session gives the event loop a turn
 # END frames of refused calls waiting to be written before the read loop stops reading: a client that
 # floods bad OPENs and does not read gets TCP backpressure, not an ever-growing set of writers.
 MAX_PENDING_REFUSALS = 16
@@ -88,7 +88,7 @@ class MuxSession:
         self.refusals: set[asyncio.Task[None]] = set()  # END frames of calls refused at OPEN
         self.ids = _mux.CallIds()
         self.write_lock = asyncio.Lock()
-        self.writes = 0
+        self.write_budget = TurnBudget(PUMP_MESSAGES)  # frames written before the loop gets a turn
         self.dropped = False  # the socket is gone (or we closed it): nothing more goes out
 
     async def run(self) -> None:
@@ -139,7 +139,7 @@ class MuxSession:
         self.calls.clear()
 
     async def _read_loop(self) -> None:
-        turn = 0
+        budget = TurnBudget(PUMP_MESSAGES)  # frames read before the calls get a turn
         while True:
             try:
                 message = await self.ws_receive()
@@ -159,9 +159,7 @@ class MuxSession:
                 return
             if len(self.refusals) >= MAX_PENDING_REFUSALS:
                 await asyncio.wait(self.refusals, return_when=asyncio.FIRST_COMPLETED)
-            turn += 1
-            if turn >= FRAMES_PER_TURN:
-                turn = 0
+            if budget.take(len(data)):
                 await asyncio.sleep(0)  # let the calls run while a client floods frames
 
     def _dispatch(self, frame: _mux.Frame) -> None:
@@ -238,8 +236,7 @@ class MuxSession:
             except (OSError, RuntimeError) as exc:  # RuntimeError: the server already closed it
                 self.dropped = True
                 raise ClientDisconnected("the multiplexed WebSocket has gone away") from exc
-        self.writes += 1
-        if self.writes % FRAMES_PER_TURN == 0:
+        if self.write_budget.take(len(frame)):
             await asyncio.sleep(0)  # a call streaming lines must not starve the others
 
     async def _close_socket(self, code: int, reason: str) -> None:

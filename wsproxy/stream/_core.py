@@ -1,265 +1,152 @@
 """One proxied stream's decisions, without I/O: events in, actions out.
 
-Theory of operation. The I/O shell (wsproxy/middleware.py) owns the sockets, tasks and timers; this
-module owns every decision about what they carry, in the manner of python-websockets' protocol core:
+Theory of operation. The I/O shell (wsproxy/stream/_shell.py) owns the socket, the tasks and the
+timers and calls this core, in the manner of python-websockets' `Protocol` and h11's `Connection`:
+each method takes one event and returns what it becomes; the core never calls back into the shell,
+and holds no coroutine, no callable of the server's and no reference to an event loop.
 
 - client -> app: `client_message()` turns one ASGI `websocket.*` event into the app's `http.*` event.
   It knows what a message means: the half-close marker ends the body, CR/LF become spaces (one message
-  is one body line), a message over `max_message_size` ends the stream with 1009, a disconnect marks the
-  client gone, and with `single_message` the first message also ends the body. `gather()` joins the
-  short text messages that the server already holds behind one another into one event (one wake-up
-  of the app for a burst instead of one per message), starting the server's receive by hand so that
-  it never waits (wsproxy/stream/_nowait.py); the receive it leaves suspended is the shell's next read.
-- app -> client: `single_frame()` (the common case: one short line), `response_start()` and
-  `response_body()` turn the app's response into the text or binary frames to send (one per line),
-  and on the last body event decide the close code from the status (1000, or 4000 + status). A line
-  over `max_line_size` ends the stream with 1009.
+  is one body line), a message over `max_message_size` ends the stream with 1009, a disconnect marks
+  the client gone, and with `single_message` the first message also ends the body. `join()` and
+  `joined()` join short text messages that arrived together into one event (one wake-up of the app
+  for a burst instead of one per message); the shell offers them while the server holds them.
+- app -> client: the core's `response` (wsproxy/stream/_response.py) turns the app's response into
+  the frames to send, one per line, and on the last body event has the core close with the code of
+  the status (1000, or 4000 + status).
+- read-ahead: while the app is away from `receive`, the shell may read the socket; `read_ahead()`
+  decides what each message read that way means (kept in the core's inbox for the app, a violation
+  after the end of the body, the client gone) and `may_read_ahead()` bounds the inbox.
 - the end: `outcome()` maps how the app ended (returned, raised, returned early) to a log level and a
   close frame; `client_left()` and `server_closed()` record that no frame can go either way any more.
-- scheduling: every frame charges the yield budget, one for both directions. When `yield_due` is set
-  the shell must give the event loop a turn before the next event: no stream, whatever its app does,
-  runs more than YIELD_EVERY_FRAMES frames or YIELD_EVERY_BYTES bytes (plus the frame that crossed
-  it) in one turn of the loop. Without it an app that never awaits anything but `send` never lets
-  the server run anything else (other clients, signals, the notice that its own client reset the
-  connection), because the servers' `send` and `receive` do not suspend while their buffers allow.
-  `yielded()` also tells the shell whether the app only sent since the last turn: then nothing reads
-  the socket for it, and the shell starts the read-ahead to see a vanished client. `loop_turned()`
-  starts the budget over when the loop had a turn without being made to (the stream suspended on
-  its own): the limit is on work between two turns, however they came.
-- read-ahead: while the app is away from `receive`, the shell may read the socket into an inbox;
-  `read_ahead()` decides what each message read that way means (keep it, a violation after the end of
-  the body, the client gone) and `may_read_ahead()` bounds the inbox.
-- idleness: `tick()` is called once a second and answers whether the idle timeout has run out.
+- idleness: `tick()` is called every TICK_SECONDS and answers whether the idle timeout has run out.
+- scheduling: every frame, either way, is charged to the stream's turn budget `budget`
+  (wsproxy/stream/_budget.py; the several frames of one event are charged by the shell as it sends
+  them, then `turn()`). When it is spent, the loop is owed a turn: after a send at once, and after a
+  read before the next read or send, so that no message is held over a turn of the loop
+  (docs/performance.md). `loop_turned()` starts the budget over when the loop turned by itself.
 
-When the core decides to end the stream, it sets `closing` to the close frame the shell must send now
-(once: `closing` is cleared by `take_close()`, and a stream that is gone never closes twice). Any
-decision the shell must act on also sets `pending`, so the common case costs the shell one test.
+Actions. Whenever the shell must act, the core sets `pending` (so the common case costs the shell one
+test); the shell then calls `next_action()` until it returns None (the vocabulary: wsproxy/stream/_actions.py).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from types import CoroutineType
-from typing import NamedTuple
+from collections import deque
 
 from wsproxy import closecodes
-from wsproxy._options import ProxyOptions
-from wsproxy._types import Message, Receive
-from wsproxy.errors import ClientDisconnected, MessageTooBig
-from wsproxy.stream._lines import LineSplitter
-from wsproxy.stream._nowait import Started, as_coroutine, failed
+from wsproxy._types import Message
+from wsproxy.stream._actions import (
+    BODY_ENDED,
+    CLIENT_GONE,
+    GONE,
+    KEEP,
+    TURN,
+    TURN_AND_WATCH,
+    VIOLATION,
+    Act,
+    Action,
+    Close,
+    message_data,
+    message_size,
+    text_of,
+)
+from wsproxy.stream._budget import TurnBudget
+from wsproxy.stream._lines import SHORT
+from wsproxy.stream._records import StreamSettings, StreamStats
+from wsproxy.stream._response import Response
 
-# The yield budget: at most this many frames, or this many bytes, counting both directions, between
-# two turns of the event loop (docs/reliability.md). Measured (docs/performance.md): a forced turn
-# costs 3-8 us, and a stream that waits for its client takes none; at 16 frames a flooding client's
-# turn lasts a fifth of a millisecond, so a new call beside it waits little more than that per step
-# (at 64 frames its p50 was 3x the bare echo's on asyncio, the target 2x; 16 cost 3% at 64 B).
-YIELD_EVERY_FRAMES = 16
-YIELD_EVERY_BYTES = 256 * 1024
-READ_AHEAD_BYTES = 64 * 1024  # what a stream may hold unread while its app is away (plus one message)
-SINGLE_LINE_MAX = 4096  # the fast path takes lines shorter than this (longer ones are sent as views)
-# Text messages shorter than this that already wait behind one another go to the app as one body
-# chunk (`gather`); longer ones gain nothing from it and would be copied once more.
-GATHER_MAX = 4096
 TICK_SECONDS = 1.0  # how often an open stream checks for idleness and a vanished client
-
-# What a message read ahead (while the app is away) means.
-KEEP = 0
-VIOLATION = 1
-GONE = 2
+READ_AHEAD_BYTES = 64 * 1024  # what a stream may hold unread while its app is away (plus one message)
 
 
-class YieldBudget:
-    """The same budget for other pumps (the gateway's): charge each message, yield when told.
-
-    `charge()` returns True when the loop must get a turn (then the budget starts over).
-    """
-
-    __slots__ = ("frame_cost", "limit", "spent")
-
-    def __init__(self, frames: int = YIELD_EVERY_FRAMES, nbytes: int = YIELD_EVERY_BYTES) -> None:
-        self.limit = nbytes
-        self.frame_cost = nbytes // frames
-        self.spent = 0
-
-    def charge(self, size: int) -> bool:
-        self.spent += size + self.frame_cost
-        if self.spent >= self.limit:
-            self.spent = 0
-            return True
-        return False
-
-
-class Close(NamedTuple):
-    code: int
-    reason: str = ""
-
-
-@dataclass(slots=True, eq=False)
-class StreamStats:
-    """The record of one stream, for logs, metrics and access logs: live, counted in place.
-
-    The same object is passed to `on_stream_start` (after the accept) and `on_stream_end` (when the
-    stream has ended, cancelled or not); read it, never write it. Messages and bytes are counted as
-    they pass (in: client -> app, the half-close not counted; out: app -> client, one per line;
-    bytes are payload sizes). `close_code` is the code of the close frame we sent, the client's own
-    close code, or None when the connection was lost without one. `duration` is set at the end;
-    `started` is `time.monotonic()` at the start.
-    """
-
-    method: str = ""
-    path: str = ""
-    client: str | None = None
-    close_code: int | None = None
-    messages_in: int = 0
-    bytes_in: int = 0
-    messages_out: int = 0
-    bytes_out: int = 0
-    duration: float = 0.0
-    started: float = field(default_factory=time.monotonic)
-
-
-StreamObserver = Callable[[StreamStats], None]
-
-
-@dataclass(frozen=True)
-class StreamSettings:
-    """What every stream of one middleware shares, computed once from its options."""
-
-    half_close: bytes | None = b""
-    max_message_size: int = 1 << 20
-    max_line_size: int = 1 << 20
-    idle_timeout: float | None = None
-    yield_frames: int = YIELD_EVERY_FRAMES
-    yield_bytes: int = YIELD_EVERY_BYTES
-    on_stream_start: StreamObserver | None = None
-    on_stream_end: StreamObserver | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("on_stream_start", "on_stream_end"):
-            hook = getattr(self, name)
-            if hook is not None and not callable(hook):
-                raise TypeError(f"{name} must be callable: (StreamStats) -> None")
-
-    @classmethod
-    def from_options(
-        cls,
-        options: ProxyOptions,
-        *,
-        on_stream_start: StreamObserver | None = None,
-        on_stream_end: StreamObserver | None = None,
-    ) -> StreamSettings:
-        return cls(
-            half_close=options.half_close_bytes(),
-            max_message_size=options.max_message_size,
-            max_line_size=options.max_line_size,
-            idle_timeout=options.idle_timeout,
-            on_stream_start=on_stream_start,
-            on_stream_end=on_stream_end,
-        )
-
-
-class StreamCore(StreamStats):
-    """The state and decisions of one stream; see the module docstring.
-
-    It is its own StreamStats record: the counts live in the object the decisions already touch,
-    so counting costs nothing extra per message.
-    """
+class StreamCore:
+    """The state and decisions of one stream; see the module docstring. `stats` is its live record."""
 
     # Slots: thousands of streams may be open at once.
     __slots__ = (
+        "body_end_due",
         "body_open",
+        "budget",
         "closed",
         "closing",
         "end_read",
-        "frame_cost",
         "gather_max",
         "gone",
+        "gone_told",
         "half_close",
         "half_close_text",
+        "hold_turn",
         "idle_limit",
         "idle_ticks",
+        "inbox",
         "inbox_bytes",
-        "last_counts",
-        "leftover",
-        "max_line_size",
+        "joining",
+        "last_activity",
         "max_message_size",
-        "messages_at_yield",
+        "messages_at_turn",
         "pending",
-        "receiving",
-        "response_complete",
+        "response",
         "single_message",
-        "spent",
-        "splitter",
-        "status",
-        "yield_budget",
-        "yield_due",
+        "stats",
+        "turn_due",
     )
 
     def __init__(
-        self,
-        settings: StreamSettings,
-        *,
-        single_message: bool = False,
-        method: str = "",
-        path: str = "",
-        client: str | None = None,
+        self, settings: StreamSettings, stats: StreamStats | None = None, *, single_message: bool = False
     ) -> None:
-        StreamStats.__init__(self, method=method, path=path, client=client)
+        self.stats = StreamStats() if stats is None else stats
         self.half_close = settings.half_close
-        self.half_close_text = _text_of(settings.half_close)  # the same marker as a text message
+        self.half_close_text = text_of(settings.half_close)  # the same marker as a text message
         self.max_message_size = settings.max_message_size
         # A joined text is at most 4 bytes per character: never over the limit (else: never joined).
-        self.gather_max = GATHER_MAX if settings.max_message_size >= 4 * GATHER_MAX else 0
-        self.splitter = LineSplitter(settings.max_line_size)
-        self.max_line_size = settings.max_line_size
+        self.gather_max = SHORT if settings.max_message_size >= 4 * SHORT else 0
         self.single_message = single_message
-        # One counter for both limits: each frame costs its size plus an equal share of the byte
-        # budget, so a turn ends after `yield_frames` frames or `yield_bytes` bytes, whichever first.
-        self.yield_budget = settings.yield_bytes
-        self.frame_cost = settings.yield_bytes // settings.yield_frames
+        self.budget = TurnBudget(settings.yield_frames, settings.yield_bytes)
         timeout = settings.idle_timeout
         # Idleness is counted in ticks without traffic: no clock read per message.
         self.idle_limit = None if timeout is None else max(1, math.ceil(timeout / TICK_SECONDS))
         self.idle_ticks = 0
-        self.last_counts = (0, 0, True)
+        self.last_activity = 0
 
         self.body_open = True
         self.end_read = False  # a message read ahead ends the body
+        # Read ahead while the app was away; made on first use (an empty deque is 760 bytes, and
+        # most streams never need one: memory per open stream counts with thousands of them).
+        self.inbox: deque[Message] | None = None
         self.inbox_bytes = 0
-        self.leftover: Message | None = None  # taken by `gather` but not joined: the shell keeps it
-        # The server's receive, started by `gather` and suspended: the shell's next read finishes it.
-        self.receiving: Started[Message] | None = None
-        self.status: int | None = None
-        self.response_complete = False
+        self.joining: list[str] | None = None  # the texts being joined into one event
+        self.response = Response(self, settings.max_line_size)  # the app -> client half
         self.gone = False  # no frame can go either way any more
         self.closed = False  # a close frame was sent, or the client's arrived
         self.closing: Close | None = None  # a close frame the shell must send now
-        self.spent = 0
-        self.messages_at_yield = 0  # messages_in at the last yield: did the app read since?
-        self.yield_due = False
-        # Set with any decision the shell must act on after an event: a yield, a close, the end of
-        # the body, the client gone. One flag, so the common case costs the shell one test.
+        self.messages_at_turn = 0  # messages_in at the last turn: did the app read since?
+        # The actions, computed from state by next_action(); `pending` says there may be one.
         self.pending = False
+        self.gone_told = False
+        self.body_end_due = False
+        self.turn_due = False
+        self.hold_turn = False  # owed after a read: taken before the next read or after a send
 
     # client -> app
 
-    def client_message(self, message: Message) -> Message:
-        """The app's event for one event from the WebSocket (which the shell read for it)."""
+    def client_message(self, message: Message, text: str | None = None) -> Message:
+        """The app's event for one event from the WebSocket (which the shell read for it).
+
+        `text`: the message's text, if the shell took it out of the event (`message.pop("text",
+        None)`): then this str is held only here and `text += "\\n"` extends it in place (CPython
+        resizes a str nobody else holds), so one encode makes the body line. Encoding first and
+        appending the newline to the bytes would copy a large message twice (docs/performance.md).
+        """
         if message["type"] != "websocket.receive":
             self.client_left(message.get("code", closecodes.GOING_AWAY))
             return {"type": "http.disconnect"}
-        data = message.get("bytes")
+        data = message.get("bytes") if text is None else None
         if data is None:
-            # A text message (the usual kind). Taken out of the event, so that this str is held
-            # only here: then `text += "\n"` extends it in place (CPython resizes a str nobody else
-            # holds) and one encode makes the body line. Encoding first and appending the newline
-            # to the bytes would copy a large message twice and allocate twice (docs/performance.md).
-            text: str = message.pop("text", "")
+            if text is None:
+                text = message.get("text") or ""
             if text == self.half_close_text:
                 return self._half_closed(len(text))
             if "\n" in text or "\r" in text:
@@ -275,93 +162,83 @@ class StreamCore(StreamStats):
             if 10 in data or 13 in data:  # b"\n", b"\r" (an int test skips the substring search setup)
                 data = data.replace(b"\r", b" ").replace(b"\n", b" ")
             body = data + b"\n"
-        # _charge(), inlined: this runs for every message, and a call costs more than the rest.
-        self.spent += size + self.frame_cost
-        if self.spent >= self.yield_budget:
-            self.yield_due = self.pending = True
+        if self.budget.charge(size):
+            self.turn_owed(after_read=True)
         if size > self.max_message_size:
             self.close(closecodes.MESSAGE_TOO_BIG, "message too big")
             return {"type": "http.disconnect"}
-        self.messages_in += 1
-        self.bytes_in += size
+        stats = self.stats
+        stats.messages_in += 1
+        stats.bytes_in += size
         if self.single_message:
-            self.body_open = False
-            self.pending = True
+            self._end_body()
             return {"type": "http.request", "body": body, "more_body": False}
         return {"type": "http.request", "body": body, "more_body": True}
 
-    def gather(self, first: Message, receive: Receive) -> Message | None:
-        """The app's event for `first` and the messages that already wait behind it, joined into
-        one body chunk; None if `first` is not for joining (then `client_message` decides).
+    def join(self, message: Message) -> bool:
+        """Offer a message for joining: True if it was joined and the budget has room for more.
 
-        Messages that arrived together reach the app together: one event, one wake-up of the app
-        and one encode for all of them, where each would cost its own (docs/performance.md). Only
-        short text messages with no line break are joined, none after the half-close marker, and
-        at most what the yield budget allows.
-
-        `receive` is the server's: each call is run by hand up to its first suspension
-        (wsproxy.stream._nowait, inlined: this runs for every message of a burst). A message it has at
-        once is taken; a receive that would wait is left in `receiving` for the shell's next read
-        to finish, so nothing is waited for here and nothing is read twice. A message taken but
-        not joined is read ahead (`read_ahead`): kept in `leftover` for the shell, or the client gone.
+        The first message offered starts a joined event only if it is a short text message with no
+        line break, not the half-close marker, on an open body of a stream that takes more than one
+        message; if it does not, nothing is taken (`joined()` is None, `client_message` decides).
+        Later ones that are not for joining are read ahead (`read_ahead`: kept for the app's next
+        receive, or the client gone) and end the join. Each joined message is charged to the budget
+        as the frame it is, and no more than the budget allows are joined (docs/reliability.md).
         """
-        limit = self.gather_max
-        half = self.half_close_text
-        text = first.get("text")
+        text: str | None = message.get("text")
+        texts = self.joining
         if (
             text is None
-            or len(text) >= limit
-            or text == half
+            or len(text) >= self.gather_max
+            or text == self.half_close_text
             or "\n" in text
             or "\r" in text
-            or not self.body_open
-            or self.single_message
         ):
-            return None
-        texts = [text]
-        cost = self.frame_cost
-        budget = self.yield_budget
-        spent = self.spent + len(text) + cost
-        while spent < budget:
-            coro = receive()
-            if type(coro) is not CoroutineType:  # (as_coroutine(), inlined)
-                coro = as_coroutine(coro)
-            try:
-                yielded = coro.send(None)
-            except StopIteration as stop:
-                message: Message = stop.value
-            except Exception as exc:  # the receive failed at once: the next read raises it
-                self.receiving = failed(exc)
-                break
-            else:
-                self.receiving = Started(coro, yielded)
-                break
-            text = message.get("text")
-            if text is None or len(text) >= limit or text == half or "\n" in text or "\r" in text:
-                if self.read_ahead(message) == KEEP:
-                    self.leftover = message
-                self.pending = True
-                break
+            if texts is not None:
+                self.read_ahead(message)
+            return False
+        if texts is not None:
             texts.append(text)
-            spent += len(text) + cost
-        self.spent = spent
-        if spent >= budget:
-            self.yield_due = self.pending = True
+        elif self.body_open and not self.single_message:
+            self.joining = [text]
+        else:
+            return False
+        if self.budget.charge(len(text)):
+            self.turn_owed(after_read=True)
+            return False
+        return True
+
+    def joined(self) -> Message | None:
+        """The one event for the messages `join()` took, counted; None if it took none."""
+        texts = self.joining
+        if texts is None:
+            return None
+        self.joining = None
         texts.append("")  # the last newline
         body = "\n".join(texts).encode()
         count = len(texts) - 1
-        self.messages_in += count
-        self.bytes_in += len(body) - count
+        stats = self.stats
+        stats.messages_in += count
+        stats.bytes_in += len(body) - count
         return {"type": "http.request", "body": body, "more_body": True}
 
     def _half_closed(self, size: int) -> Message:
-        self._charge(size)
-        self.body_open = False
-        self.pending = True
+        if self.budget.charge(size):
+            self.turn_owed(after_read=True)
+        self._end_body()
         return {"type": "http.request", "body": b"", "more_body": False}
 
+    def _end_body(self) -> None:
+        self.body_open = False
+        self.pending = True
+        if self.inbox:  # a message already waits after the end of the body
+            self.close(closecodes.POLICY_VIOLATION, "message after end of request body")
+        else:
+            self.body_end_due = True
+
     def read_ahead(self, message: Message) -> int:
-        """What one event read while the app was away means: KEEP it for the app, a VIOLATION, or GONE."""
+        """What one event read while the app was away means: KEEP it (in the inbox, for the app's next
+        receive: `next_kept()`), a VIOLATION (closing: 1008), or GONE."""
         if message["type"] != "websocket.receive":
             self.client_left(message.get("code", closecodes.GOING_AWAY))
             return GONE
@@ -370,206 +247,93 @@ class StreamCore(StreamStats):
             return VIOLATION
         self.inbox_bytes += message_size(message)
         self.end_read = self.single_message or message_data(message) == self.half_close
+        if self.inbox is None:
+            self.inbox = deque()
+        self.inbox.append(message)
         return KEEP
 
-    def body_ended(self, *, unread: bool) -> bool:
-        """The app got the end of the body; True if a message already waits after it (closing: 1008)."""
-        if unread and not self.gone:
-            self.close(closecodes.POLICY_VIOLATION, "message after end of request body")
-            return True
-        return False
-
-    def took_from_inbox(self, message: Message) -> None:
+    def next_kept(self) -> Message | None:
+        """The oldest message read ahead, taken out of the inbox; None if there is none."""
+        if not self.inbox:
+            return None
+        message = self.inbox.popleft()
         self.inbox_bytes -= message_size(message)
+        return message
 
     def may_read_ahead(self) -> bool:
         """Whether the shell may read one more message ahead (the inbox is bounded while the body is open)."""
         return not self.gone and (self.inbox_bytes <= READ_AHEAD_BYTES or not self.body_open)
 
-    # app -> client
+    # Actions and turns.
 
-    def response_start(self, message: Message) -> None:
-        kind = message["type"]
-        if kind != "http.response.start":
-            raise RuntimeError(
-                f'Expected ASGI message "http.response.start" or "http.response.body", but got {kind!r}'
-            )
-        if self.status is not None:
-            raise RuntimeError('Unexpected ASGI message "http.response.start" sent twice')
-        self.status = int(message["status"])
+    def turn_owed(self, *, after_read: bool = False) -> None:
+        """A frame spent the budget: the loop is owed a turn (`after_read`: taken after the app has its message)."""
+        self.turn_due = self.pending = True
+        self.hold_turn = after_read
 
-    def single_frame(self, message: Message) -> Message | None:
-        """The one frame for a body event that is exactly one line with nothing buffered, charged to
-        the budget; None for anything else (then `response_start` or `response_body` decides).
-
-        The common case of a message-per-chunk stream, answered without building a list: it runs for
-        every message, so its tests are the cheap ones (an index, `in`; a method call such as
-        `bytes.find` costs several times more on short lines).
-        """
-        if (
-            message["type"] != "http.response.body"
-            or not message.get("more_body", False)
-            or self.status is None
-            or self.response_complete
-            or self.gone
-        ):
-            return None
-        chunk: bytes = message.get("body", b"")
-        end = len(chunk) - 1
-        if (
-            end <= 0
-            or chunk[end] != 10  # b"\n"
-            or chunk[end - 1] == 13  # b"\r": the general path strips it
-            or end > self.max_line_size
-            or self.splitter._tail
-        ):
-            return None
-        if end < SINGLE_LINE_MAX:
-            line = chunk[:end]
-            if 10 in line:
+    def next_action(self) -> Action | None:
+        """What the shell must do next, in order; None when nothing more (for now). See the module docstring."""
+        closing = self.closing
+        if closing is not None:
+            self.closing = None
+            self.gone_told = True
+            return closing
+        if self.gone and not self.gone_told:
+            self.gone_told = True
+            return CLIENT_GONE
+        if self.body_end_due:
+            self.body_end_due = False
+            if not self.gone:
+                return BODY_ENDED
+        if self.turn_due:
+            if self.hold_turn and self.body_open and not self.gone:
+                # Owed after a read: not before the app has its message (which would hold it over
+                # the turn), but before the next read or after the next send. Still pending.
+                self.hold_turn = False
                 return None
-            # The counting and _charge(), inlined: a call would cost as much as they do.
-            self.messages_out += 1
-            self.bytes_out += end
-            self.spent += end + self.frame_cost
-            if self.spent >= self.yield_budget:
-                self.yield_due = self.pending = True
-            try:
-                return {"type": "websocket.send", "text": line.decode()}  # (str(line, "utf-8") costs more)
-            except UnicodeDecodeError:
-                return {"type": "websocket.send", "bytes": line}
-        if chunk.find(10, 0, end) >= 0:
-            return None
-        view = memoryview(chunk)[:end]  # decoded from the chunk itself: no copy of a long line
-        self.messages_out += 1
-        self.bytes_out += end
-        self._charge(end)
-        try:
-            return {"type": "websocket.send", "text": str(view, "utf-8")}
-        except UnicodeDecodeError:
-            return {"type": "websocket.send", "bytes": bytes(view)}
+            return self.turn()
+        self.pending = False
+        return None
 
-    def several_lines(self, message: Message) -> list[str] | None:
-        """The lines of a body event that is several short complete text lines with nothing
-        buffered (what a gathered request echoes back), counted; None for anything else. The shell
-        sends each as a text frame and charges it (`charge_line`)."""
-        if (
-            message["type"] != "http.response.body"
-            or not message.get("more_body", False)
-            or self.status is None
-            or self.response_complete
-            or self.gone
-            or self.splitter._tail
-        ):
-            return None
-        chunk: bytes = message.get("body", b"")
-        size = len(chunk)
-        if not size or chunk[size - 1] != 10 or size > self.max_line_size or 13 in chunk:
-            return None
-        try:
-            lines = chunk.decode().split("\n")
-        except UnicodeDecodeError:
-            return None
-        lines.pop()  # the empty string after the last newline
-        if "" in lines:
-            return None  # empty lines are skipped: the general path knows how
-        self.messages_out += len(lines)
-        self.bytes_out += size - len(lines)
-        return lines
-
-    def response_body(self, message: Message) -> Sequence[Message]:
-        """The frames for one `http.response.body` event; the close on the last one is left in `closing`.
-
-        One frame (or none) is charged to the yield budget here; when there are several, the shell
-        charges each as it sends it (`charge_frame`). Raises MessageTooBig for a line over the
-        limit, after setting `closing` to 1009.
-        """
-        status = self.status
-        if status is None or self.response_complete:
-            raise RuntimeError(
-                'Unexpected ASGI message "http.response.body" before "http.response.start" or after the end'
-            )
-        if self.gone:
-            raise ClientDisconnected("the WebSocket client has gone away")
-        body = message.get("body", b"")
-        more_body = message.get("more_body", False)
-        splitter = self.splitter
-        try:
-            lines = splitter.feed_views(body) if body else ()
-            if not more_body:
-                self.response_complete = True
-                lines = [*lines, *splitter.flush()]
-        except MessageTooBig:
-            self.close(closecodes.MESSAGE_TOO_BIG, "response line too big")
-            raise
-        frames: list[Message] = []
-        size = 0
-        for line in lines:
-            size += len(line)
-            try:
-                frames.append({"type": "websocket.send", "text": str(line, "utf-8")})
-            except UnicodeDecodeError:
-                frames.append({"type": "websocket.send", "bytes": bytes(line)})
-        self.messages_out += len(frames)
-        self.bytes_out += size
-        if len(frames) <= 1:
-            # One frame, or none (an event with no complete line still costs a turn's share: an app
-            # sending empty bodies forever must yield too). Several are charged one by one as the
-            # shell sends them (charge_frame), so a chunk of many lines still yields within it.
-            self._charge(size)
-        if not more_body:
-            self.close(*closecodes.close_for_status(status))
-        return frames
-
-    def charge_frame(self, frame: Message) -> bool:
-        """Charge one of several frames `response_body` returned; True when the loop must get a turn."""
-        return self._charge(message_size(frame))
-
-    def _charge(self, size: int) -> bool:
-        """One frame of `size` bytes against the yield budget; True (and `yield_due`) once it is spent."""
-        self.spent += size + self.frame_cost
-        if self.spent >= self.yield_budget:
-            self.yield_due = self.pending = True
-        return self.yield_due
-
-    def yielded(self) -> bool:
-        """The shell gives the loop a turn: the budget starts over.
-
-        Returns True if the app took no message during the budget just spent: it only sends, so the
-        shell should watch the socket for it (a vanished client is seen only by reading).
-        """
-        only_sent = self.messages_in == self.messages_at_yield
+    def turn(self) -> Act:
+        """The shell gives the loop a turn now (the budget is spent): TURN, or TURN_AND_WATCH when the app
+        only sent since the last one. The budget starts over."""
+        only_sent = self.stats.messages_in == self.messages_at_turn
         self.loop_turned()
-        return only_sent
+        return TURN_AND_WATCH if only_sent else TURN
 
     def loop_turned(self) -> None:
         """The event loop had a turn, forced or because the stream suspended on its own (a receive
         that waited for the client, a send held back by a full buffer): the budget starts over."""
-        self.messages_at_yield = self.messages_in
-        self.yield_due = False
-        self.spent = 0
+        self.messages_at_turn = self.stats.messages_in
+        self.turn_due = self.hold_turn = False
+        self.budget.restart()
+        # The turn was what was pending, unless something else is: then the shell need not ask.
+        self.pending = self.closing is not None or self.body_end_due or (self.gone and not self.gone_told)
 
     # The end.
 
     def close(self, code: int, reason: str = "") -> None:
-        """Decide to end the stream with `code`: the shell sends `closing` (unless the client is gone)."""
+        """Decide to end the stream with `code`: the shell sends the `Close` (unless the client is gone)."""
         if self.closed:
             return
         self.closed = True
-        self.close_code = code
+        self.stats.close_code = code
         if not self.gone:
             self.closing = Close(code, reason)
         self.gone = self.pending = True
 
     def take_close(self) -> Close | None:
+        """The close frame to send now, if one is due (once); the stream is gone either way."""
         closing, self.closing = self.closing, None
+        self.gone_told = self.gone_told or self.gone
         return closing
 
     def client_left(self, code: int | None) -> None:
         """The client closed (its code) or the connection was lost (None): nothing more can be sent."""
         if not self.closed:
             self.closed = True
-            self.close_code = code
+            self.stats.close_code = code
         self.gone = self.pending = True
         self.closing = None
 
@@ -578,7 +342,7 @@ class StreamCore(StreamStats):
         self.client_left(None)
 
     def outcome(self, failure: BaseException | None) -> tuple[int, str]:
-        """How the app's end is reported: (log level, message); a close frame is left in `closing`.
+        """How the app's end is reported: (log level, message); a close frame is left for `take_close()`.
 
         `failure` is what the app raised, or None if it returned. Logged at ERROR only when it is
         the app's fault: not when it tripped over its client's absence.
@@ -595,45 +359,24 @@ class StreamCore(StreamStats):
                 # when a shared upstream connection dies, hundreds of streams end at once.
                 return logging.WARNING, "upstream failed"
             return logging.ERROR, "app raised"
-        if self.response_complete or self.closed:
+        if self.response.complete or self.closed:
             return logging.DEBUG, "app returned"
-        if self.status is None:
+        if self.response.status is None:
             self.close(closecodes.INTERNAL_ERROR, "no response")
             return logging.ERROR, "app returned without a response"
         self.close(closecodes.INTERNAL_ERROR, "incomplete response")
         return logging.ERROR, "app returned before finishing its response"
 
     def tick(self) -> bool:
-        """Called every TICK_SECONDS: True if the idle timeout ran out (then `closing` holds 1001)."""
+        """Called every TICK_SECONDS: True if the idle timeout ran out (then `take_close()` gives 1001)."""
         if self.gone:
             return False
-        counts = (self.messages_in, self.messages_out, self.body_open)
-        self.idle_ticks = self.idle_ticks + 1 if counts == self.last_counts else 0
-        self.last_counts = counts
+        # Traffic either way or the end of the body: the counts only grow and the body only ends, so
+        # their sum changes exactly when one of them does (an int, not a tuple kept per stream).
+        activity = self.stats.messages_in + self.stats.messages_out + (not self.body_open)
+        self.idle_ticks = self.idle_ticks + 1 if activity == self.last_activity else 0
+        self.last_activity = activity
         if self.idle_limit is not None and self.idle_ticks >= self.idle_limit:
             self.close(closecodes.GOING_AWAY, "idle timeout")
             return True
         return False
-
-
-def _text_of(marker: bytes | None) -> str | None:
-    """The text message equal to `marker`; None if none is (no marker, or not UTF-8)."""
-    if marker is None:
-        return None
-    try:
-        return marker.decode()
-    except UnicodeDecodeError:
-        return None
-
-
-def message_data(message: Message) -> bytes:
-    data: bytes | None = message.get("bytes")
-    if data is None:
-        text: str = message.get("text", "")
-        return text.encode()
-    return data
-
-
-def message_size(message: Message) -> int:
-    data = message.get("bytes")
-    return len(data if data is not None else message.get("text", ""))

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from wsproxy._types import Message, Receive, Scope, Send
 from wsproxy.errors import RequestBodyNotAllowed, UpstreamError
+from wsproxy.stream._budget import PUMP_MESSAGES, TurnBudget
 from wsproxy.upstream._call import ResponseHead, UpstreamCall
 from wsproxy.upstream._errors import (
     ClosedEarly,
@@ -48,10 +49,9 @@ __all__ = ["HTTP_VERSIONS", "HttpVersion", "UpstreamApp", "forwarded_request_hea
 
 logger = logging.getLogger("wsproxy.upstream")
 
-# A pump hands the event loop back at least every this many messages, so one busy stream (data
-# always ready on its socket, a server `send`/`receive` that does not yield) cannot starve the
-# others. A message is at most one read (64 KiB) over HTTP/1.1, one DATA frame over HTTP/2.
-YIELD_EVERY_MESSAGES = 32
+# Each pump charges a turn budget of PUMP_MESSAGES messages (wsproxy/stream/_budget.py), so one busy
+# stream (data always ready on its socket, a server `send`/`receive` that does not yield) cannot
+# starve the others. A message is at most one read (64 KiB) over HTTP/1.1, one DATA frame over HTTP/2.
 
 _TRANSPORT_ERRORS = (OSError, ReadTimeout, ClosedEarly, StreamReset, MalformedResponse)
 
@@ -226,12 +226,8 @@ class _Exchange:
     async def _upload(self) -> None:
         """Stream the request body out, then wait for the client's disconnect."""
         body_open = not self._bodyless
-        since_yield = 0
+        budget = TurnBudget(PUMP_MESSAGES)
         while True:
-            since_yield += 1
-            if since_yield > YIELD_EVERY_MESSAGES:
-                since_yield = 1
-                await asyncio.sleep(0)
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 return
@@ -240,27 +236,24 @@ class _Exchange:
             body = message.get("body", b"")
             if self._bodyless and body:
                 raise RequestBodyNotAllowed(f"{self._scope['method']} takes no request body")
-            if not body_open:
-                continue
-            try:
-                if message.get("more_body", False):
-                    if body:
-                        await self._call.send_body(body)
-                else:
+            if body_open:
+                try:
+                    if message.get("more_body", False):
+                        if body:
+                            await self._call.send_body(body)
+                    else:
+                        body_open = False
+                        await (self._call.finish_body(body) if body else self._call.end_body())
+                except _TRANSPORT_ERRORS:
+                    # The upstream stopped reading (it answered early, or died): the download
+                    # side reports which; the rest of the body is not wanted.
                     body_open = False
-                    await (self._call.finish_body(body) if body else self._call.end_body())
-            except _TRANSPORT_ERRORS:
-                # The upstream stopped reading (it answered early, or died): the download
-                # side reports which; the rest of the body is not wanted.
-                body_open = False
+            if budget.take(len(body)):
+                await asyncio.sleep(0)
 
     async def _download(self) -> None:
-        since_yield = 0
+        budget = TurnBudget(PUMP_MESSAGES)
         while True:
-            since_yield += 1  # every message sent on counts, the response head included
-            if since_yield > YIELD_EVERY_MESSAGES:
-                since_yield = 1
-                await asyncio.sleep(0)
             event = await self._call.next_event(self._read_timeout)
             if isinstance(event, ResponseHead):
                 message: Message = {
@@ -270,11 +263,15 @@ class _Exchange:
                 }
                 await self._forward(message)
                 self._response_started = True
+                size = 0
             elif event is None:
                 await self._forward({"type": "http.response.body", "body": b"", "more_body": False})
                 return
             else:
                 await self._forward({"type": "http.response.body", "body": event, "more_body": True})
+                size = len(event)
+            if budget.take(size):  # every message sent on counts, the response head included
+                await asyncio.sleep(0)
 
     async def _forward(self, message: Message) -> None:
         try:
