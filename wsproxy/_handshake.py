@@ -21,6 +21,10 @@ METHOD_TYPE_PARAM = "methodType"
 # Call kinds whose request is one message: the body ends after it (the Go fork's PR #43 hint).
 SINGLE_MESSAGE_KINDS = frozenset({"unary", "serverstreaming"})
 STREAMING_KINDS = frozenset({"clientstreaming", "bidistreaming", "bidistream"})
+# Methods whose request has no body: the app gets an empty body that has already ended, as an HTTP
+# client sends them (and as wsproxy.upstream sends them: its BODYLESS_METHODS). A framework that reads
+# the whole body before the view (Django) then answers at once; a client message is a violation.
+BODYLESS_METHODS = frozenset({"GET", "HEAD"})
 
 # Never forwarded, whatever the allowlist says: they describe the WebSocket connection, not the call.
 HOP_BY_HOP = frozenset(
@@ -44,11 +48,20 @@ _WEBSOCKET_KEYS = ("subprotocols",)
 
 @dataclass(frozen=True)
 class RequestPlan:
-    """What the handshake turns into: the HTTP scope, the subprotocol to accept, the body shape."""
+    """What the handshake turns into: the HTTP scope, the subprotocol to accept, the body shape.
+
+    The body shape: `bodyless` (GET, HEAD: no body at all, whatever `single_message` says), else
+    `single_message` (the body ends after the first message), else a stream of messages.
+    """
 
     scope: Scope
     subprotocol: str | None
     single_message: bool
+
+    @property
+    def bodyless(self) -> bool:
+        """The request has no body: read from the final scope, so a `request_mutator`'s method counts."""
+        return is_bodyless(self.scope.get("method", ""))
 
 
 def plan_request(
@@ -132,6 +145,10 @@ def parse_method(value: str) -> str:
     if not TOKEN_RE.match(value):
         raise HandshakeRejected(400, "invalid method override")
     return value.upper()
+
+
+def is_bodyless(method: str) -> bool:
+    return method.upper() in BODYLESS_METHODS
 
 
 def is_single_message(method_type: str | None) -> bool:

@@ -445,8 +445,10 @@ async def test_browser_mux_flow_control_holds_only_the_unread_call() -> None:
         held_at = observed.flood_lines
         # 65536 bytes of credit at 1001 a line: 66 lines, the app maybe one more in hand.
         assert 66 <= held_at <= 67
-        other = await page.evaluate('async () => await window.conn.unary("/v1/echo", { message: "other" })')
-        assert other == {"message": "other", "method": "GET"}
+        other = await page.evaluate(
+            'async () => await window.conn.unary("/v1/echo", { message: "other" }, { method: "POST" })'
+        )
+        assert other == {"message": "other", "method": "POST"}
         assert observed.flood_lines == held_at
         await page.evaluate(
             """() => {

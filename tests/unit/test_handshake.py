@@ -107,6 +107,32 @@ def test_method_type_hint(hint: str, single: bool) -> None:
     assert result.scope["query_string"] == b"a=1"
 
 
+@pytest.mark.parametrize(
+    ("query", "options", "bodyless"),
+    [
+        (b"", {}, True),  # the default method, GET
+        (b"method=get", {}, True),
+        (b"method=HEAD", {}, True),
+        (b"method=POST", {}, False),
+        (b"method=PUT", {}, False),
+        (b"method=DELETE", {}, False),
+        (b"", {"default_method": "POST"}, False),
+        (b"methodType=ClientStreaming", {}, True),  # a GET has no body, whatever the hint
+        (b"method=POST&methodType=Unary", {}, False),
+    ],
+)
+def test_get_and_head_have_no_body(query: bytes, options: dict[str, Any], bodyless: bool) -> None:
+    assert plan(ws_scope(query=query), **options).bodyless is bodyless
+
+
+def test_the_body_shape_follows_the_final_method() -> None:
+    """A `request_mutator` may change the method: the plan reads it from the scope it carries."""
+    got = plan(ws_scope())
+    assert got.bodyless
+    mutated = RequestPlan({**got.scope, "method": "POST"}, got.subprotocol, got.single_message)
+    assert not mutated.bodyless
+
+
 def test_unknown_method_type_is_rejected() -> None:
     with pytest.raises(HandshakeRejected):
         plan(ws_scope(query=b"methodType=Sometimes"))
