@@ -474,6 +474,7 @@ REFUSALS: dict[str, tuple[str, dict[str, Any], dict[str, Any], int, str]] = {
     # name: (target, connect keyword arguments, middleware options, status, error)
     "malformed-method": ("/echo?method=G%20T", {}, {}, 400, "invalid method override"),
     "unknown-methodType": ("/echo?methodType=Sometimes", {}, {}, 400, "invalid methodType: use Unary, ServerStreaming, ClientStreaming or BidiStreaming"),
+    "malformed-grpc-timeout": ("/echo?grpc-timeout=1.5S", {}, {}, 400, "invalid grpc-timeout: 1-8 digits and a unit (H, M, S, m, u, n)"),
     "bearer-without-token": ("/echo", {"subprotocols": ["Bearer"]}, {}, 400, "Bearer subprotocol without a token"),
     "malformed-token": ("/echo", {"additional_headers": {"Cookie": "token=a%0Db"}}, {}, 400, "malformed bearer token"),
     "foreign-origin": ("/echo", {"origin": "https://evil.example"}, {"allowed_origins": ["https://app.example"]}, 403, "origin not allowed"),
@@ -484,7 +485,7 @@ REFUSALS: dict[str, tuple[str, dict[str, Any], dict[str, Any], int, str]] = {
 
 @promise(
     "protocol.md",
-    "| 400 | malformed `method`, unknown `methodType`, `Bearer` subprotocol without a token, malformed token |",
+    "| 400 | malformed `method`, unknown `methodType`, malformed `grpc-timeout`, `Bearer` subprotocol without a token, malformed token |",
 )
 @promise("protocol.md", "| 403 | `Origin` not in `allowed_origins` (no app code ran, no cookie was read) |")
 @promise("protocol.md", "| 500 | the `request_mutator` raised |")
