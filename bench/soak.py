@@ -188,7 +188,7 @@ def _connect(url: str) -> connect:
 
 
 async def clean_call(base: str) -> str:
-    async with _connect(base + "/echo") as ws:
+    async with _connect(base + "/echo?method=POST") as ws:
         for i in range(random.randint(1, 50)):
             await ws.send(json.dumps({"i": i, "pad": "p" * random.randint(0, 2000)}))
             await ws.recv()
@@ -206,7 +206,7 @@ async def _server_outcome(base: str, call: str) -> str:
 
 async def vanish_mid_call(base: str) -> str:
     call = uuid.uuid4().hex
-    async with _connect(f"{base}/echo?call={call}") as ws:
+    async with _connect(f"{base}/echo?method=POST&call={call}") as ws:
         for i in range(random.randint(0, 20)):
             await ws.send(f'{{"i": {i}}}')
             await ws.recv()
@@ -220,14 +220,14 @@ async def app_crash(base: str) -> str:
 
 
 async def oversize(base: str) -> str:
-    async with _connect(base + "/echo") as ws:
+    async with _connect(base + "/echo?method=POST") as ws:
         await ws.send("o" * (MAX_MESSAGE + 1))
         return f"oversize {await _drain(ws)}"
 
 
 async def hang_then_vanish(base: str) -> str:
     call = uuid.uuid4().hex
-    async with _connect(f"{base}/hang?call={call}") as ws:
+    async with _connect(f"{base}/hang?method=POST&call={call}") as ws:
         await ws.recv()
         if random.random() < 0.5:
             await ws.send("")

@@ -18,9 +18,18 @@ from wsproxy.errors import HandshakeRejected
 
 BEARER = "Bearer"
 METHOD_TYPE_PARAM = "methodType"
+# The call's deadline, in gRPC's wire format: browsers cannot set handshake headers, so a client
+# names it in the query and the app sees the `grpc-timeout` header (the gateway's deadline).
+GRPC_TIMEOUT_PARAM = "grpc-timeout"
+# gRPC over HTTP/2 spec: TimeoutValue is 1-8 ASCII digits, then the unit (Hours ... Nanoseconds).
+GRPC_TIMEOUT_RE = re.compile(r"[0-9]{1,8}[HMSmun]")
 # Call kinds whose request is one message: the body ends after it (the Go fork's PR #43 hint).
 SINGLE_MESSAGE_KINDS = frozenset({"unary", "serverstreaming"})
 STREAMING_KINDS = frozenset({"clientstreaming", "bidistreaming", "bidistream"})
+# Methods whose request has no body: the app gets an empty body that has already ended, as an HTTP
+# client sends them (and as wsproxy.upstream sends them: its BODYLESS_METHODS). A framework that reads
+# the whole body before the view (Django) then answers at once; a client message is a violation.
+BODYLESS_METHODS = frozenset({"GET", "HEAD"})
 
 # Never forwarded, whatever the allowlist says: they describe the WebSocket connection, not the call.
 HOP_BY_HOP = frozenset(
@@ -44,11 +53,20 @@ _WEBSOCKET_KEYS = ("subprotocols",)
 
 @dataclass(frozen=True)
 class RequestPlan:
-    """What the handshake turns into: the HTTP scope, the subprotocol to accept, the body shape."""
+    """What the handshake turns into: the HTTP scope, the subprotocol to accept, the body shape.
+
+    The body shape: `bodyless` (GET, HEAD: no body at all, whatever `single_message` says), else
+    `single_message` (the body ends after the first message), else a stream of messages.
+    """
 
     scope: Scope
     subprotocol: str | None
     single_message: bool
+
+    @property
+    def bodyless(self) -> bool:
+        """The request has no body: read from the final scope, so a `request_mutator`'s method counts."""
+        return is_bodyless(self.scope.get("method", ""))
 
 
 def plan_request(
@@ -66,7 +84,7 @@ def plan_request(
 
     query, params = split_query(
         ws_scope.get("query_string", b""),
-        {name for name in (options.method_override_param, METHOD_TYPE_PARAM) if name},
+        {name for name in (options.method_override_param, METHOD_TYPE_PARAM, GRPC_TIMEOUT_PARAM) if name},
     )
     method = options.default_method
     if options.method_override_param and options.method_override_param in params:
@@ -79,6 +97,10 @@ def plan_request(
         token = bearer_from_cookie(headers, options.token_cookie_name)
 
     forwarded = [(name, value) for name, value in headers if _forwardable(name, forwards)]
+    if GRPC_TIMEOUT_PARAM in params:
+        timeout = parse_grpc_timeout(params[GRPC_TIMEOUT_PARAM])
+        forwarded = [(name, value) for name, value in forwarded if name.lower() != b"grpc-timeout"]
+        forwarded.append((b"grpc-timeout", timeout))
     if token is not None:
         forwarded = [(name, value) for name, value in forwarded if name.lower() != b"authorization"]
         forwarded.append((b"authorization", b"Bearer " + token.encode("ascii")))
@@ -132,6 +154,17 @@ def parse_method(value: str) -> str:
     if not TOKEN_RE.match(value):
         raise HandshakeRejected(400, "invalid method override")
     return value.upper()
+
+
+def parse_grpc_timeout(value: str) -> bytes:
+    """The `grpc-timeout` query parameter as the header's value; the client's own call's deadline."""
+    if not GRPC_TIMEOUT_RE.fullmatch(value):
+        raise HandshakeRejected(400, "invalid grpc-timeout: 1-8 digits and a unit (H, M, S, m, u, n)")
+    return value.encode("ascii")
+
+
+def is_bodyless(method: str) -> bool:
+    return method.upper() in BODYLESS_METHODS
 
 
 def is_single_message(method_type: str | None) -> bool:

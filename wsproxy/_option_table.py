@@ -95,8 +95,9 @@ OPTIONS: tuple[Option, ...] = (
         "GET",
         "HTTP method when the query names none",
         Flag("--default-method", "METHOD"),
-        doc='`"POST"` for gateways whose streaming routes are POST-only',
-        go="(always GET)",
+        doc='`"POST"` for gateways whose streaming routes are POST-only. A GET or HEAD call has no request '
+        "body: a message on it closes 1008 ([protocol.md](protocol.md#get-and-head-calls-have-no-body))",
+        go="(always GET, and the client's messages piped into the GET's body)",
     ),
     Option(
         "forwarded_headers",

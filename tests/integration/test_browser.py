@@ -444,8 +444,10 @@ async def test_browser_mux_flow_control_holds_only_the_unread_call() -> None:
         held_at = observed.flood_lines
         # 65536 bytes of credit at 1001 a line: 66 lines, the app maybe one more in hand.
         assert 66 <= held_at <= 67
-        other = await page.evaluate('async () => await window.conn.unary("/v1/echo", { message: "other" })')
-        assert other == {"message": "other", "method": "GET"}
+        other = await page.evaluate(
+            'async () => await window.conn.unary("/v1/echo", { message: "other" }, { method: "POST" })'
+        )
+        assert other == {"message": "other", "method": "POST"}
         assert observed.flood_lines == held_at
         await page.evaluate(
             """() => {
@@ -463,3 +465,47 @@ async def test_browser_mux_flow_control_holds_only_the_unread_call() -> None:
             await asyncio.sleep(0.1)
         assert read == 500
     assert observed.flood_lines >= 500
+
+
+# Deadlines and aborts in the browser module (docs/clients.md): timeout= reaches the service as its
+# deadline, single socket and mux; an AbortSignal abandons the call with the signal's reason.
+MODULE_DEADLINES_JS = """
+async () => {
+  const m = await import("/wsproxy.js");
+  const outcome = async (iterable) => {
+    const got = [];
+    try {
+      for await (const x of iterable) got.push(x.seq ?? 0);
+      return { got };
+    } catch (e) {
+      return { got, name: e.name, status: e.status ?? null, grpc: e.grpcCodeName ?? null };
+    }
+  };
+  const slow = "/v1/ticker?count=3&interval_ms=60000";  // a first tick, then a minute per tick
+  const conn = m.openMux("/");
+  const started = performance.now();
+  const out = {
+    single: await outcome(m.openCall(slow, { timeout: 0.3 })),
+    mux: await outcome(conn.openCall(slow, { timeout: 0.3 })),
+    aborted: await outcome(m.openCall(slow, { signal: AbortSignal.timeout(300) })),
+    muxAborted: await outcome(conn.openCall(slow, { signal: AbortSignal.timeout(300) })),
+    muxAfter: await conn.unary("/v1/echo", { message: "still" }, { method: "POST" }),
+    url: m.callUrl("/v1/x", "POST", 1.5),
+  };
+  out.seconds = (performance.now() - started) / 1000;
+  conn.close();
+  return out;
+}
+"""
+
+
+async def test_browser_module_timeout_and_abort_signal() -> None:
+    async with running_demo() as srv, browser_page(f"{srv.http}/") as page:
+        out = await page.evaluate(MODULE_DEADLINES_JS)
+    deadline = {"got": [0], "name": "StreamError", "status": 504, "grpc": "DEADLINE_EXCEEDED"}
+    assert (out["single"], out["mux"]) == (deadline, deadline)
+    assert out["aborted"] == {"got": [0], "name": "TimeoutError", "status": None, "grpc": None}
+    assert out["muxAborted"] == out["aborted"]
+    assert out["muxAfter"] == {"message": "still"}
+    assert out["url"].endswith("/v1/x?method=POST&grpc-timeout=1500m")
+    assert out["seconds"] < 10  # four calls of 0.3 s each, nowhere near the ticker's minute

@@ -340,3 +340,33 @@ async def test_call_paths_stay_on_the_connections_host() -> None:
     async with fake_server(quiet, ["wsproxy.mux.v1"]) as url, connect_mux(url) as conn:
         with pytest.raises(ValueError, match="not on this connection's host"):
             await conn.open("ws://elsewhere.example/v1/echo")
+
+
+# Deadlines: timeout= (docs/clients.md).
+
+
+async def test_a_calls_timeout_is_sent_as_grpc_timeout_and_bounds_the_clients_wait() -> None:
+    """The app here ignores deadlines: the client gives up after the timeout plus the 1 s grace."""
+    from wsproxy.client import DeadlineExceededError, connect_mux, unary
+
+    recorded: list[bytes | None] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        recorded.append(dict(scope["headers"]).get(b"grpc-timeout"))
+        path = "/v1/whoami" if scope["path"] == "/v1/whoami" else "/v1/hold"
+        await ndjson_app({**scope, "path": path}, receive, send)
+
+    async with serve(cast(Any, WebSocketProxyMiddleware(app))) as srv:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(DeadlineExceededError) as error:
+            await asyncio.wait_for(unary(f"{srv.ws}/v1/any?x=1", timeout=0.25), 10)
+        waited = loop.time() - started
+        assert error.value.code is None
+        assert 0.25 + 1.0 <= waited < 0.25 + 1.0 + 3.0  # the timeout plus DEADLINE_GRACE_SECONDS
+        async with connect_mux(srv.ws) as conn:
+            with pytest.raises(DeadlineExceededError):
+                await asyncio.wait_for(conn.unary("/v1/any", timeout=1.5), 10)
+            # The socket is still up for other calls; a call without a timeout sends none.
+            assert await conn.unary("/v1/whoami") == {"authorization": ""}
+    assert recorded == [b"250m", b"1500m", None]

@@ -23,6 +23,7 @@ from example_service.proto.example.v1 import echo_pb2, echo_pb2_grpc
 from tests.support.echo_servicers import SERVICE, STYLES, Context, GeneratorStyle
 from tests.support.servers import Running, drain, serve_on
 from wsproxy import WebSocketProxyMiddleware
+from wsproxy.client import HTTPStatusError, connect_mux, unary
 from wsproxy.gateway import Gateway, InProcessBinding
 
 # uvicorn's legacy websockets implementation, run in this process (server_impl "websockets"), also
@@ -119,6 +120,45 @@ async def test_grpc_timeout_header_is_the_deadline(
         {"code": 4, "message": "Deadline Exceeded", "details": []},
     )
     assert await asyncio.wait_for(servicer.ended.get(), timeout=10) == ("Echo", False)
+
+
+async def test_a_websocket_calls_grpc_timeout_parameter_is_the_services_deadline(
+    binding: str, servicer: GeneratorStyle
+) -> None:
+    """docs/protocol.md: `?grpc-timeout=` reaches the service as its deadline, single socket and mux;
+    an expired one closes 4504 after the DEADLINE_EXCEEDED body."""
+    async with gateway(binding, servicer) as running:
+        async with connect(running.ws + "/v1/echo?method=POST&grpc-timeout=30S") as ws:
+            await ws.send('{"message": "time remaining"}')
+            await ws.send("")
+            assert await drain(ws) == (['{"message":"30"}'], 1000, "")
+        async with connect(running.ws + "/v1/echo?method=POST&grpc-timeout=200m") as ws:
+            await ws.send('{"message": "slow"}')
+            await ws.send("")
+            frames, code, reason = await asyncio.wait_for(drain(ws), 10)
+        assert (code, reason) == (4504, "Gateway Timeout")
+        assert json.loads(frames[0]) == {"code": 4, "message": "Deadline Exceeded", "details": []}
+        assert await asyncio.wait_for(servicer.ended.get(), timeout=10) == ("Echo", False)
+        async with connect_mux(running.ws) as conn:
+            assert await conn.unary(
+                "/v1/echo?grpc-timeout=30S", {"message": "time remaining"}, method="POST"
+            ) == {"message": "30"}
+            with pytest.raises(HTTPStatusError) as error:
+                await asyncio.wait_for(
+                    conn.unary("/v1/echo?grpc-timeout=200m", {"message": "slow"}, method="POST"), 10
+                )
+            assert (error.value.status, error.value.code) == (504, 4504)
+            # The Python client's timeout= is the same deadline: the service's 504 comes within the
+            # client's own bound (the timeout plus its 1 s grace).
+            assert await conn.unary("/v1/echo", {"message": "time remaining"}, method="POST", timeout=30) == {
+                "message": "30"
+            }
+            with pytest.raises(HTTPStatusError) as error:
+                await conn.unary("/v1/echo", {"message": "slow"}, method="POST", timeout=0.2)
+            assert (error.value.status, error.value.code) == (504, 4504)
+        with pytest.raises(HTTPStatusError) as error:
+            await unary(running.ws + "/v1/echo", {"message": "slow"}, method="POST", timeout=0.2)
+        assert (error.value.status, error.value.code) == (504, 4504)
 
 
 async def test_time_remaining_counts_down_from_the_header(client: httpx.AsyncClient) -> None:

@@ -173,7 +173,7 @@ async def test_short_text_messages_that_wait_together_reach_the_app_as_one_chunk
 
 
 async def test_socket_stays_open_after_half_close_until_the_app_answers(server: Running) -> None:
-    async with connect(server.ws + "/echo") as ws:
+    async with connect(server.ws + "/echo?method=POST") as ws:
         await ws.send("first")
         assert await ws.recv() == "first"
         await ws.send("second")
@@ -183,7 +183,7 @@ async def test_socket_stays_open_after_half_close_until_the_app_answers(server: 
 
 
 async def test_empty_binary_frame_also_half_closes(server: Running) -> None:
-    async with connect(server.ws + "/sum") as ws:
+    async with connect(server.ws + "/sum?method=POST") as ws:
         await ws.send('{"value": 5}')
         await ws.send(b"")
         frames, code, _ = await drain(ws)
@@ -192,7 +192,7 @@ async def test_empty_binary_frame_also_half_closes(server: Running) -> None:
 
 async def test_half_close_can_be_disabled(ws_impl: str, recorder: Recorder) -> None:
     app = WebSocketProxyMiddleware(make_app(recorder), half_close_message=None)
-    async with serve(app, ws=ws_impl) as running, connect(running.ws + "/echo") as ws:
+    async with serve(app, ws=ws_impl) as running, connect(running.ws + "/echo?method=POST") as ws:
         await ws.send("")
         await ws.send("x")
         assert await ws.recv() == "x"
@@ -202,14 +202,14 @@ async def test_half_close_can_be_disabled(ws_impl: str, recorder: Recorder) -> N
 
 @pytest.mark.parametrize("hint", ["Unary", "ServerStreaming"])
 async def test_method_type_hint_ends_the_body_after_one_message(server: Running, hint: str) -> None:
-    async with connect(server.ws + f"/sum?methodType={hint}") as ws:
+    async with connect(server.ws + f"/sum?methodType={hint}&method=POST") as ws:
         await ws.send('{"value": 7}')
         frames, code, _ = await drain(ws)
     assert (json.loads(frames[0]), code) == ({"total": 7, "count": 1}, 1000)
 
 
 async def test_a_message_after_the_half_close_is_a_policy_violation(server: Running) -> None:
-    async with connect(server.ws + "/hang") as ws:
+    async with connect(server.ws + "/hang?method=POST") as ws:
         assert await ws.recv() == '{"ready": true}'
         await ws.send("")
         await ws.send("too late")
@@ -241,7 +241,7 @@ async def test_messages_are_read_only_when_the_app_asks(ws_impl: str) -> None:
         await proxy(scope, counted, send)
 
     size = 16 * 1024
-    async with serve(counting, ws=ws_impl) as running, connect(running.ws + "/") as ws:
+    async with serve(counting, ws=ws_impl) as running, connect(running.ws + "/?method=POST") as ws:
         for i in range(100):
             await ws.send(str(i).ljust(size))
         await app_read.wait()
@@ -274,7 +274,7 @@ async def test_invalid_utf8_line_goes_out_as_binary(server: Running) -> None:
 
 
 async def test_bidi_is_interactive(server: Running) -> None:
-    async with connect(server.ws + "/echo") as ws:
+    async with connect(server.ws + "/echo?method=POST") as ws:
         for i in range(20):
             await ws.send(f'{{"n": {i}}}')
             assert await asyncio.wait_for(ws.recv(), 5) == f'{{"n": {i}}}'
@@ -311,7 +311,7 @@ async def test_app_that_sends_no_response_closes_1011(server: Running) -> None:
 
 
 async def test_client_gone_while_app_reads_gives_http_disconnect(server: Running, recorder: Recorder) -> None:
-    async with connect(server.ws + "/echo") as ws:
+    async with connect(server.ws + "/echo?method=POST") as ws:
         await ws.send("one")
         assert await ws.recv() == "one"
     await asyncio.wait_for(recorder.finished.wait(), 5)
@@ -336,7 +336,7 @@ async def test_client_gone_while_app_hangs_cancels_the_app(server: Running, reco
 async def test_client_gone_after_half_close_cancels_a_hanging_app(
     server: Running, recorder: Recorder
 ) -> None:
-    async with connect(server.ws + "/hang") as ws:
+    async with connect(server.ws + "/hang?method=POST") as ws:
         assert await ws.recv() == '{"ready": true}'
         await ws.send("")  # the close frame follows it on the same ordered stream: no wait needed
     await asyncio.wait_for(recorder.finished.wait(), 5)
@@ -354,7 +354,7 @@ async def test_work_after_a_complete_response_is_not_cancelled(server: Running, 
 async def test_no_task_is_left_behind(server: Running, recorder: Recorder) -> None:
     before = len(asyncio.all_tasks())
     for path in ["/hang", "/echo", "/stream"]:
-        async with connect(server.ws + path) as ws:
+        async with connect(server.ws + path + "?method=POST") as ws:
             await ws.send("{}")
             await ws.recv()
     await eventually(lambda: len(asyncio.all_tasks()) <= before, "back to the tasks before")  # tick + grace
@@ -365,7 +365,7 @@ async def test_no_task_is_left_behind(server: Running, recorder: Recorder) -> No
 
 async def test_incoming_message_over_the_limit_closes_1009(ws_impl: str, recorder: Recorder) -> None:
     app = WebSocketProxyMiddleware(make_app(recorder), max_message_size=1000)
-    async with serve(app, ws=ws_impl) as running, connect(running.ws + "/echo") as ws:
+    async with serve(app, ws=ws_impl) as running, connect(running.ws + "/echo?method=POST") as ws:
         await ws.send("x" * 1000)
         assert await ws.recv() == "x" * 1000
         await ws.send("x" * 1001)
@@ -456,7 +456,7 @@ async def test_one_debug_line_per_stream_without_the_token(
     server: Running, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="wsproxy")
-    async with connect(server.ws + "/echo", subprotocols=["Bearer", "tok-SECRET"]) as ws:  # type: ignore[list-item]
+    async with connect(server.ws + "/echo?method=POST", subprotocols=["Bearer", "tok-SECRET"]) as ws:  # type: ignore[list-item]
         await ws.send("a")
         await ws.recv()
         await ws.send("")

@@ -35,6 +35,7 @@ from wsproxy.client import (
     ConnectionLostError,
     HTTPStatusError,
     MessageTooBigError,
+    PolicyViolationError,
     ProxyInternalError,
     StreamError,
     TryAgainLaterError,
@@ -173,7 +174,10 @@ async def test_the_connection_handshake_policy_still_applies(server_name: str) -
                 pass
         assert bad_token.value.status == 400
         async with connect_mux(srv.ws, origin="https://good.example") as conn:
-            assert await conn.unary("/v1/echo", {"message": "hi"}) == {"message": "hi", "method": "GET"}
+            assert await conn.unary("/v1/echo", {"message": "hi"}, method="POST") == {
+                "message": "hi",
+                "method": "POST",
+            }
 
 
 # No head-of-line blocking: one stuck call holds only itself.
@@ -198,7 +202,10 @@ async def test_a_call_whose_app_stops_reading_holds_only_itself(server_name: str
             # single-socket call), which returns that much credit once: at most twice the window.
             assert 66 <= sent <= 132
             # Meanwhile every other kind of call on the socket goes through.
-            assert await conn.unary("/v1/echo", {"message": "other"}) == {"message": "other", "method": "GET"}
+            assert await conn.unary("/v1/echo", {"message": "other"}, method="POST") == {
+                "message": "other",
+                "method": "POST",
+            }
             assert [t async for t in conn.server_stream("/v1/ticker?count=3")] == [
                 {"seq": 0},
                 {"seq": 1},
@@ -219,7 +226,10 @@ async def test_a_call_whose_client_stops_reading_holds_only_itself(server_name: 
         assert observed.flood_lines == stuck_at  # the app is held back, not buffered
         # 65536 bytes of credit at 1001 a line: 66 lines sent; the app may have one more in hand.
         assert 66 <= stuck_at <= 67
-        assert await conn.unary("/v1/echo", {"message": "other"}) == {"message": "other", "method": "GET"}
+        assert await conn.unary("/v1/echo", {"message": "other"}, method="POST") == {
+            "message": "other",
+            "method": "POST",
+        }
         # Reading resumes the stuck call: credit goes back as lines are consumed.
         for _ in range(500):
             assert await anext(flood) == "x" * 987
@@ -235,17 +245,17 @@ async def test_calls_beyond_the_limit_are_refused_and_the_socket_stays_up(server
         for call in held:
             assert await anext(call) == "watching"
         with pytest.raises(TryAgainLaterError) as refused:
-            await conn.unary("/v1/echo", {"message": "one too many"})
+            await conn.unary("/v1/echo", {"message": "one too many"}, method="POST")
         assert (refused.value.code, refused.value.reason) == (1013, "too many calls on this socket")
         await held[0].close()
         # The slot frees once the cancelled call's app has ended.
         for _ in range(100):
             try:
-                result = await conn.unary("/v1/echo", {"message": "fits"})
+                result = await conn.unary("/v1/echo", {"message": "fits"}, method="POST")
                 break
             except TryAgainLaterError:
                 await asyncio.sleep(0.05)
-        assert result == {"message": "fits", "method": "GET"}
+        assert result == {"message": "fits", "method": "POST"}
         for call in held[1:]:
             await call.close()
 
@@ -258,7 +268,10 @@ async def test_cancel_ends_only_that_call(server_name: str) -> None:
         assert await anext(kept) == "watching"
         await cancelled.close()
         await eventually(lambda: observed.disconnects == ["cancelled"])
-        assert await conn.unary("/v1/echo", {"message": "still"}) == {"message": "still", "method": "GET"}
+        assert await conn.unary("/v1/echo", {"message": "still"}, method="POST") == {
+            "message": "still",
+            "method": "POST",
+        }
         await kept.close()
         await eventually(lambda: sorted(observed.disconnects) == ["cancelled", "kept"])
 
@@ -316,7 +329,7 @@ async def next_end(ws: ClientConnection, call_id: int) -> tuple[int, str]:
 
 
 async def socket_still_serves(ws: ClientConnection, call_id: int) -> None:
-    await ws.send(open_frame(call_id, "/v1/echo"))
+    await ws.send(open_frame(call_id, "/v1/echo?method=POST"))
     await ws.send(frame(MESSAGE, call_id, b'{"message": "alive"}'))
     await ws.send(frame(HALF_CLOSE, call_id))
     lines = []
@@ -331,7 +344,7 @@ async def socket_still_serves(ws: ClientConnection, call_id: int) -> None:
             break
         assert kind == LINE
         lines.append(json.loads(data[5:]))
-    assert lines == [{"message": "alive", "method": "GET"}]
+    assert lines == [{"message": "alive", "method": "POST"}]
 
 
 @pytest.mark.parametrize(
@@ -374,16 +387,20 @@ async def test_unattributable_frames_close_the_socket_with_1002(
         ([open_frame(1, "/v1/stall"), frame(WINDOW, 1, b"\x7f\xff\xff\xff")], 1008, "overflows"),
         # 65536 bytes of credit: a 70000-byte message overdraws once; the next one is refused.
         (
-            [open_frame(1, "/v1/stall"), frame(MESSAGE, 1, b"x" * 70000), frame(MESSAGE, 1, b"x")],
+            [
+                open_frame(1, "/v1/stall?method=POST"),
+                frame(MESSAGE, 1, b"x" * 70000),
+                frame(MESSAGE, 1, b"x"),
+            ],
             1008,
             "without credit",
         ),
         # Over max_message_size (here 131072): refused on arrival, as a single call closes 1009.
-        ([open_frame(1, "/v1/stall"), frame(MESSAGE, 1, b"x" * 131073)], 1009, "message too big"),
+        ([open_frame(1, "/v1/stall?method=POST"), frame(MESSAGE, 1, b"x" * 131073)], 1009, "message too big"),
         # A flood of half-closes costs credit too (1 each), so it cannot queue without bound.
         # (Or, once the stream reads ahead, the second half-close is the single-socket 1008.)
         (
-            [open_frame(1, "/v1/stall")] + [frame(HALF_CLOSE, 1)] * 70000,
+            [open_frame(1, "/v1/stall?method=POST")] + [frame(HALF_CLOSE, 1)] * 70000,
             1008,
             "without credit|message after end of request body",
         ),
@@ -403,11 +420,37 @@ async def test_a_calls_broken_rules_end_only_that_call(
 
 async def test_a_message_after_the_half_close_is_the_single_socket_1008(server_name: str) -> None:
     async with mux_proxy(server_name) as (srv, _), raw_mux(srv) as ws:
-        await ws.send(open_frame(1, "/v1/stall"))
+        await ws.send(open_frame(1, "/v1/stall?method=POST"))
         await ws.send(frame(HALF_CLOSE, 1))
         await ws.send(frame(MESSAGE, 1, b"{}"))
         assert await next_end(ws, 1) == (1008, "message after end of request body")
         await socket_still_serves(ws, 2)
+
+
+async def test_a_get_call_has_no_body_on_a_mux_socket_too(server_name: str) -> None:
+    """docs/protocol.md: a GET call's body has ended before it starts; HALF_CLOSE changes nothing,
+    a MESSAGE ends the call with the single-socket 1008 and its reason; the socket stays up."""
+    async with mux_proxy(server_name) as (srv, _), raw_mux(srv) as ws:
+        await ws.send(open_frame(1, "/v1/stall"))  # GET, the default method
+        await ws.send(frame(HALF_CLOSE, 1))
+        await ws.send(frame(HALF_CLOSE, 1))
+        await ws.send(frame(MESSAGE, 1, b"{}"))
+        assert await next_end(ws, 1) == (1008, "message after end of request body")
+        await ws.send(open_frame(2, "/v1/stall?method=HEAD"))
+        await ws.send(frame(LAST_MESSAGE, 2, b"{}"))
+        assert await next_end(ws, 2) == (1008, "message after end of request body")
+        await socket_still_serves(ws, 3)
+    async with mux_proxy(server_name) as (srv, _), connect_mux(srv.ws) as conn:
+        # The Python client: a GET answered with nothing sent; a message on one is the 1008 error.
+        ticks = [item async for item in conn.server_stream("/v1/ticker?count=2")]
+        assert ticks == [{"seq": 0}, {"seq": 1}]
+        with pytest.raises(PolicyViolationError) as error:
+            await conn.unary("/v1/hold", {"message": "hi"})  # holds its answer open: the message ends it
+        assert error.value.code == 1008
+        assert await conn.unary("/v1/echo", {"message": "hi"}, method="POST") == {
+            "message": "hi",
+            "method": "POST",
+        }
 
 
 async def test_a_flood_of_opens_beyond_the_limit_is_refused_call_by_call(server_name: str) -> None:
@@ -565,7 +608,7 @@ async def test_last_message_is_a_message_and_the_half_close(server_name: str) ->
         await ws.send(frame(LAST_MESSAGE, 1, b'{"value": 2}'))
         assert await ws.recv() == frame(LINE, 1, b'{"total": 42, "count": 2}')
         assert await next_end(ws, 1) == (1000, "")
-        await ws.send(open_frame(2, "/v1/stall"))
+        await ws.send(open_frame(2, "/v1/stall?method=POST"))
         await ws.send(frame(LAST_MESSAGE, 2, b"{}"))
         await ws.send(frame(MESSAGE, 2, b"{}"))
         assert await next_end(ws, 2) == (1008, "message after end of request body")
@@ -573,8 +616,10 @@ async def test_last_message_is_a_message_and_the_half_close(server_name: str) ->
 
 async def test_a_configured_half_close_message_is_what_half_close_frames_become(server_name: str) -> None:
     async with mux_proxy(server_name, half_close_message="END") as (srv, _), connect_mux(srv.ws) as conn:
-        replies = await asyncio.gather(*(conn.unary("/v1/echo", {"message": f"m{n}"}) for n in range(200)))
-        assert replies == [{"message": f"m{n}", "method": "GET"} for n in range(200)]
+        replies = await asyncio.gather(
+            *(conn.unary("/v1/echo", {"message": f"m{n}"}, method="POST") for n in range(200))
+        )
+        assert replies == [{"message": f"m{n}", "method": "POST"} for n in range(200)]
         total = await conn.client_stream("/v1/sum", ({"value": n} for n in range(2000)), method="POST")
         assert total == {"total": 1999000, "count": 2000}
 
@@ -626,7 +671,7 @@ async def test_stream_hooks_fire_once_per_call(server_name: str) -> None:
     ended: list[tuple[str, int | None]] = []
     hooks = {"on_stream_end": lambda stats: ended.append((stats.path, stats.close_code))}
     async with mux_proxy(server_name, **hooks) as (srv, _), connect_mux(srv.ws) as conn:
-        await conn.unary("/v1/echo", {"message": "a"})
+        await conn.unary("/v1/echo", {"message": "a"}, method="POST")
         with pytest.raises(HTTPStatusError):
             await conn.unary("/v1/nowhere")
         await eventually(lambda: len(ended) == 2)

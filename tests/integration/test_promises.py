@@ -260,7 +260,10 @@ async def test_read_ahead_is_at_most_64_kib_plus_one_message(ws_impl: str) -> No
 
         await proxy(scope, counted, send)
 
-    async with serve(counting, ws=ws_impl) as running, connect(running.ws + "/deaf", max_size=None) as ws:
+    async with (
+        serve(counting, ws=ws_impl) as running,
+        connect(running.ws + "/deaf?method=POST", max_size=None) as ws,
+    ):
 
         async def flood() -> None:
             for i in range(count):
@@ -289,7 +292,7 @@ async def test_read_ahead_is_at_most_64_kib_plus_one_message(ws_impl: str) -> No
     "The size limits are on by default (`max_message_size` and `max_line_size`, 1 MiB each, close 1009).",
 )
 async def test_the_default_message_limit_is_1_mib(live: Live) -> None:
-    async with live.connect("/echo") as ws:
+    async with live.connect("/echo?method=POST") as ws:
         await ws.send(b"m" * DEFAULT_MAX_MESSAGE)
         assert await ws.recv() == "m" * DEFAULT_MAX_MESSAGE
         await ws.send(b"m" * (DEFAULT_MAX_MESSAGE + 1))
@@ -324,6 +327,10 @@ async def _late_message(ws: ClientConnection) -> None:
     await ws.send("after the end")
 
 
+async def _one_message(ws: ClientConnection) -> None:
+    await ws.send("on a call without a body")
+
+
 async def _too_big(ws: ClientConnection) -> None:
     await ws.send("b" * 101)
 
@@ -332,13 +339,14 @@ CLOSES: dict[
     str, tuple[str, dict[str, Any], Callable[[ClientConnection], Awaitable[None]], int, str | None]
 ] = {
     # name: (target, options, what the client does, code, reason or None where the docs name none)
-    "1000": ("/echo", {}, _half_close, 1000, ""),
+    "1000": ("/echo?method=POST", {}, _half_close, 1000, ""),
     "4404": ("/status?code=404", {}, _nothing, 4404, "Not Found"),
     "4503": ("/status?code=503", {}, _nothing, 4503, "Service Unavailable"),
     "4401": ("/status?code=401", {}, _nothing, 4401, "Unauthorized"),
     "1001-idle": ("/busy", {"idle_timeout": 1}, _nothing, 1001, "idle timeout"),
-    "1008": ("/busy", {}, _late_message, 1008, None),
-    "1009-message": ("/echo", {"max_message_size": 100}, _too_big, 1009, "message too big"),
+    "1008": ("/busy?method=POST", {}, _late_message, 1008, "message after end of request body"),
+    "1008-get": ("/busy", {}, _one_message, 1008, "message after end of request body"),
+    "1009-message": ("/echo?method=POST", {"max_message_size": 100}, _too_big, 1009, "message too big"),
     "1009-line": ("/big?size=101", {"max_line_size": 100}, _nothing, 1009, "response line too big"),
     "1011-raised": ("/raise", {}, _nothing, 1011, "internal error"),
     "1011-no-response": ("/no-response", {}, _nothing, 1011, None),
@@ -349,7 +357,7 @@ CLOSES: dict[
 @promise("protocol.md", "| 1000 | the app answered 2xx and finished | every line of the response |")
 @promise("protocol.md", "| 4000 + status | the app answered HTTP `status` (not 2xx)")
 @promise("protocol.md", "| 1001 | idle timeout (option `idle_timeout`)")
-@promise("protocol.md", "| 1008 | a message after the half-close;")
+@promise("protocol.md", "| 1008 | a message after the half-close, or any message on a GET or HEAD call")
 @promise(
     "protocol.md",
     "| 1009 | a message over `max_message_size`, or a response line over `max_line_size` | lines before it |",
@@ -395,7 +403,7 @@ async def test_1012_when_uvicorn_shuts_down(ws_impl: str) -> None:
             assert not task.done(), "uvicorn did not start"
             await asyncio.sleep(0.01)
         port = sock.getsockname()[1]
-        async with connect(f"ws://127.0.0.1:{port}/echo", ping_interval=None) as ws:
+        async with connect(f"ws://127.0.0.1:{port}/echo?method=POST", ping_interval=None) as ws:
             await ws.send("one")
             assert await ws.recv() == "one"
             server.should_exit = True  # a graceful shutdown, as on SIGTERM
@@ -437,8 +445,8 @@ async def test_1014_when_the_remote_upstream_dies_mid_stream(ws_impl: str) -> No
     assert (frames, code, reason) == ([], 1014, "bad gateway")
 
 
-@promise("protocol.md", "with `UpstreamApp`, any message on a GET/HEAD call")
-@promise("upstream.md", "the client gets close **`1008 message after end of request body`**")
+@promise("protocol.md", "on such a call closes it with **1008 `message after end of request body`**")
+@promise("upstream.md", "closes the call with **`1008 message after end of request body`**")
 async def test_1008_for_a_message_on_a_get_call_through_upstream_app(upstream: Process, ws_impl: str) -> None:
     proxy = WebSocketProxyMiddleware(UpstreamApp(upstream.http))
     async with (
@@ -466,6 +474,7 @@ REFUSALS: dict[str, tuple[str, dict[str, Any], dict[str, Any], int, str]] = {
     # name: (target, connect keyword arguments, middleware options, status, error)
     "malformed-method": ("/echo?method=G%20T", {}, {}, 400, "invalid method override"),
     "unknown-methodType": ("/echo?methodType=Sometimes", {}, {}, 400, "invalid methodType: use Unary, ServerStreaming, ClientStreaming or BidiStreaming"),
+    "malformed-grpc-timeout": ("/echo?grpc-timeout=1.5S", {}, {}, 400, "invalid grpc-timeout: 1-8 digits and a unit (H, M, S, m, u, n)"),
     "bearer-without-token": ("/echo", {"subprotocols": ["Bearer"]}, {}, 400, "Bearer subprotocol without a token"),
     "malformed-token": ("/echo", {"additional_headers": {"Cookie": "token=a%0Db"}}, {}, 400, "malformed bearer token"),
     "foreign-origin": ("/echo", {"origin": "https://evil.example"}, {"allowed_origins": ["https://app.example"]}, 403, "origin not allowed"),
@@ -476,7 +485,7 @@ REFUSALS: dict[str, tuple[str, dict[str, Any], dict[str, Any], int, str]] = {
 
 @promise(
     "protocol.md",
-    "| 400 | malformed `method`, unknown `methodType`, `Bearer` subprotocol without a token, malformed token |",
+    "| 400 | malformed `method`, unknown `methodType`, malformed `grpc-timeout`, `Bearer` subprotocol without a token, malformed token |",
 )
 @promise("protocol.md", "| 403 | `Origin` not in `allowed_origins` (no app code ran, no cookie was read) |")
 @promise("protocol.md", "| 500 | the `request_mutator` raised |")
@@ -725,7 +734,7 @@ async def test_hop_by_hop_headers_of_a_plain_http_request_never_reach_a_remote_u
 async def test_a_disconnect_is_noticed_at_once_while_reading_and_the_app_cancelled_a_second_later(
     live: Live,
 ) -> None:
-    async with live.connect("/echo") as ws:
+    async with live.connect("/echo?method=POST") as ws:
         await ws.send("one")
         assert await ws.recv() == "one"
         gone = vanish(ws)

@@ -111,6 +111,8 @@ async def proxied(ws_impl: str, request: pytest.FixtureRequest) -> AsyncIterator
 
 
 def connect_to(p: Proxy, target: str) -> connect:
+    """A POST call: these streams carry a request body (a GET has none, docs/protocol.md)."""
+    target += "&method=POST" if "?" in target else "?method=POST"
     return connect(p.running.ws + target, max_size=None, ping_interval=None)
 
 

@@ -330,7 +330,7 @@ async def test_an_observer_that_raises_is_logged_and_harms_nothing(caplog: pytes
 
     async with serve(WebSocketProxyMiddleware(ndjson_echo, on_stream_end=broken)) as server:
         for _ in range(2):
-            async with connect(server.ws + "/echo") as ws:
+            async with connect(server.ws + "/echo?method=POST") as ws:
                 await ws.send("x")
                 await ws.send("")
                 assert (await drain(ws))[:2] == (["x"], 1000)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.support.servers import drain
-from tests.support.upstream_apps import Process, open_requests, proxying, upstream_process
+from tests.support import upstream_apps
+from tests.support.servers import drain, serve
+from tests.support.upstream_apps import Process, open_requests, proxying, spawn_listening, upstream_process
 from wsproxy import WebSocketProxyMiddleware
 from wsproxy._types import Message
 from wsproxy.upstream import UpstreamApp
@@ -247,6 +251,54 @@ async def test_a_half_close_on_a_get_call_is_harmless(upstream: Process) -> None
     async with proxying(app) as proxy, connect(proxy.ws + "/stream?count=2") as ws:
         await ws.send("")
         assert await drain(ws) == (['{"n": 0}', '{"n": 1}'], 1000, "")
+
+
+# One rule for GET and HEAD in both modes (docs/protocol.md): the request has no body, a client
+# message closes 1008 with the same reason, the half-close changes nothing. The same upstream app is
+# wrapped in this process, and fronted by the `wsproxy --upstream` command in another.
+GET_MODES = ("in-process", "wsproxy --upstream")
+
+
+@contextlib.asynccontextmanager
+async def get_mode_server(mode: str, upstream: Process, ws_impl: str) -> AsyncIterator[str]:
+    if mode == "in-process":
+        async with serve(WebSocketProxyMiddleware(upstream_apps.app), ws=ws_impl) as running:
+            yield running.ws
+        return
+    argv = [sys.executable, "-m", "wsproxy", "--log-level", "warning", "--no-access-log", "--ws", ws_impl]
+    with spawn_listening([*argv, "--upstream", upstream.http]) as proxy:
+        yield proxy.ws
+
+
+@pytest.mark.parametrize("mode", GET_MODES)
+async def test_a_message_on_a_get_call_closes_1008_alike_in_process_and_upstream(
+    upstream: Process, ws_impl: str, mode: str
+) -> None:
+    async with (
+        get_mode_server(mode, upstream, ws_impl) as base,
+        connect(base + "/forever", open_timeout=30) as ws,
+    ):
+        assert json.loads(await ws.recv()) == {"n": 0}  # answered with nothing sent
+        await ws.send('{"late": true}')
+        assert await drain(ws) == ([], 1008, "message after end of request body")
+
+
+@pytest.mark.parametrize("mode", GET_MODES)
+async def test_a_get_call_is_answered_with_nothing_sent_and_a_half_close_changes_nothing(
+    upstream: Process, ws_impl: str, mode: str
+) -> None:
+    async with get_mode_server(mode, upstream, ws_impl) as base:
+        # /inspect answers once the request body ends: a GET's has ended before it began.
+        async with connect(base + "/inspect", open_timeout=30) as ws:
+            frames, code, _ = await drain(ws)
+        assert (code, json.loads(frames[0])["method"], json.loads(frames[0])["body"]) == (1000, "GET", "")
+        async with connect(base + "/forever") as ws:
+            assert json.loads(await ws.recv()) == {"n": 0}
+            await ws.send("")
+            await ws.send(b"")
+            await ws.send("")
+            await ws.send("no")  # still watched: a message after them is the violation
+            assert await drain(ws) == ([], 1008, "message after end of request body")
 
 
 async def test_plain_get_and_head_keep_the_connection_alive(upstream: Process) -> None:

@@ -107,6 +107,32 @@ def test_method_type_hint(hint: str, single: bool) -> None:
     assert result.scope["query_string"] == b"a=1"
 
 
+@pytest.mark.parametrize(
+    ("query", "options", "bodyless"),
+    [
+        (b"", {}, True),  # the default method, GET
+        (b"method=get", {}, True),
+        (b"method=HEAD", {}, True),
+        (b"method=POST", {}, False),
+        (b"method=PUT", {}, False),
+        (b"method=DELETE", {}, False),
+        (b"", {"default_method": "POST"}, False),
+        (b"methodType=ClientStreaming", {}, True),  # a GET has no body, whatever the hint
+        (b"method=POST&methodType=Unary", {}, False),
+    ],
+)
+def test_get_and_head_have_no_body(query: bytes, options: dict[str, Any], bodyless: bool) -> None:
+    assert plan(ws_scope(query=query), **options).bodyless is bodyless
+
+
+def test_the_body_shape_follows_the_final_method() -> None:
+    """A `request_mutator` may change the method: the plan reads it from the scope it carries."""
+    got = plan(ws_scope())
+    assert got.bodyless
+    mutated = RequestPlan({**got.scope, "method": "POST"}, got.subprotocol, got.single_message)
+    assert not mutated.bodyless
+
+
 def test_unknown_method_type_is_rejected() -> None:
     with pytest.raises(HandshakeRejected):
         plan(ws_scope(query=b"methodType=Sometimes"))
@@ -296,3 +322,32 @@ def test_the_cookie_token_is_found_and_kept_whole(headers: list[tuple[bytes, byt
 
 def test_split_query_without_names_returns_the_query_untouched() -> None:
     assert split_query(b"a=1&&b=2", set()) == (b"a=1&&b=2", {})
+
+
+# The deadline: ?grpc-timeout= becomes the grpc-timeout header (docs/protocol.md).
+
+
+@pytest.mark.parametrize("value", ["1500m", "1S", "30S", "2M", "1H", "99999999n", "0m", "250u"])
+def test_the_grpc_timeout_parameter_becomes_the_header(value: str) -> None:
+    got = plan(ws_scope(query=b"grpc-timeout=" + value.encode() + b"&a=1"))
+    assert (b"grpc-timeout", value.encode()) in got.scope["headers"]
+    assert got.scope["query_string"] == b"a=1"
+
+
+def test_the_grpc_timeout_parameter_replaces_a_forwarded_header_and_needs_no_allowlist() -> None:
+    headers = [(b"host", b"h"), (b"grpc-timeout", b"99H")]
+    got = plan(
+        ws_scope(query=b"grpc-timeout=5S", headers=headers), forwarded_headers=["host", "grpc-timeout"]
+    )
+    assert [value for name, value in got.scope["headers"] if name == b"grpc-timeout"] == [b"5S"]
+    assert not [name for name, _ in plan(ws_scope()).scope["headers"] if name == b"grpc-timeout"]
+
+
+@pytest.mark.parametrize(
+    "value", [b"", b"1", b"S", b"123456789S", b"1s", b"-1S", b"1.5S", b"1S%0D%0Ax:%201", b"1S%0A", b"%201S"]
+)
+def test_a_malformed_grpc_timeout_is_refused_400(value: bytes) -> None:
+    with pytest.raises(HandshakeRejected) as info:
+        plan(ws_scope(query=b"grpc-timeout=" + value))
+    assert info.value.status == 400
+    assert info.value.message.startswith("invalid grpc-timeout")

@@ -17,7 +17,7 @@ import pytest
 from wsproxy import closecodes
 from wsproxy._options import ProxyOptions
 from wsproxy._types import Message
-from wsproxy.errors import ClientDisconnected, MessageTooBig, UpstreamError
+from wsproxy.errors import ClientDisconnected, MessageTooBig, RequestBodyNotAllowed, UpstreamError
 from wsproxy.stream._actions import (
     BODY_ENDED,
     CLIENT_GONE,
@@ -731,6 +731,83 @@ def test_the_end_of_the_body_with_a_message_already_waiting_is_a_violation() -> 
     c.read_ahead(text("waiting"))
     c.client_message(text("first"))  # a single-message call: the first ends the body
     assert c.next_action() == Close(1008, "message after end of request body")
+
+
+# A call without a body (GET, HEAD).
+
+
+def bodyless(**settings: Any) -> StreamCore:
+    return StreamCore(StreamSettings(**settings), bodyless=True)
+
+
+def test_a_call_without_a_body_starts_with_it_ended_and_watches_the_socket() -> None:
+    c = bodyless()
+    assert not c.body_open
+    assert c.pending
+    assert c.next_action() is BODY_ENDED  # the shell watches the socket from the start
+    assert c.next_action() is None
+    assert c.ended_body() == request(b"", more=False)  # the app's first receive
+    assert c.ended_body() is None  # once: then the app waits for the client to go
+    assert c.stats.messages_in == 0
+
+
+@pytest.mark.parametrize(
+    "message", [text("x"), binary(b"x"), text("{}"), binary(b"\xff"), text("END")], ids=repr
+)
+def test_a_client_message_on_a_call_without_a_body_closes_1008_as_upstream_does(message: Message) -> None:
+    c = bodyless()
+    assert c.read_ahead(message) == VIOLATION
+    # The same code and reason as wsproxy.upstream's RequestBodyNotAllowed.
+    assert c.next_action() == Close(1008, "message after end of request body")
+    assert closecodes.close_for_exception(RequestBodyNotAllowed("GET takes no request body")) == (
+        1008,
+        "message after end of request body",
+    )
+    assert c.ended_body() is None  # gone: the app hears of it as a disconnect
+
+
+@pytest.mark.parametrize(
+    ("settings", "marker"),
+    [
+        ({}, text("")),
+        ({}, binary(b"")),
+        ({}, {"type": "websocket.receive"}),
+        ({"half_close": b"END"}, text("END")),
+    ],
+    ids=repr,
+)
+def test_the_half_close_on_a_call_without_a_body_changes_nothing(
+    settings: dict[str, Any], marker: Message
+) -> None:
+    c = bodyless(**settings)
+    for _ in range(3):  # however often
+        assert c.read_ahead(marker) == KEEP
+    assert c.next_kept() is None  # nothing kept for the app
+    assert not c.closed
+    assert c.may_read_ahead()  # the socket is still watched
+    assert c.ended_body() == request(b"", more=False)
+
+
+def test_with_the_half_close_disabled_an_empty_message_on_a_call_without_a_body_is_a_violation() -> None:
+    c = bodyless(half_close=None)
+    assert c.read_ahead(text("")) == VIOLATION
+    assert c.take_close() == Close(1008, "message after end of request body")
+
+
+def test_a_call_without_a_body_sees_its_client_go() -> None:
+    c = bodyless()
+    assert c.read_ahead({"type": "websocket.disconnect", "code": 1001}) == GONE
+    assert c.ended_body() is None
+    assert c.stats.close_code == 1001
+
+
+def test_a_call_with_a_body_is_not_owed_an_ended_one() -> None:
+    for c in (core(), core(single_message=True)):
+        assert c.body_open
+        assert not c.pending
+        assert c.ended_body() is None
+        assert c.read_ahead(text("")) == KEEP  # kept: the app reads the half-close
+        assert c.next_kept() == text("")
 
 
 def test_idle_timeout_counts_whole_ticks_without_traffic() -> None:

@@ -103,6 +103,11 @@ class BadGatewayError(CallError):
     """Close 1014: the proxy's upstream failed in the middle of the response."""
 
 
+class DeadlineExceededError(CallError):
+    """The call's `timeout` ran out on the client (plus DEADLINE_GRACE_SECONDS for the service's own
+    answer, usually HTTP 504, to arrive) and the call was abandoned; `code` is None."""
+
+
 class ConnectionLostError(CallError):
     """The connection dropped without a close frame (1006): the outcome of the call is unknown."""
 

@@ -28,7 +28,7 @@ from wsproxy import closecodes
 from wsproxy.client._decoder import ResponseDecoder
 from wsproxy.client._errors import CallError, ConnectError, ConnectionLostError, StreamError
 from wsproxy.client._response import ResponseStream
-from wsproxy.client._single import ConnectOptions, encode_message, open_websocket, with_method
+from wsproxy.client._single import ConnectOptions, encode_message, open_websocket, with_method, with_timeout
 from wsproxy.mux import _frames as _mux
 from wsproxy.mux._frames import FrameType, MuxProtocolError
 
@@ -42,6 +42,7 @@ class MuxCallOptions(TypedDict, total=False):
     method: str | None
     headers: dict[str, str] | None
     raw: bool
+    timeout: float | None
 
 
 class MuxCall(ResponseStream):
@@ -207,11 +208,13 @@ class MuxConnection:
         """Open a call and return it; close() it (or read it to the end) when done."""
         if self._reader.done():
             raise ConnectionLostError("the multiplexed connection is closed", code=self.close_code)
-        target = self._target(path, options.get("method"))
+        timeout = options.get("timeout")
+        target = with_timeout(self._target(path, options.get("method")), timeout)
         headers = list((options.get("headers") or {}).items())
         call_id = self._next_id
         self._next_id += 1
         call = MuxCall(self, call_id, raw=options.get("raw", False))
+        call._start_deadline(timeout)
         self._calls[call_id] = call
         try:
             await self._write(_mux.encode_open(call_id, target, headers))

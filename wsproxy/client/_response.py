@@ -6,10 +6,18 @@ step, `_advance()`: read a frame into `_ready`, or decide the outcome (`_ended`,
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import math
 from typing import Any, TypeVar
 
-from wsproxy.client._errors import CallError
+from wsproxy.client._errors import CallError, DeadlineExceededError
+
+# The service's own deadline answer (HTTP 504, close 4504) gets this long to arrive before the
+# client gives up on its own: the two clocks start at about the same time.
+DEADLINE_GRACE_SECONDS = 1.0
+# gRPC's wire format allows at most 8 digits per unit.
+_MAX_TIMEOUT_DIGITS = 99_999_999
 
 _Stream = TypeVar("_Stream", bound="ResponseStream")
 
@@ -23,6 +31,14 @@ class ResponseStream:
         self._error: CallError | None = None
         self.close_code: int | None = None
         self.close_reason = ""
+        self._deadline: float | None = None  # loop time after which the client gives up
+
+    def _start_deadline(self, timeout: float | None) -> None:
+        if timeout is not None:
+            self._deadline = asyncio.get_running_loop().time() + timeout + DEADLINE_GRACE_SECONDS
+
+    async def close(self) -> None:
+        raise NotImplementedError
 
     async def _advance(self) -> None:
         """Make progress: decode more messages into `_ready`, or decide the outcome."""
@@ -37,8 +53,23 @@ class ResponseStream:
                 if self._error is not None:
                     raise self._error
                 raise StopAsyncIteration
-            await self._advance()
+            if self._deadline is None:
+                await self._advance()
+            else:
+                await self._advance_before_deadline(self._deadline)
         return self._ready.popleft()
+
+    async def _advance_before_deadline(self, deadline: float) -> None:
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            if remaining <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(remaining):
+                await self._advance()
+        except TimeoutError:
+            await self.close()  # abandon the call: the app sees the client go away
+            self._ended = True
+            self._error = DeadlineExceededError("the call's timeout ran out before it ended")
 
     async def result(self) -> Any:
         """The one response message of a unary or client-streaming call, once the call ended."""
@@ -50,3 +81,15 @@ class ResponseStream:
                 reason=self.close_reason,
             )
         return messages[0]
+
+
+def grpc_timeout(timeout: float) -> str:
+    """`timeout` seconds in gRPC's wire format (`Grpc-Timeout`): whole milliseconds, rounded up, or a
+    coarser unit when that needs more than 8 digits."""
+    if not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    for unit, per_second in (("m", 1000), ("S", 1), ("M", 1 / 60), ("H", 1 / 3600)):
+        value = math.ceil(timeout * per_second)
+        if value <= _MAX_TIMEOUT_DIGITS:
+            return f"{value}{unit}"
+    raise ValueError(f"timeout too large: {timeout!r}")

@@ -27,7 +27,7 @@ from websockets.typing import Subprotocol
 
 from wsproxy.client._decoder import ResponseDecoder
 from wsproxy.client._errors import CallError, ConnectError, HTTPStatusError, StreamError
-from wsproxy.client._response import ResponseStream
+from wsproxy.client._response import ResponseStream, grpc_timeout
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -46,6 +46,7 @@ class ConnectOptions(TypedDict, total=False):
     max_size: int | None
     open_timeout: float | None
     compression: bool
+    timeout: float | None
 
 
 class Call(ResponseStream):
@@ -136,14 +137,20 @@ async def connect(url: str, **options: Unpack[ConnectOptions]) -> AsyncIterator[
         max_size: the largest response line accepted (None: no limit); larger closes with 1009.
         open_timeout: seconds allowed for the handshake.
         compression: offer per-message deflate (default True); off saves CPU on small messages.
+        timeout: the call's deadline in seconds, sent as ?grpc-timeout= (the service's deadline behind a
+            gRPC gateway); the client waits at most that plus DEADLINE_GRACE_SECONDS for the call to
+            end, then abandons it and raises DeadlineExceededError.
 
     Raises:
         HTTPStatusError: the server refused the handshake with an HTTP status (`code` is None).
         ConnectError: the connection could not be opened.
     """
-    websocket = await open_websocket(url, options)
+    timeout = options.get("timeout")
+    websocket = await open_websocket(with_timeout(url, timeout), options)
     try:
-        yield Call(websocket, raw=options.get("raw", False))
+        call = Call(websocket, raw=options.get("raw", False))
+        call._start_deadline(timeout)
+        yield call
     finally:
         await websocket.close()
 
@@ -216,6 +223,20 @@ def with_method(url: str, method: str | None) -> str:
         ]
         query = urlencode([*pairs, ("method", method.upper())])
     return urlunsplit((scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def with_timeout(url: str, timeout: float | None) -> str:
+    """`url` with ?grpc-timeout= set from `timeout` seconds (the proxy makes it the call's deadline)."""
+    if timeout is None:
+        return url
+    parts = urlsplit(url)
+    pairs = [
+        (name, value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        if name != "grpc-timeout"
+    ]
+    query = urlencode([*pairs, ("grpc-timeout", grpc_timeout(timeout))])
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
 def close_of(closed: ConnectionClosed) -> tuple[int | None, str]:

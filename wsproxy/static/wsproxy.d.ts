@@ -7,6 +7,14 @@ export interface CallOptions {
   method?: string | null;
   /** Iterate the response lines as received (string, or ArrayBuffer when not UTF-8) instead of JSON. */
   raw?: boolean;
+  /**
+   * The call's deadline in seconds (as in the Python client): sent as ?grpc-timeout=, the service's
+   * deadline behind a gRPC gateway (an expired one: HTTPStatusError 504, close 4504). The client waits at
+   * most timeout + DEADLINE_GRACE_SECONDS, then abandons the call with DeadlineExceededError.
+   */
+  timeout?: number | null;
+  /** Aborting it abandons the call (the app sees the client go); the call ends with the signal's reason. */
+  signal?: AbortSignal | null;
 }
 
 export interface CallStatus {
@@ -52,6 +60,9 @@ export class MessageTooBigError extends CallError {}
 export class ProxyInternalError extends CallError {}
 export class TryAgainLaterError extends CallError {}
 export class BadGatewayError extends CallError {}
+export class DeadlineExceededError extends CallError {}
+export const DEADLINE_GRACE_SECONDS: number;
+export function grpcTimeout(seconds: number): string;
 export class ConnectionLostError extends CallError {}
 export class ConnectError extends CallError {}
 export class UnexpectedCloseError extends CallError {}
@@ -69,7 +80,7 @@ export class ResponseDecoder {
   close(code: number, reason: string, options?: { opened?: boolean }): { messages: unknown[]; error: CallError | null };
 }
 
-export function callUrl(url: string | URL, method?: string | null): string;
+export function callUrl(url: string | URL, method?: string | null, timeout?: number | null): string;
 
 export class Call<T = any> implements AsyncIterable<T> {
   constructor(url: string | URL, options?: CallOptions);
@@ -119,6 +130,10 @@ export interface MuxCallOptions {
   raw?: boolean;
   /** Per-call request headers; the proxy forwards only those its allowlist names. */
   headers?: Record<string, string> | null;
+  /** As CallOptions.timeout; on abandoning, the call is cancelled (CANCEL) and the socket stays open. */
+  timeout?: number | null;
+  /** As CallOptions.signal. */
+  signal?: AbortSignal | null;
 }
 
 /** A call on a mux connection: the same API as Call. Sends wait (in order) while the call has no credit. */

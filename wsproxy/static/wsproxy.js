@@ -54,6 +54,41 @@ export class HTTPStatusError extends CallError {
   }
 }
 
+/** The call's `timeout` (plus DEADLINE_GRACE_SECONDS) ran out before it ended; it was abandoned. */
+export class DeadlineExceededError extends CallError {}
+
+/** Seconds the service's own deadline answer (HTTP 504, close 4504) gets to arrive before the client gives up. */
+export const DEADLINE_GRACE_SECONDS = 1;
+
+/** `seconds` in gRPC's wire format (Grpc-Timeout): whole milliseconds rounded up, a coarser unit past 8 digits. */
+export function grpcTimeout(seconds) {
+  if (!(seconds > 0)) throw new RangeError(`timeout must be a positive number of seconds, got ${seconds}`);
+  for (const [unit, perSecond] of [["m", 1000], ["S", 1], ["M", 1 / 60], ["H", 1 / 3600]]) {
+    const value = Math.ceil(seconds * perSecond);
+    if (value <= 99999999) return `${value}${unit}`;
+  }
+  throw new RangeError(`timeout too large: ${seconds}`);
+}
+
+/**
+ * The client's bound on a call: after `timeout` seconds plus the grace, or when `signal` aborts, `abandon`
+ * is called with the error (DeadlineExceededError, or the signal's reason). Returns a function that stops it.
+ */
+function watchCall(timeout, signal, abandon) {
+  if (timeout === null && !signal) return () => {};
+  const timer = timeout === null ? null : setTimeout(
+    () => abandon(new DeadlineExceededError("the call's timeout ran out before it ended")),
+    (timeout + DEADLINE_GRACE_SECONDS) * 1000,
+  );
+  const onAbort = () => abandon(signal.reason);
+  if (signal?.aborted) queueMicrotask(onAbort);
+  else signal?.addEventListener("abort", onAbort, { once: true });
+  return () => {
+    if (timer !== null) clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
+  };
+}
+
 /** A streaming response reported an error in-band: an {"error": {...}} line. */
 export class StreamError extends HTTPStatusError {
   constructor(error) {
@@ -198,12 +233,13 @@ function parseLine(frame) {
 }
 
 /** The ws(s):// URL for `url` (relative to the page; http(s) mapped), with ?method= set when given. */
-export function callUrl(url, method) {
+export function callUrl(url, method, timeout = null) {
   const base = typeof location === "undefined" ? undefined : location.href;
   const target = new URL(url, base);
   if (target.protocol === "http:") target.protocol = "ws:";
   if (target.protocol === "https:") target.protocol = "wss:";
   if (method) target.searchParams.set("method", method.toUpperCase());
+  if (timeout !== null) target.searchParams.set("grpc-timeout", grpcTimeout(timeout));
   return target.href;
 }
 
@@ -236,8 +272,9 @@ export class Call {
   #error = null;
   #resolveStatus;
   #settleOpened;
+  #unwatch;
 
-  constructor(url, { token = null, method = null, raw = false } = {}) {
+  constructor(url, { token = null, method = null, raw = false, timeout = null, signal = null } = {}) {
     this.#decoder = new ResponseDecoder({ raw });
     /** Resolves with { ok, code, reason, httpStatus, error } once the call ended; never rejects. */
     this.status = new Promise((resolve) => (this.#resolveStatus = resolve));
@@ -245,11 +282,18 @@ export class Call {
     this.opened = new Promise((resolve, reject) => (this.#settleOpened = { resolve, reject }));
     this.opened.catch(() => {}); // awaiting it is optional: no unhandled rejection
     const protocols = token ? ["Bearer", token] : [];
-    this.#socket = new WebSocket(callUrl(url, method), protocols);
+    this.#socket = new WebSocket(callUrl(url, method, timeout), protocols);
     this.#socket.binaryType = "arraybuffer";
     this.#socket.onopen = () => this.#onOpen();
     this.#socket.onmessage = (event) => this.#onMessage(event.data);
     this.#socket.onclose = (event) => this.#onClose(event.code, event.reason);
+    this.#unwatch = watchCall(timeout, signal, (error) => this.#abandon(error));
+  }
+
+  #abandon(error) {
+    if (this.#ended) return;
+    this.#finish(error, null, "");
+    this.#socket.close(NORMAL);
   }
 
   /** The subprotocol the proxy accepted ("Bearer" when a token was sent), once open. */
@@ -339,6 +383,7 @@ export class Call {
   #finish(error, code, reason) {
     this.#ended = true;
     this.#error = error;
+    this.#unwatch();
     if (!this.#opened) this.#settleOpened.reject(error);
     for (const waiter of this.#waiters.splice(0)) {
       if (error) waiter.reject(error);
@@ -346,8 +391,8 @@ export class Call {
     }
     this.#resolveStatus({
       ok: error === null,
-      code: error?.code ?? code,
-      reason: error?.reason ?? reason,
+      code: error instanceof CallError ? error.code ?? code : code, // an abort's reason is not a CallError
+      reason: error instanceof CallError ? error.reason ?? reason : reason,
       httpStatus: error instanceof HTTPStatusError ? error.status : null,
       error,
     });
@@ -465,6 +510,7 @@ export class MuxCall {
   #ended = false;
   #error = null;
   #resolveStatus;
+  #unwatch = () => {};
 
   constructor(connection, callId, { raw = false } = {}) {
     this.#connection = connection;
@@ -563,6 +609,25 @@ export class MuxCall {
     return true;
   }
 
+  _watch(timeout, signal) {
+    this.#unwatch = watchCall(timeout, signal, (error) => this._abandon(error));
+  }
+
+  /** The client gives up (timeout, abort): CANCEL if the call is still open, and end with `error`. */
+  _abandon(error) {
+    if (this.#ended) return;
+    if (!this.#end) {
+      this.#end = { code: null, reason: "", opened: true };
+      this.#connection._send(muxFrame(FRAME.CANCEL, this.callId));
+      this.#connection._forget(this.callId);
+    }
+    this.#outbox = [];
+    this.#lines = [];
+    this.#ready = [];
+    this.#finish(error, null, "");
+    this.#pump(); // settles the waiting readers with the error
+  }
+
   _end(code, reason, opened) {
     if (!this.#end) this.#end = { code, reason, opened };
     this.#outbox = [];
@@ -619,10 +684,11 @@ export class MuxCall {
     if (this.#ended) return;
     this.#ended = true;
     this.#error = error;
+    this.#unwatch();
     this.#resolveStatus({
       ok: error === null,
-      code: error?.code ?? code,
-      reason: error?.reason ?? reason,
+      code: error instanceof CallError ? error.code ?? code : code, // an abort's reason is not a CallError
+      reason: error instanceof CallError ? error.reason ?? reason : reason,
       httpStatus: error instanceof HTTPStatusError ? error.status : null,
       error,
     });
@@ -665,14 +731,15 @@ export class MuxConnection {
   }
 
   /** Open a call to `path` (with query, relative to the connection's URL). Options: method, raw, headers. */
-  openCall(path, { method = null, raw = false, headers = null } = {}) {
+  openCall(path, { method = null, raw = false, headers = null, timeout = null, signal = null } = {}) {
     const callId = this.#nextId++;
     const call = new MuxCall(this, callId, { raw });
+    call._watch(timeout, signal);
     if (this.#closed) {
       call._end(this.#closed.code === NORMAL ? ABNORMAL : this.#closed.code, this.#closed.reason, this.#open);
       return call;
     }
-    const target = new URL(callUrl(path, method), this.#url);
+    const target = new URL(callUrl(path, method, timeout), this.#url);
     const base = new URL(this.#url);
     if (target.host !== base.host) throw new TypeError(`${path} is not on this connection's host ${base.host}`);
     const open = { path: target.pathname + target.search };

@@ -8,7 +8,10 @@ and holds no coroutine, no callable of the server's and no reference to an event
 - client -> app: `client_message()` turns one ASGI `websocket.*` event into the app's `http.*` event.
   It knows what a message means: the half-close marker ends the body, CR/LF become spaces (one message
   is one body line), a message over `max_message_size` ends the stream with 1009, a disconnect marks
-  the client gone, and with `single_message` the first message also ends the body. `join()` and
+  the client gone, and with `single_message` the first message also ends the body. A call without a
+  body (`bodyless`: GET, HEAD) starts with the body ended: `ended_body()` gives the app its empty,
+  ended body once, the socket is watched from the start, a client message is the violation a message
+  after the half-close is (1008), and the half-close marker changes nothing. `join()` and
   `joined()` join short text messages that arrived together into one event (one wake-up of the app
   for a burst instead of one per message); the shell offers them while the server holds them.
 - app -> client: the core's `response` (wsproxy/stream/_response.py) turns the app's response into
@@ -87,6 +90,8 @@ class StreamCore:
         "last_activity",
         "max_message_size",
         "messages_at_turn",
+        "no_body",
+        "owe_ended_body",
         "pending",
         "response",
         "single_message",
@@ -95,7 +100,12 @@ class StreamCore:
     )
 
     def __init__(
-        self, settings: StreamSettings, stats: StreamStats | None = None, *, single_message: bool = False
+        self,
+        settings: StreamSettings,
+        stats: StreamStats | None = None,
+        *,
+        single_message: bool = False,
+        bodyless: bool = False,
     ) -> None:
         self.stats = StreamStats() if stats is None else stats
         self.half_close = settings.half_close
@@ -111,7 +121,11 @@ class StreamCore:
         self.idle_ticks = 0
         self.last_activity = 0
 
-        self.body_open = True
+        # A call without a body has it ended before it starts: the app is owed the empty ended body
+        # (`ended_body()`), and the socket is watched from the start (BODY_ENDED is due).
+        self.no_body = bodyless
+        self.owe_ended_body = bodyless
+        self.body_open = not bodyless
         self.end_read = False  # a message read ahead ends the body
         # Read ahead while the app was away; made on first use (an empty deque is 760 bytes, and
         # most streams never need one: memory per open stream counts with thousands of them).
@@ -124,9 +138,9 @@ class StreamCore:
         self.closing: Close | None = None  # a close frame the shell must send now
         self.messages_at_turn = 0  # messages_in at the last turn: did the app read since?
         # The actions, computed from state by next_action(); `pending` says there may be one.
-        self.pending = False
+        self.pending = bodyless
         self.gone_told = False
-        self.body_end_due = False
+        self.body_end_due = bodyless
         self.turn_due = False
         self.hold_turn = False  # owed after a read: taken before the next read or after a send
 
@@ -222,6 +236,13 @@ class StreamCore:
         stats.bytes_in += len(body) - count
         return {"type": "http.request", "body": body, "more_body": True}
 
+    def ended_body(self) -> Message | None:
+        """On a call without a body, the app's first receive: the empty body, already ended (once)."""
+        if not self.owe_ended_body or self.gone:
+            return None
+        self.owe_ended_body = False  # from now on the app waits for the client to go, as after a half-close
+        return {"type": "http.request", "body": b"", "more_body": False}
+
     def _half_closed(self, size: int) -> Message:
         if self.budget.charge(size):
             self.turn_owed(after_read=True)
@@ -238,11 +259,14 @@ class StreamCore:
 
     def read_ahead(self, message: Message) -> int:
         """What one event read while the app was away means: KEEP it (in the inbox, for the app's next
-        receive: `next_kept()`), a VIOLATION (closing: 1008), or GONE."""
+        receive: `next_kept()`; nothing is kept for a half-close on a call without a body, which changes
+        nothing), a VIOLATION (closing: 1008), or GONE."""
         if message["type"] != "websocket.receive":
             self.client_left(message.get("code", closecodes.GOING_AWAY))
             return GONE
         if self.end_read or not self.body_open:
+            if self.no_body and message_data(message) == self.half_close:
+                return KEEP
             self.close(closecodes.POLICY_VIOLATION, "message after end of request body")
             return VIOLATION
         self.inbox_bytes += message_size(message)

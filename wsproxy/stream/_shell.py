@@ -24,7 +24,8 @@ as it has sent a budget's worth without reading, and for good once the body has 
 reads the socket ahead into the core's small bounded inbox: the app then gets `http.disconnect`, a
 raising `send`, and after a grace period a cancellation. When the app comes back to `receive` it
 drains the inbox and then reads inline again. A message after the end of the body is a protocol
-violation (1008).
+violation (1008). A call without a body (GET, HEAD) has it ended from the start: the reader watches
+the socket at once, and the app's first receive is the empty body, ended.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ class Stream:
             path=scope.get("path", ""),
             client=f"{client[0]}:{client[1]}" if client else None,
         )
-        self.core = StreamCore(settings, stats, single_message=plan.single_message)
+        self.core = StreamCore(settings, stats, single_message=plan.single_message, bodyless=plan.bodyless)
         self.app = app
         self.plan = plan
         self.settings = settings
@@ -111,6 +112,8 @@ class Stream:
         self.ticker = Ticker.of(self.loop)
         self.ticker.add(self)
         self._arm()
+        if self.core.pending:  # a call without a body: watch the socket from the start
+            await self._act()
         try:
             # Awaited right here, not in a helper coroutine: one coroutine frame per open stream fewer.
             cancelled, failure = await self.app_task.run(self.app, self.plan.scope, self.receive, self.send)
@@ -146,6 +149,9 @@ class Stream:
     async def receive(self) -> Message:
         core = self.core
         if not core.body_open or core.gone:
+            ended = core.ended_body()  # a call without a body: its end, once
+            if ended is not None:
+                return ended
             await self._wait_gone()
             return {"type": "http.disconnect"}
         if core.pending:
