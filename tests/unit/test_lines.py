@@ -101,6 +101,7 @@ def test_any_chunking_yields_the_same_lines(lines: list[bytes], cuts: list[int])
         (b"x\n", b"partial", None),  # something buffered first
         (b"x" * 5000 + b"\n", b"", b"x" * 5000),  # long: a view of the chunk
         (b"x" * 5000 + b"\nx\n", b"", None),  # long, two lines
+        (b"\n" + b"x" * 5000 + b"\n", b"", None),  # long, after an empty line
     ],
 )
 def test_one_line_fast_path(chunk: bytes, tail: bytes, expected: bytes | None) -> None:

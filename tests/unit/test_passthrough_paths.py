@@ -27,6 +27,10 @@ async def noop(scope: Any, receive: Any, send: Any) -> None:
         (("/ws/", "/live"), "/live/feed", True),
         (("/ws/", "/live"), "/liveness", False),
         (("/",), "/anything", True),
+        (("/",), "/", True),
+        (("/boX",), "/boX", True),  # only slashes are stripped from a prefix
+        (("/boX",), "/boX/chat", True),
+        (("/boX",), "/bo/chat", False),
         ((), "/ws/native", False),
         (["/ws/"], "/ws/native", True),
         (frozenset({"/ws"}), "/ws/a/b", True),
@@ -67,6 +71,15 @@ def test_bad_passthrough_paths_fail_at_construction(paths: Any, error: type[Exce
     with pytest.raises(error) as raised:
         WebSocketProxyMiddleware(noop, passthrough_paths=paths)
     assert message in str(raised.value)
+
+
+@pytest.mark.parametrize("paths", ["/ws/", b"/ws/"])
+def test_a_single_prefix_given_as_a_string_is_refused_with_the_exact_message(paths: Any) -> None:
+    with pytest.raises(TypeError) as raised:
+        ProxyOptions(passthrough_paths=paths)
+    assert str(raised.value) == (
+        "passthrough_paths must be a collection of path prefixes or a predicate, not a str"
+    )
 
 
 async def test_a_passed_upgrade_reaches_the_app_untouched_before_anything_is_read() -> None:
