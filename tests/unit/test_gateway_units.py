@@ -361,7 +361,7 @@ def test_find_route(
     ],
 )  # fmt: skip
 def test_go_integer_base0(text: str, signed: int | None, unsigned: int | None) -> None:
-    from wsproxy.gateway._fields import go_integer_base0
+    from wsproxy.gateway._strconv import go_integer_base0
 
     for (low, high), expected in (((-(2**31), 2**31 - 1), signed), ((0, 2**32 - 1), unsigned)):
         if expected is None:
