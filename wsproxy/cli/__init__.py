@@ -12,8 +12,8 @@ from wsproxy.cli._main import (
     build_parser,
     main,
     settings_from_args,
-    tcp_socket,
 )
+from wsproxy.cli._serve import tcp_socket
 
 __all__ = [
     "SETTINGS_ENV",

@@ -9,7 +9,6 @@ its app by name.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import importlib.util
 import json
@@ -23,10 +22,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 from uvicorn.importer import ImportFromStringError, import_from_string
-from uvicorn.supervisors import Multiprocess
 
 from wsproxy._types import ASGIApp
 from wsproxy.cli._metrics_listener import prepare_multiprocess_dir, start_metrics_listener
@@ -37,11 +34,11 @@ from wsproxy.cli._option_flags import (
     positive_float,
     positive_int,
 )
+from wsproxy.cli._serve import Config, serve
 from wsproxy.middleware import WebSocketProxyMiddleware
 from wsproxy.upstream import HTTP_VERSIONS, HttpVersion, UpstreamApp
 
 SETTINGS_ENV = "WSPROXY_SETTINGS"
-STARTUP_FAILURE = 3  # uvicorn's exit status when the server could not start (e.g. the port is taken)
 
 DESCRIPTION = """\
 Serve a streaming HTTP/JSON API (such as grpc-gateway's) over WebSocket.
@@ -383,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"wsproxy: error: cannot serve metrics on {args.host}:{args.metrics_port}: {_reason(exc)}\n",
             )
     os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))
-    config = _Config(
+    config = Config(
         "wsproxy.cli:app_from_env",
         factory=True,
         host=args.host,
@@ -409,34 +406,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("wsproxy").info(
             "Prometheus metrics on %s (and /healthz)", _metrics_url(args.host, args.metrics_port)
         )
-    return _serve(config, args.fd)
-
-
-class _Config(uvicorn.Config):
-    def bind_socket(self) -> socket.socket:
-        return tcp_socket(super().bind_socket())
-
-
-def tcp_socket(sock: socket.socket) -> socket.socket:
-    """The same listening socket, with its protocol read from the descriptor.
-
-    asyncio sets TCP_NODELAY on accepted connections only when the listening socket's `proto` is
-    IPPROTO_TCP, and uvicorn makes the sockets of `--workers N` and `--fd` with proto 0. Without
-    NODELAY a small write after another (the close frame after a unary reply) waits for the client's
-    delayed ACK: 40 ms per call on Linux.
-    """
-    if sock.proto == socket.IPPROTO_TCP:
-        return sock
-    # Family, type and protocol as the kernel has them (uvicorn labels an --fd socket AF_UNIX).
-    return socket.socket(fileno=sock.detach())
-
-
-def _serve(config: uvicorn.Config, fd: int | None) -> int:
-    """uvicorn.run's start-up, with the listening sockets made by `tcp_socket` (exit status 3 as uvicorn's)."""
-    server = uvicorn.Server(config)
-    with contextlib.suppress(KeyboardInterrupt):
-        if config.workers > 1:
-            Multiprocess(config, sockets=[config.bind_socket()]).run()
-            return 0
-        server.run(sockets=None if fd is None else [tcp_socket(socket.socket(fileno=fd))])
-    return 0 if server.started else STARTUP_FAILURE
+    return serve(config, args.fd)
