@@ -38,7 +38,7 @@ async def test_five_thousand_concurrent_streams_keep_working(ws_impl: str) -> No
         async def open_stream(i: int) -> ClientConnection:
             async with gate:
                 ws = await connect(
-                    f"{running.ws}/echo", ping_interval=None, compression=None, open_timeout=60
+                    f"{running.ws}/echo?method=POST", ping_interval=None, compression=None, open_timeout=60
                 )
                 await ws.send(f"hello {i}")
                 assert await ws.recv() == f"hello {i}"

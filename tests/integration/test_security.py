@@ -172,13 +172,13 @@ async def test_the_bearer_token_never_appears_in_logs_close_reasons_or_response_
         return code, reason
 
     outcomes = [
-        await call("/echo", ["{}", ""], **by_subprotocol),
-        await call("/echo", ["{}", ""], **by_cookie),
-        await call("/missing", [""], **by_subprotocol),
+        await call("/echo?method=POST", ["{}", ""], **by_subprotocol),
+        await call("/echo?method=POST", ["{}", ""], **by_cookie),
+        await call("/missing?method=POST", [""], **by_subprotocol),
         await call("/raise", [], **by_cookie),
-        await call("/big", [""], **by_subprotocol),
-        await call("/echo", ["x" * 1001], **by_subprotocol),
-        await call("/hang", ["", "after the end"], **by_cookie),
+        await call("/big?method=POST", [""], **by_subprotocol),
+        await call("/echo?method=POST", ["x" * 1001], **by_subprotocol),
+        await call("/hang?method=POST", ["", "after the end"], **by_cookie),
         await call("/hang", [], **by_subprotocol),
     ]
     assert [code for code, _ in outcomes] == [1000, 1000, 4404, 1011, 1009, 1009, 1008, 1001]
@@ -216,7 +216,7 @@ async def test_a_foreign_origin_is_refused_before_any_app_code_and_its_cookie_is
     guarded: Guarded, origin: str
 ) -> None:
     status, body, headers = await refusal(
-        f"{guarded.running.ws}/echo",
+        f"{guarded.running.ws}/echo?method=POST",
         origin=origin,
         additional_headers=[("Cookie", f"token={SECRET}")],
     )
@@ -229,7 +229,7 @@ async def test_a_foreign_origin_is_refused_before_any_app_code_and_its_cookie_is
 @pytest.mark.parametrize("origin", [APP_ORIGIN, "https://APP.example", "https://app.example/"])
 async def test_the_allowed_origin_gets_its_cookie_as_authorization(guarded: Guarded, origin: str) -> None:
     async with connect(
-        f"{guarded.running.ws}/echo",
+        f"{guarded.running.ws}/echo?method=POST",
         origin=origin,  # type: ignore[arg-type]
         additional_headers=[("Cookie", f"token={SECRET}")],
     ) as ws:
