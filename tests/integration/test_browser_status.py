@@ -101,8 +101,26 @@ class Handshakes:
         return recorded
 
 
+async def with_trailers(scope: Scope, receive: Receive, send: Send) -> None:
+    """One line, then HTTP trailers when the request says it can carry them (ASGI's extension)."""
+    trailers = "http.response.trailers" in scope.get("extensions", {})
+    start = {"type": "http.response.start", "status": 200, "trailers": trailers}
+    await send({**start, "headers": [(b"content-type", b"application/x-ndjson")]})
+    await send({"type": "http.response.body", "body": b'{"n": 1}\n', "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": trailers})
+    if trailers:
+        trailer = {"type": "http.response.trailers", "headers": [(b"grpc-trailer-x", b"v")]}
+        await send({**trailer, "more_trailers": False})
+
+
 def proxied(handshakes: Handshakes) -> ASGIApp:
-    return with_module_page(handshakes.wrap(cast(ASGIApp, WebSocketProxyMiddleware(service()))))
+    api = service()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        route = with_trailers if scope["path"] == "/v1/trailers" else api
+        await route(scope, receive, send)
+
+    return with_module_page(handshakes.wrap(cast(ASGIApp, WebSocketProxyMiddleware(app))))
 
 
 # Runs inside the page: RUNS calls of each kind to the 403 endpoint. Bidi calls send before the socket
@@ -302,3 +320,31 @@ async def test_against_a_proxy_that_does_not_select_the_subprotocol() -> None:
     ]
     assert handshakes.opens == [{"path": "/v1/guarded-chat?method=POST", "status": True}]
     assert refused == [{"name": "ConnectError", "code": 1006}, {"hello": "world"}]
+
+
+# Runs inside the page: an app that sends HTTP trailers when the request can carry them.
+TRAILERS_JS = """
+async () => {
+  const m = await import("/wsproxy.js");
+  const conn = m.openMux("/");
+  const out = {};
+  for (const status of [true, false]) {
+    for (const [kind, call] of [["single", m.openCall("/v1/trailers", { status })], ["mux", conn.openCall("/v1/trailers", { status })]]) {
+      call.closeSend();
+      const lines = [];
+      for await (const line of call) lines.push(line);
+      out[`${kind} ${status}`] = { lines, trailers: call.trailers, code: (await call.outcome).code };
+    }
+  }
+  conn.close();
+  return out;
+}
+"""
+
+
+async def test_trailers_arrive_after_the_last_line() -> None:
+    async with serve(proxied(Handshakes())) as srv, browser_page(f"{srv.http}/") as page:
+        out = await page.evaluate(TRAILERS_JS)
+    with_trailers = {"lines": [{"n": 1}], "trailers": [["grpc-trailer-x", "v"]], "code": 1000}
+    assert out["single true"] == out["mux true"] == with_trailers
+    assert out["single false"] == out["mux false"] == {**with_trailers, "trailers": []}
