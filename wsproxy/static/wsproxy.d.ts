@@ -74,7 +74,10 @@ export interface Control {
 
 export const STATUS_SUBPROTOCOL: "wsproxy.status.v1";
 export function parseControl(text: string): Control | null;
-/** An error status's body lines, joined with "\n": JSON when it is JSON (the {"error": {...}} envelope unwrapped), else text, null when none. */
+/**
+ * An error status's body lines, joined with "\n": JSON when it is JSON (the {"error": {...}} envelope
+ * unwrapped), else the text; null when there were none.
+ */
 export function errorBody(lines: (string | ArrayBuffer)[]): unknown;
 
 /** An {"error": {...}} line in a stream; `status` is the HTTP status its gRPC code maps to. */

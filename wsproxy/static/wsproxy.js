@@ -189,14 +189,16 @@ export function parseControl(text) {
     return null;
   }
   if (value === null || typeof value !== "object" || Array.isArray(value)) return null;
-  const headers = value.headers ?? [];
+  const pairs = value.headers ?? [];
   const isPair = (pair) => Array.isArray(pair) && pair.length === 2 && pair.every((s) => typeof s === "string");
-  if (!Array.isArray(headers) || !headers.every(isPair)) return null;
-  if (value.type === "status" && Number.isInteger(value.status)) {
-    return { kind: "status", status: value.status, headers: headers.map(([name, v]) => [name, v]) };
+  if (!Array.isArray(pairs) || !pairs.every(isPair)) return null;
+  const headers = pairs.map(([name, text]) => [name, text]);
+  const { type, status } = value;
+  if (type === "status" && Number.isInteger(status) && status >= 100 && status <= 999) {
+    return { kind: "status", status, headers };
   }
-  if (value.type === "trailers") return { kind: "trailers", status: null, headers: headers.map(([name, v]) => [name, v]) };
-  return null;
+  if (type === "trailers") return { kind: "trailers", status: null, headers };
+  return null; // a kind this client does not know
 }
 
 function isSuccess(status) {
@@ -389,7 +391,8 @@ export class Call {
   #settleOpened;
   #unwatch;
 
-  constructor(url, { token = null, method = null, raw = false, timeout = null, signal = null, status = true } = {}) {
+  constructor(url, options = {}) {
+    const { token = null, method = null, raw = false, timeout = null, signal = null, status = true } = options;
     this.#decoder = new ResponseDecoder({ raw });
     /** Resolves with { ok, code, reason, httpStatus, error } once the call ended; never rejects. */
     this.outcome = new Promise((resolve) => (this.#resolveOutcome = resolve));
@@ -412,7 +415,7 @@ export class Call {
     this.#socket.close(NORMAL);
   }
 
-  /** The subprotocol the proxy accepted (STATUS_SUBPROTOCOL, or "Bearer" when a token was sent), once open. */
+  /** The subprotocol the proxy accepted (STATUS_SUBPROTOCOL, else "Bearer" with a token), once open. */
   get subprotocol() {
     return this.#socket.protocol;
   }
@@ -493,20 +496,7 @@ export class Call {
 
   #onMessage(frame) {
     if (this.#ended) return;
-    if (this.#contract && typeof frame !== "string") {
-      let text = null;
-      try {
-        text = strictUtf8.decode(frame);
-      } catch {
-        // not UTF-8: a binary line
-      }
-      if (text !== null) {
-        // Always a control frame, never a line; one of a kind this client does not know is skipped.
-        const control = parseControl(text);
-        if (control && this.#metadata.apply(control) && control.kind === "status") this.#decoder.status(control.status);
-        return;
-      }
-    }
+    if (this.#contract && typeof frame !== "string" && this.#onControl(frame)) return;
     let messages;
     try {
       messages = this.#decoder.feed(frame);
@@ -516,6 +506,19 @@ export class Call {
       return;
     }
     for (const message of messages) this.#push(message);
+  }
+
+  // A binary frame that decodes as UTF-8 is a control frame, never a line (false: a binary line).
+  #onControl(frame) {
+    let text;
+    try {
+      text = strictUtf8.decode(frame);
+    } catch {
+      return false;
+    }
+    const control = parseControl(text); // null: a kind this client does not know, skipped
+    if (control && this.#metadata.apply(control) && control.kind === "status") this.#decoder.status(control.status);
+    return true;
   }
 
   #onClose(code, reason) {
@@ -647,7 +650,7 @@ function windowFrame(callId, increment) {
   return muxFrame(FRAME.WINDOW, callId, payload);
 }
 
-/** A call on a mux connection: the same API as Call (send, closeSend, close, iterate, result, outcome, status). */
+/** A call on a mux connection: the same API as Call (send, closeSend, iterate, result, outcome, status...). */
 export class MuxCall {
   #connection;
   #decoder;
@@ -787,7 +790,7 @@ export class MuxCall {
     if (!this.#asked || this.#end || !this.#metadata.apply(control)) return false;
     if (control.kind === "status") {
       this.#decoder.status(control.status);
-      this.#pump(); // an error status: its body lines are read as they come, not held for a reader
+      this.#pump(); // after an error status, lines are read as they arrive (the body is no message)
     }
     return true;
   }
@@ -818,7 +821,8 @@ export class MuxCall {
   }
 
   // Lines are decoded as they are read, and their credit returned then: not reading holds the server back.
-  // An error status's body is no message: it is read at once, so the error is known when END arrives.
+  // An error status's body is no message: it is read as it arrives, its credit returned, so a body
+  // longer than the window does not wait for a reader.
   #pump() {
     while (!this.#ended) {
       if (this.#ready.length && this.#waiters.length) {
