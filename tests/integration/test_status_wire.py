@@ -17,8 +17,10 @@ from example_service.proto.example.v1 import echo_pb2_grpc
 from tests.support.echo_servicers import SERVICE, GeneratorStyle
 from tests.support.frameworks.fastapi_app import create_app
 from tests.support.servers import SERVER_PARAMS, drain, serve_on
+from tests.support.upstream_apps import hypercorn_process, proxying, upstream_process
 from wsproxy import WebSocketProxyMiddleware
 from wsproxy.gateway import Gateway, InProcessBinding
+from wsproxy.upstream import UpstreamApp
 
 pytestmark = pytest.mark.filterwarnings("ignore:remove second argument of ws_handler:DeprecationWarning")
 
@@ -114,3 +116,28 @@ async def test_a_mux_call_gets_status_then_lines_then_end(server: str) -> None:
     }
     assert rest == [(0x11, b'{"detail":"bad token"}'), end_4403]
     assert frames[2] == [(0x11, b'{"detail":"bad token"}'), end_4403]
+
+
+@pytest.mark.parametrize("http2", [False, True])
+async def test_behind_upstream_the_status_and_headers_are_the_upstream_servers(http2: bool) -> None:
+    # The upstream (uvicorn, or hypercorn speaking h2c) answers 403 with its own headers; TE is
+    # hop-by-hop, so it is never asked for trailers and sends none.
+    serving = hypercorn_process() if http2 else upstream_process()
+    with serving as upstream:
+        app = WebSocketProxyMiddleware(UpstreamApp(upstream.http, http_version="2" if http2 else "1.1"))
+        async with (
+            proxying(app) as running,
+            connect(f"{running.ws}/status/403", subprotocols=[STATUS]) as ws,  # type: ignore[list-item]
+        ):
+            assert ws.subprotocol == STATUS
+            frames, code, reason = await drain(ws)
+    status, *lines = frames
+    assert isinstance(status, bytes)
+    head = json.loads(status)
+    assert (head["type"], head["status"]) == ("status", 403)
+    assert ["content-type", "application/json"] in head["headers"]
+    names = [name for name, _ in head["headers"]]
+    assert "content-length" not in names
+    assert "transfer-encoding" not in names
+    assert [json.loads(line) for line in lines] == [{"error": "status 403", "code": 403}]
+    assert (code, reason) == (4403, "Forbidden")
