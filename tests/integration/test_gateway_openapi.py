@@ -122,6 +122,7 @@ def test_streaming_routes_are_ndjson(document: dict[str, Any]) -> None:
     collect = document["paths"]["/v1/collect"]["post"]
     assert list(collect["responses"]["200"]["content"]) == ["application/json"]
     assert document["x-wsproxy-websocket"]["methodParameter"] == "method"
+    assert document["x-wsproxy-websocket"]["statusSubprotocol"] == "wsproxy.status.v1"
 
 
 def test_schema_names_and_int64_as_the_wire_prints_them(document: dict[str, Any]) -> None:

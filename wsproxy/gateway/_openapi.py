@@ -30,6 +30,7 @@ from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 
+from wsproxy._status import SUBPROTOCOL as STATUS_SUBPROTOCOL
 from wsproxy.gateway._fields import normalize_path
 from wsproxy.gateway._routes import Route
 
@@ -105,10 +106,13 @@ WEBSOCKET_EXTENSION = {
         "text frame sent is one JSON request message (an empty frame half-closes the request), each "
         "JSON line of the answer arrives as one text frame, and an error answered with an HTTP status "
         "closes with code 4000 + that status after its error frame. A bearer token may be sent as the "
-        "`Sec-WebSocket-Protocol: Bearer, <token>` subprotocol."
+        "`Sec-WebSocket-Protocol: Bearer, <token>` subprotocol. A client that also offers the "
+        "`wsproxy.status.v1` subprotocol first gets the HTTP status and headers as a binary frame of "
+        "JSON, and the trailers the same way before the close."
     ),
     "methodParameter": "method",
     "subprotocol": "Bearer",
+    "statusSubprotocol": STATUS_SUBPROTOCOL,
 }
 
 

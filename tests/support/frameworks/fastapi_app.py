@@ -53,6 +53,11 @@ def create_app() -> FastAPI:
             raise HTTPException(status_code=401, detail="no token")
         return {"authorization": authorization}
 
+    @app.api_route("/forbidden", methods=["GET", "POST"])
+    async def forbidden() -> dict[str, str]:
+        # Before reading any body: a bidi client may still be sending when the 403 comes.
+        raise HTTPException(status_code=403, detail="bad token")
+
     @app.get("/boom")
     async def boom() -> dict[str, str]:
         raise RuntimeError("a bug in a view")
