@@ -185,6 +185,8 @@ async (runs) => {
       out[kind].push(run);
     }
   }
+  out.unary = await m.unary("/v1/guarded").then((value) => ({ value }), describe);     // result()
+  out.muxUnary = await conn.unary("/v1/guarded").then((value) => ({ value }), describe);
   out.openCalls = conn.openCalls;
   conn.close();
   return out;
@@ -207,10 +209,13 @@ async def test_a_403_raises_before_any_line_single_socket_and_mux_100_of_100() -
             before, racing, after = run["sends"]
             assert (before, after) == ("sent", FORBIDDEN)  # queued before the socket opened; the end's error
             assert racing == FORBIDDEN if i % 4 == 3 else racing in ("sent", FORBIDDEN)
+    assert out["unary"] == out["muxUnary"] == FORBIDDEN
     assert out["openCalls"] == 0
     # Every single call offered the contract; every mux call asked for it.
-    assert sorted(map(tuple, handshakes.offers)) == [("wsproxy.mux.v1",)] + [(STATUS_SUBPROTOCOL,)] * 2 * RUNS
-    assert len(handshakes.opens) == 2 * RUNS
+    assert sorted(map(tuple, handshakes.offers)) == [("wsproxy.mux.v1",)] + [(STATUS_SUBPROTOCOL,)] * (
+        2 * RUNS + 1
+    )
+    assert len(handshakes.opens) == 2 * RUNS + 1
     assert all(open_["status"] is True for open_ in handshakes.opens)
 
 
