@@ -88,6 +88,7 @@ class Handshakes:
                 return
             offered = [part.strip() for item in scope.get("subprotocols", ()) for part in item.split(",")]
             self.offers.append(offered)
+            mux = "wsproxy.mux.v1" in offered
             if self.older:
                 scope = dict(scope, subprotocols=[item for item in offered if item != STATUS_SUBPROTOCOL])
                 scope["headers"] = [
@@ -97,7 +98,7 @@ class Handshakes:
             async def receive_opens() -> Message:
                 message = await receive()
                 data = message.get("bytes")
-                if message["type"] == "websocket.receive" and data and data[0] == 0x01:
+                if mux and message["type"] == "websocket.receive" and data and data[0] == 0x01:  # OPEN
                     body = json.loads(data[5:])
                     self.opens.append(dict(body))
                     if self.older:
