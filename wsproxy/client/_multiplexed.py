@@ -49,10 +49,9 @@ class MuxCall(ResponseStream):
     """One call on a mux connection: the same API as `Call` (send, close_send, iterate, result, close)."""
 
     def __init__(self, connection: MuxConnection, call_id: int, *, raw: bool = False) -> None:
-        super().__init__()
+        super().__init__(ResponseDecoder(raw=raw))
         self._connection = connection
         self.call_id = call_id
-        self._decoder = ResponseDecoder(raw=raw)
         self._lines: collections.deque[str | bytes] = collections.deque()  # received, not yet read
         self._credit = _mux.SendCredit()  # what we may send
         self._granted = _mux.ReceiveCredit()  # what the server may send
@@ -133,7 +132,7 @@ class MuxCall(ResponseStream):
         if self._lines:
             line = self._lines.popleft()
             try:
-                self._ready.extend(self._decoder.feed(line))
+                self._ready.extend(self._decoder.line(line))
             except StreamError as error:
                 self._ended, self._error = True, error
             increment = self._granted.consumed(len(line))
