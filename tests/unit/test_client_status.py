@@ -19,6 +19,7 @@ from wsproxy.client import (
 )
 from wsproxy.client._decoder import ResponseDecoder, error_body
 from wsproxy.client._response import ResponseStream
+from wsproxy.client._status_stub import Control
 
 Frame = str | bytes
 
@@ -210,6 +211,13 @@ def test_control_frames_out_of_order_fail_the_call(frames: list[Frame], problem:
     decoder = ResponseDecoder(status=True)
     with pytest.raises(CallError, match=problem):
         run(decoder, frames)
+
+
+@pytest.mark.parametrize("control", [Control("status", 200, []), Control("trailers", None, [])])
+def test_control_frame_for_a_call_that_did_not_ask_fails_it(control: Control) -> None:
+    decoder = ResponseDecoder(status=False)
+    with pytest.raises(CallError, match="did not ask"):
+        decoder.control(control)
 
 
 def test_without_the_contract_a_binary_frame_is_always_a_line() -> None:
