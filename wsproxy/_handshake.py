@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
+from wsproxy import _status
 from wsproxy._options import TOKEN_RE, HeaderPredicate, ProxyOptions, normalize_origin
 from wsproxy._types import Scope
 from wsproxy.errors import HandshakeRejected
@@ -53,7 +54,8 @@ _WEBSOCKET_KEYS = ("subprotocols",)
 
 @dataclass(frozen=True)
 class RequestPlan:
-    """What the handshake turns into: the HTTP scope, the subprotocol to accept, the body shape.
+    """What the handshake turns into: the HTTP scope, the subprotocol to accept, the body shape, and
+    whether the client is told the status, headers and trailers (`report_status`, wsproxy/_status.py).
 
     The body shape: `bodyless` (GET, HEAD: no body at all, whatever `single_message` says), else
     `single_message` (the body ends after the first message), else a stream of messages.
@@ -62,6 +64,7 @@ class RequestPlan:
     scope: Scope
     subprotocol: str | None
     single_message: bool
+    report_status: bool = False
 
     @property
     def bodyless(self) -> bool:
@@ -75,8 +78,13 @@ def plan_request(
     *,
     forwards: HeaderPredicate,
     origins: frozenset[str] | None,
+    report_status: bool = False,
 ) -> RequestPlan:
-    """Build the HTTP request for `ws_scope`. Raises HandshakeRejected(status, message)."""
+    """Build the HTTP request for `ws_scope`. Raises HandshakeRejected(status, message).
+
+    `report_status`: the client is told the status and headers (it offered wsproxy.status.v1, or a mux
+    call asked): the subprotocol accepted says so, and the app may send trailers, which reach it too.
+    """
     headers: list[tuple[bytes, bytes]] = list(ws_scope.get("headers", ()))
     origin = header_value(headers, b"origin")
     if not origin_allowed(origin, origins):
@@ -92,7 +100,7 @@ def plan_request(
     single_message = is_single_message(params.get(METHOD_TYPE_PARAM))
 
     token = bearer_from_subprotocols(offered_subprotocols(ws_scope))
-    subprotocol = BEARER if token is not None else None
+    subprotocol = _status.SUBPROTOCOL if report_status else BEARER if token is not None else None
     if token is None and options.token_cookie_name:
         token = bearer_from_cookie(headers, options.token_cookie_name)
 
@@ -104,6 +112,12 @@ def plan_request(
     if token is not None:
         forwarded = [(name, value) for name, value in forwarded if name.lower() != b"authorization"]
         forwarded.append((b"authorization", b"Bearer " + token.encode("ascii")))
+    extensions: dict[str, object] = {}
+    if report_status:
+        # The client can receive trailers: say so as an HTTP client would (TE, hop-by-hop, so never the
+        # client's own), and as ASGI asks.
+        forwarded.append((b"te", b"trailers"))
+        extensions["http.response.trailers"] = {}
 
     scope = {key: value for key, value in ws_scope.items() if key not in _WEBSOCKET_KEYS}
     scheme = ws_scope.get("scheme", "ws")
@@ -115,9 +129,9 @@ def plan_request(
         scheme=_SCHEMES.get(scheme, scheme),
         query_string=query,
         headers=forwarded,
-        extensions={},
+        extensions=extensions,
     )
-    return RequestPlan(scope=scope, subprotocol=subprotocol, single_message=single_message)
+    return RequestPlan(scope, subprotocol, single_message, report_status)
 
 
 def header_value(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -194,6 +208,11 @@ def offered_subprotocols(ws_scope: Scope) -> list[str]:
         ]
     items = [part.strip() for value in raw for part in value.split(",")]
     return [item for item in items if item]
+
+
+def offers_status(ws_scope: Scope) -> bool:
+    """Whether the client offered wsproxy.status.v1 (alongside the Bearer pair, if any)."""
+    return _status.SUBPROTOCOL in offered_subprotocols(ws_scope)
 
 
 def bearer_from_subprotocols(items: list[str]) -> str | None:

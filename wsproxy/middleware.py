@@ -11,6 +11,7 @@ mux session (wsproxy/mux/: many calls on one socket, each run as a stream).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Collection
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from wsproxy import closecodes
 from wsproxy._auth import Authenticate, authenticate_request
-from wsproxy._handshake import RequestPlan, plan_request
+from wsproxy._handshake import RequestPlan, offers_status, plan_request
 from wsproxy._options import (
     DEFAULT_FORWARDED_HEADERS,
     DEFAULT_MAX_CALLS_PER_SOCKET,
@@ -120,8 +121,10 @@ class WebSocketProxyMiddleware:
         message = await receive()
         if message["type"] != "websocket.connect":
             return  # the client left before the handshake completed
+        mux = offers_mux(scope)
         try:
-            plan = self._plan(scope)
+            # On a mux socket each call asks for the status on its own (OPEN's "status").
+            plan = self._plan(scope, report_status=not mux and offers_status(scope))
             if self._authenticate is not None:
                 await authenticate_request(self._authenticate, plan.scope)
         except HandshakeRejected as exc:
@@ -139,7 +142,7 @@ class WebSocketProxyMiddleware:
             return
         self.active_streams += 1
         try:
-            if offers_mux(scope):  # many calls on this socket: docs/protocol.md, "Multiplexing"
+            if mux:  # many calls on this socket: docs/protocol.md, "Multiplexing"
                 await self._mux_session(scope, receive, send).run()
             else:
                 await Stream(self.app, plan, self.settings, receive, send).run()
@@ -167,8 +170,10 @@ class WebSocketProxyMiddleware:
         assert self._authenticate is not None
         await authenticate_request(self._authenticate, request_scope)
 
-    def _plan(self, scope: Scope) -> RequestPlan:
-        plan = plan_request(scope, self.options, forwards=self._forwards, origins=self._origins)
+    def _plan(self, scope: Scope, *, report_status: bool = False) -> RequestPlan:
+        plan = plan_request(
+            scope, self.options, forwards=self._forwards, origins=self._origins, report_status=report_status
+        )
         mutator = self.options.request_mutator
         if mutator is None:
             return plan
@@ -179,7 +184,7 @@ class WebSocketProxyMiddleware:
         except Exception as exc:
             logger.exception("request_mutator raised for %s", scope.get("path"))
             raise HandshakeRejected(500, "internal error") from exc
-        return RequestPlan(mutated, plan.subprotocol, plan.single_message)
+        return dataclasses.replace(plan, scope=mutated)
 
 
 async def _deny(scope: Scope, send: Send, status: int, message: str) -> None:

@@ -30,7 +30,7 @@ def core(**settings: Any) -> StreamCore:
 
 def started(status: int = 200, **settings: Any) -> StreamCore:
     stream = core(**settings)
-    stream.response.start({"type": "http.response.start", "status": status})
+    stream.response.metadata({"type": "http.response.start", "status": status})
     return stream
 
 
@@ -99,7 +99,7 @@ def test_the_pumps_numbers_are_the_documented_ones() -> None:
 @pytest.mark.parametrize(("size", "frames_to_due"), [(1, 4), (249, 3), (250, 2), (1000, 1)])
 def test_the_budget_is_due_after_n_frames_or_n_bytes_whichever_first(size: int, frames_to_due: int) -> None:
     stream = core(yield_frames=4, yield_bytes=1000)
-    stream.response.start({"type": "http.response.start", "status": 200})
+    stream.response.metadata({"type": "http.response.start", "status": 200})
     for _ in range(frames_to_due - 1):
         stream.client_message(binary(b"b" * size))
         assert (stream.turn_due, stream.pending) == (False, False)

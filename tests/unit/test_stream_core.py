@@ -336,7 +336,7 @@ def test_body_ended_with_a_message_waiting_is_a_violation(unread: bool, gone: bo
 
 def started(status: int = 200, **settings: Any) -> StreamCore:
     stream = core(**settings)
-    stream.response.start({"type": "http.response.start", "status": status})
+    stream.response.metadata({"type": "http.response.start", "status": status})
     return stream
 
 
@@ -421,12 +421,12 @@ def test_response_messages_out_of_order_raise_with_what_was_expected() -> None:
         core().response.body(body(b"x\n"))
     stream = started()
     with pytest.raises(RuntimeError, match=r'^Unexpected ASGI message "http.response.start" sent twice$'):
-        stream.response.start({"type": "http.response.start", "status": 200})
+        stream.response.metadata({"type": "http.response.start", "status": 200})
     with pytest.raises(
         RuntimeError,
         match=r"""^Expected ASGI message "http.response.start" or "http.response.body", but got 'http.response.trailers'$""",
     ):
-        core().response.start({"type": "http.response.trailers"})
+        core().response.metadata({"type": "http.response.trailers"})
     stream.response.body(body(b"", more=False))
     with pytest.raises(RuntimeError):
         stream.response.body(body(b"x\n"))
@@ -470,7 +470,7 @@ def test_single_frame_answers_only_the_common_case(
 ) -> None:
     stream = core(max_line_size=setup.get("max_line_size", 1 << 20))
     if not setup.get("unstarted"):
-        stream.response.start({"type": "http.response.start", "status": 200})
+        stream.response.metadata({"type": "http.response.start", "status": 200})
     if setup.get("buffered"):
         stream.response.body(body(b"partial"))
     if setup.get("complete"):
@@ -578,7 +578,7 @@ def test_asgi_misuse_is_named(events: list[Message], error: str) -> None:
             if event["type"] == "http.response.body":
                 c.response.body(event)
             else:
-                c.response.start(event)
+                c.response.metadata(event)
 
     with pytest.raises(RuntimeError, match=error):
         feed()
@@ -623,7 +623,7 @@ def ended(
 ) -> StreamCore:
     stream = core()
     if status is not None:
-        stream.response.start({"type": "http.response.start", "status": status})
+        stream.response.metadata({"type": "http.response.start", "status": status})
         stream.response.body(body(b"x\n", more=not complete))
         stream.take_close()
     if gone:
@@ -837,7 +837,7 @@ def test_traffic_either_way_or_the_end_of_the_body_restarts_the_idle_count() -> 
     stream.client_message(text("in"))
     assert stream.tick() is False
     assert stream.tick() is False
-    stream.response.start({"type": "http.response.start", "status": 200})
+    stream.response.metadata({"type": "http.response.start", "status": 200})
     stream.response.body(body(b"out\n"))
     assert stream.tick() is False
     assert stream.tick() is False

@@ -142,7 +142,7 @@ def test_the_one_message_of_a_single_message_call_is_activity() -> None:
 
 def test_a_message_in_and_a_frame_out_within_one_tick_are_activity() -> None:
     stream = core(idle_timeout=2)
-    stream.response.start({"type": "http.response.start", "status": 200})
+    stream.response.metadata({"type": "http.response.start", "status": 200})
     assert stream.tick() is False
     stream.client_message(text("x"))
     assert stream.response.single_frame(response_body(b"y\n")) == {"type": "websocket.send", "text": "y"}

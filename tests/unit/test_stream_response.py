@@ -19,7 +19,7 @@ from wsproxy.stream._records import StreamSettings
 def stream(*, started: bool = True, complete: bool = False) -> StreamCore:
     core = StreamCore(StreamSettings())
     if started:
-        core.response.start({"type": "http.response.start", "status": 200})
+        core.response.metadata({"type": "http.response.start", "status": 200})
     if complete:
         core.response.body({"type": "http.response.body", "body": b"", "more_body": False})
     return core

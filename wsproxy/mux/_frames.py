@@ -13,6 +13,9 @@ a single-socket message does), HALF_CLOSE ends the request body, LAST_MESSAGE is
 unary call is OPEN + LAST_MESSAGE), CANCEL abandons the call.
 Server to client: LINE carries one response line (LINE_BINARY when it is not UTF-8), END ends the
 call with a close code and reason from the single-socket table (1000, 4000 + status, 1008, ...).
+A call whose OPEN said `"status": true` also gets STATUS (the HTTP status and headers, before any
+LINE) and, when the app sent trailers, TRAILERS (before END); their payload is wsproxy.status.v1's
+JSON (wsproxy/_status.py), and like END they cost no credit.
 
 Flow control, per call and per direction, in the manner of HTTP/2: each side starts with
 INITIAL_WINDOW bytes of credit to send; a MESSAGE or LINE costs its payload length plus 1 (the
@@ -72,6 +75,8 @@ class FrameType(enum.IntEnum):
     LINE = 0x11
     LINE_BINARY = 0x12
     END = 0x13
+    STATUS = 0x14
+    TRAILERS = 0x15
 
 
 CLIENT_FRAMES = frozenset(
@@ -84,7 +89,16 @@ CLIENT_FRAMES = frozenset(
         FrameType.WINDOW,
     }
 )
-SERVER_FRAMES = frozenset({FrameType.LINE, FrameType.LINE_BINARY, FrameType.END, FrameType.WINDOW})
+SERVER_FRAMES = frozenset(
+    {
+        FrameType.LINE,
+        FrameType.LINE_BINARY,
+        FrameType.END,
+        FrameType.WINDOW,
+        FrameType.STATUS,
+        FrameType.TRAILERS,
+    }
+)
 
 
 class MuxProtocolError(Exception):
@@ -118,11 +132,13 @@ class Frame:
 
 @dataclass(frozen=True, slots=True)
 class OpenRequest:
-    """What an OPEN frame asks for: the request target and the per-call headers."""
+    """What an OPEN frame asks for: the request target, the per-call headers, and whether the client
+    wants the STATUS and TRAILERS frames."""
 
     path: str  # percent-encoded path, as on an HTTP request line
     query: str
     headers: tuple[tuple[str, str], ...]
+    status: bool = False
 
 
 # Encoding.
@@ -132,11 +148,15 @@ def encode(kind: FrameType, call_id: int, payload: bytes = b"") -> bytes:
     return _HEADER.pack(kind, call_id) + payload
 
 
-def encode_open(call_id: int, target: str, headers: Iterable[tuple[str, str]] = ()) -> bytes:
+def encode_open(
+    call_id: int, target: str, headers: Iterable[tuple[str, str]] = (), *, status: bool = False
+) -> bytes:
     body: dict[str, object] = {"path": target}
     pairs = [[name, value] for name, value in headers]
     if pairs:
         body["headers"] = pairs
+    if status:
+        body["status"] = True
     return encode(FrameType.OPEN, call_id, json.dumps(body, separators=(",", ":")).encode())
 
 
@@ -190,7 +210,7 @@ def parse_end(payload: bytes) -> tuple[int, str]:
 
 
 def parse_open(payload: bytes) -> OpenRequest:
-    """The OPEN frame's JSON: {"path": "/v1/x?q=1", "headers": [["name", "value"], ...]}.
+    """The OPEN frame's JSON: {"path": "/v1/x?q=1", "headers": [["name", "value"], ...], "status": true}.
 
     Raises CallRefused (1008) with a reason that names what was wrong.
     """
@@ -206,7 +226,10 @@ def parse_open(payload: bytes) -> OpenRequest:
     if not isinstance(target, str) or not _PATH_RE.match(target):
         raise CallRefused(POLICY_VIOLATION, 'OPEN "path" must be a request target starting with "/"')
     path, _, query = target.partition("?")
-    return OpenRequest(path, query, _parse_headers(body.get("headers", [])))
+    status = body.get("status", False)
+    if not isinstance(status, bool):
+        raise CallRefused(POLICY_VIOLATION, 'OPEN "status" must be true or false')
+    return OpenRequest(path, query, _parse_headers(body.get("headers", [])), status)
 
 
 def _parse_headers(raw: object) -> tuple[tuple[str, str], ...]:

@@ -5,7 +5,8 @@ frame is decoded (wsproxy.mux._frames) and routed to its call at once. Every cal
 stream (the same code that serves a single-socket call), run in its own task over a *virtual*
 WebSocket: its receive yields websocket.receive messages from the call's inbox and
 websocket.disconnect when the client cancels or the socket drops; its send turns websocket.send
-into LINE frames and websocket.close into an END frame. So method override, Authorization and
+into LINE frames and websocket.close into an END frame. A call whose OPEN asked for the status runs
+as a wsproxy.status.v1 socket would: its control frames become STATUS and TRAILERS frames. So method override, Authorization and
 Origin policy, half-close, CR/LF handling, limits and the status-to-code table are the single-socket
 ones, by construction.
 
@@ -23,9 +24,10 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 from urllib.parse import unquote
 
-from wsproxy import closecodes
+from wsproxy import _status, closecodes
 from wsproxy._handshake import RequestPlan, offered_subprotocols
 from wsproxy._types import Message, Receive, Scope, Send
 from wsproxy.errors import ClientDisconnected, HandshakeRejected
@@ -36,7 +38,13 @@ from wsproxy.stream._core import TICK_SECONDS
 
 logger = logging.getLogger("wsproxy")
 
-PlanCall = Callable[[Scope], RequestPlan]
+
+class PlanCall(Protocol):
+    """The middleware's planning of one call's request (`report_status`: OPEN asked for STATUS)."""
+
+    def __call__(self, scope: Scope, *, report_status: bool) -> RequestPlan: ...
+
+
 AuthenticateCall = Callable[[Scope], Awaitable[None]]
 RunStream = Callable[[RequestPlan, Receive, Send], Awaitable[object]]
 
@@ -192,7 +200,7 @@ class MuxSession:
             return
         try:
             request = _mux.parse_open(frame.payload)
-            plan = self.plan_call(self._call_scope(request))
+            plan = self.plan_call(self._call_scope(request), report_status=request.status)
         except CallRefused as refused:
             self._end_soon(frame.call_id, refused.code, refused.reason)
             return
@@ -379,11 +387,22 @@ class MuxCall:
                 await self.session.write(_mux.encode_window(self.call_id, increment))
         return {"type": "websocket.receive", "bytes": payload}
 
+    async def _send_control(self, control: _status.Control, payload: bytes) -> None:
+        if self.gone:
+            raise ClientDisconnected("the mux call was cancelled or its socket dropped")
+        kind = FrameType.STATUS if control.kind == "status" else FrameType.TRAILERS
+        await self.session.write(_mux.encode(kind, self.call_id, payload))
+
     async def send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "websocket.send":
             text = message.get("text")
             line: str | bytes = text if text is not None else message.get("bytes", b"")
+            if text is None and self.plan.report_status:
+                control = _status.parse_control(message.get("bytes", b""))
+                if control is not None:  # not a line: STATUS or TRAILERS, free of credit like END
+                    await self._send_control(control, message["bytes"])
+                    return
             while not self.send_credit.available:
                 if self.gone:
                     break

@@ -15,8 +15,8 @@ and holds no coroutine, no callable of the server's and no reference to an event
   `joined()` join short text messages that arrived together into one event (one wake-up of the app
   for a burst instead of one per message); the shell offers them while the server holds them.
 - app -> client: the core's `response` (wsproxy/stream/_response.py) turns the app's response into
-  the frames to send, one per line, and on the last body event has the core close with the code of
-  the status (1000, or 4000 + status).
+  the frames to send, one per line (and, with `report_status`, the status and trailers frames), and
+  at the end has the core close with the code of the status (1000, or 4000 + status).
 - read-ahead: while the app is away from `receive`, the shell may read the socket; `read_ahead()`
   decides what each message read that way means (kept in the core's inbox for the app, a violation
   after the end of the body, the client gone) and `may_read_ahead()` bounds the inbox.
@@ -106,6 +106,7 @@ class StreamCore:
         *,
         single_message: bool = False,
         bodyless: bool = False,
+        report_status: bool = False,
     ) -> None:
         self.stats = StreamStats() if stats is None else stats
         self.half_close = settings.half_close
@@ -132,7 +133,7 @@ class StreamCore:
         self.inbox: deque[Message] | None = None
         self.inbox_bytes = 0
         self.joining: list[str] | None = None  # the texts being joined into one event
-        self.response = Response(self, settings.max_line_size)  # the app -> client half
+        self.response = Response(self, settings.max_line_size, report_status=report_status)  # app -> client
         self.gone = False  # no frame can go either way any more
         self.closed = False  # a close frame was sent, or the client's arrived
         self.closing: Close | None = None  # a close frame the shell must send now
@@ -383,9 +384,15 @@ class StreamCore:
                 # when a shared upstream connection dies, hundreds of streams end at once.
                 return logging.WARNING, "upstream failed"
             return logging.ERROR, "app raised"
-        if self.response.complete or self.closed:
+        response = self.response
+        if response.trailers_due and response.complete and not self.closed:
+            # The body is all there: the client gets it and the status, with no trailers.
+            assert response.status is not None
+            self.close(*closecodes.close_for_status(response.status))
+            return logging.INFO, "app returned without the trailers it announced"
+        if response.complete or self.closed:
             return logging.DEBUG, "app returned"
-        if self.response.status is None:
+        if response.status is None:
             self.close(closecodes.INTERNAL_ERROR, "no response")
             return logging.ERROR, "app returned without a response"
         self.close(closecodes.INTERNAL_ERROR, "incomplete response")

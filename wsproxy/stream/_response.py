@@ -9,6 +9,10 @@ of short text lines (what a joined request echoes back), which the shell sends a
 one; `body()` answers everything else. On the last body event the core is told to close with the
 code of the status (1000, or 4000 + status); a line over `max_line_size` closes with 1009. Like the
 core, it never calls into the shell: it returns frames and leaves actions with the core.
+
+`metadata()` answers `http.response.start`, and `http.response.trailers`: when the client asked for
+the status (`report_status`, wsproxy/_status.py), each becomes a control frame, a binary frame of
+UTF-8 JSON, and a response that announced trailers closes after them instead of after its body.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from wsproxy import closecodes
+from wsproxy import _status, closecodes
 from wsproxy._types import Message
 from wsproxy.errors import ClientDisconnected, MessageTooBig
 from wsproxy.stream._lines import LineSplitter
@@ -29,24 +33,57 @@ class Response:
     """The response of one stream: its status, whether it is complete, and its frames."""
 
     # Slots, and the core's stats and budget reached through `core`: memory per open stream counts.
-    __slots__ = ("complete", "core", "splitter", "status")
+    __slots__ = ("complete", "core", "report_status", "splitter", "status", "trailers_due")
 
-    def __init__(self, core: StreamCore, max_line_size: int) -> None:
+    def __init__(self, core: StreamCore, max_line_size: int, *, report_status: bool = False) -> None:
         self.core = core
         self.splitter = LineSplitter(max_line_size)
         self.status: int | None = None
         self.complete = False
+        self.report_status = report_status
+        # The app announced trailers (only honoured when they can reach the client): after the last
+        # body event the response waits for them before the close.
+        self.trailers_due = False
 
-    def start(self, message: Message) -> None:
-        """An `http.response.start` event (anything else but a body event is refused, by name)."""
+    def metadata(self, message: Message) -> Message | None:
+        """An `http.response.start` event, or `http.response.trailers` when the client takes them: the
+        control frame to send, if the client asked for the status. Anything else but a body event is
+        refused, by name."""
         kind = message["type"]
+        if kind == "http.response.trailers" and self.report_status:
+            return self._trailers(message)
         if kind != "http.response.start":
             raise RuntimeError(
                 f'Expected ASGI message "http.response.start" or "http.response.body", but got {kind!r}'
             )
         if self.status is not None:
             raise RuntimeError('Unexpected ASGI message "http.response.start" sent twice')
-        self.status = int(message["status"])
+        status = self.status = int(message["status"])
+        if not self.report_status:
+            return None
+        self.trailers_due = bool(message.get("trailers", False))
+        return self._control(_status.encode_status(status, message.get("headers", ())))
+
+    def _trailers(self, message: Message) -> Message | None:
+        if not (self.trailers_due and self.complete):
+            raise RuntimeError(
+                'Unexpected ASGI message "http.response.trailers": not announced, or before the last body'
+            )
+        if self.core.gone:
+            raise ClientDisconnected("the WebSocket client has gone away")
+        frame = self._control(_status.encode_trailers(message.get("headers", ())))
+        if not message.get("more_trailers", False):
+            self.trailers_due = False
+            self.complete = True
+            assert self.status is not None
+            self.core.close(*closecodes.close_for_status(self.status))
+        return frame
+
+    def _control(self, payload: bytes) -> Message:
+        core = self.core
+        if core.budget.charge(len(payload)):
+            core.turn_owed()
+        return {"type": "websocket.send", "bytes": payload}
 
     def single_frame(self, message: Message) -> Message | None:
         """The one frame for a body event that is exactly one line with nothing buffered, charged to
@@ -99,7 +136,8 @@ class Response:
         return lines
 
     def body(self, message: Message) -> Sequence[Message]:
-        """The frames for one `http.response.body` event; on the last one, the core closes.
+        """The frames for one `http.response.body` event; on the last one, the core closes (unless
+        trailers are due: then after them). `complete` means no more body.
 
         One frame (or none) is charged to the budget here; when there are several, the shell
         charges each as it sends it. Raises MessageTooBig for a line over the limit, after the core
@@ -139,6 +177,6 @@ class Response:
         # as the shell sends them, so a chunk of many lines still yields within it.
         if len(frames) <= 1 and core.budget.charge(size):
             core.turn_owed()
-        if not more_body:
+        if not more_body and not self.trailers_due:
             core.close(*closecodes.close_for_status(status))
         return frames

@@ -83,7 +83,13 @@ class Stream:
             path=scope.get("path", ""),
             client=f"{client[0]}:{client[1]}" if client else None,
         )
-        self.core = StreamCore(settings, stats, single_message=plan.single_message, bodyless=plan.bodyless)
+        self.core = StreamCore(
+            settings,
+            stats,
+            single_message=plan.single_message,
+            bodyless=plan.bodyless,
+            report_status=plan.report_status,
+        )
         self.app = app
         self.plan = plan
         self.settings = settings
@@ -240,7 +246,14 @@ class Stream:
                 await self._act()
             return
         if message["type"] != "http.response.body":
-            response.start(message)
+            control = response.metadata(message)  # the status or trailers frame, if the client asked
+            if control is not None:
+                try:
+                    await self.ws_send(control)
+                except (OSError, RuntimeError) as exc:
+                    raise self._send_failed(exc) from exc
+            if core.pending:
+                await self._act()
             return
         # Frames sent one by one are charged one by one to the stream's budget, which the shell
         # shares with its core: a chunk of many lines still gives the loop its turns within it.

@@ -1,0 +1,303 @@
+"""`wsproxy.status.v1` (wsproxy/_status.py and its users), table-driven and without I/O.
+
+The control frames' JSON both ways; the handshake that selects the subprotocol and tells the app it
+may send trailers; the stream's response with and without the status asked for: the status frame
+first, trailers before the close, and what an app that breaks the trailers rules gets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from wsproxy import _status
+from wsproxy._handshake import offers_status, plan_request
+from wsproxy._options import ProxyOptions
+from wsproxy._types import Message
+from wsproxy.mux import _frames as mux
+from wsproxy.stream._actions import Close
+from wsproxy.stream._core import StreamCore
+from wsproxy.stream._records import StreamSettings
+
+# The control frames.
+
+
+@pytest.mark.parametrize(
+    ("headers", "exposed"),
+    [
+        ([], []),
+        ([(b"Content-Type", b"application/json")], [["content-type", "application/json"]]),
+        (
+            [(b"grpc-metadata-a", b"1"), (b"X-Other", b"two"), (b"grpc-metadata-a", b"3")],
+            [["grpc-metadata-a", "1"], ["x-other", "two"], ["grpc-metadata-a", "3"]],
+        ),
+        # Framing and connection headers, and cookies, never reach the client.
+        (
+            [
+                (b"content-length", b"12"),
+                (b"Transfer-Encoding", b"chunked"),
+                (b"connection", b"close"),
+                (b"keep-alive", b"5"),
+                (b"trailer", b"grpc-status"),
+                (b"te", b"trailers"),
+                (b"upgrade", b"h2c"),
+                (b"proxy-connection", b"x"),
+                (b"proxy-authenticate", b"Basic"),
+                (b"Set-Cookie", b"session=secret; HttpOnly"),
+                (b"set-cookie2", b"old"),
+                (b"vary", b"accept"),
+            ],
+            [["vary", "accept"]],
+        ),
+        ([(b"x-latin", "caf\u00e9".encode("latin-1"))], [["x-latin", "caf\u00e9"]]),
+    ],
+)
+def test_exposed_headers(headers: list[tuple[bytes, bytes]], exposed: list[list[str]]) -> None:
+    assert _status.exposed_headers(headers) == exposed
+    decoded = _status.parse_control(_status.encode_status(200, headers))
+    assert decoded == _status.Control("status", 200, [(name, value) for name, value in exposed])
+
+
+def test_the_frames_are_compact_json_with_a_type() -> None:
+    assert _status.encode_status(403, [(b"content-type", b"application/json")]) == (
+        b'{"type":"status","status":403,"headers":[["content-type","application/json"]]}'
+    )
+    assert _status.encode_trailers([(b"Grpc-Trailer-X", b"v")]) == (
+        b'{"type":"trailers","headers":[["grpc-trailer-x","v"]]}'
+    )
+    assert _status.parse_control(_status.encode_trailers([(b"a", b"b")])) == _status.Control(
+        "trailers", None, [("a", "b")]
+    )
+
+
+@pytest.mark.parametrize("payload", [b"\xff\xfe", b"ok\x80", b"\xc3\x28"])
+def test_a_binary_payload_that_is_not_utf8_is_a_line_not_a_control_frame(payload: bytes) -> None:
+    assert _status.parse_control(payload) is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (b"not json", "Expecting value"),
+        (b"[1]", "not a JSON object"),
+        (b'{"type":"status"}', "invalid status: None"),
+        (b'{"type":"status","status":true}', "invalid status: True"),
+        (b'{"type":"status","status":99}', "invalid status: 99"),
+        (b'{"type":"status","status":1000}', "invalid status: 1000"),
+        (b'{"type":"status","status":200,"headers":{}}', '"headers" is not a list'),
+        (b'{"type":"status","status":200,"headers":[["a"]]}', r"\[name, value\] strings"),
+        (b'{"type":"status","status":200,"headers":[["a",1]]}', r"\[name, value\] strings"),
+        (b'{"type":"line"}', "unknown control frame type 'line'"),
+        (b"{}", "unknown control frame type None"),
+    ],
+)
+def test_a_utf8_payload_that_is_not_a_control_frame_is_refused(payload: bytes, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        _status.parse_control(payload)
+
+
+# The handshake.
+
+
+def ws_scope(*subprotocols: str) -> dict[str, Any]:
+    return {
+        "type": "websocket",
+        "path": "/v1/x",
+        "query_string": b"",
+        "headers": [(b"te", b"gzip")],
+        "subprotocols": list(subprotocols),
+    }
+
+
+def plan(scope: dict[str, Any], report_status: bool) -> Any:
+    return plan_request(
+        scope, ProxyOptions(), forwards=lambda name: True, origins=None, report_status=report_status
+    )
+
+
+@pytest.mark.parametrize(
+    ("offered", "status_offered"),
+    [
+        ((), False),
+        (("wsproxy.status.v1",), True),
+        (("Bearer", "tok", "wsproxy.status.v1"), True),
+        (("Bearer", "wsproxy.status.v1"), True),  # a token spelled like the name is still offered
+        (("Bearer", "tok"), False),
+        (("wsproxy.status.v2",), False),
+        (("wsproxy.mux.v1", "wsproxy.status.v1"), True),
+    ],
+)
+def test_offers_status(offered: tuple[str, ...], status_offered: bool) -> None:
+    assert offers_status(ws_scope(*offered)) is status_offered
+
+
+@pytest.mark.parametrize(
+    ("offered", "report_status", "subprotocol", "authorization"),
+    [
+        (("wsproxy.status.v1",), True, "wsproxy.status.v1", None),
+        (("Bearer", "tok", "wsproxy.status.v1"), True, "wsproxy.status.v1", b"Bearer tok"),
+        (("Bearer", "tok"), False, "Bearer", b"Bearer tok"),
+        ((), False, None, None),
+    ],
+)
+def test_the_plan_accepts_the_status_subprotocol_and_offers_trailers_to_the_app(
+    offered: tuple[str, ...], report_status: bool, subprotocol: str | None, authorization: bytes | None
+) -> None:
+    got = plan(ws_scope(*offered), report_status)
+    headers = dict(got.scope["headers"])
+    assert (got.subprotocol, got.report_status, headers.get(b"authorization")) == (
+        subprotocol,
+        report_status,
+        authorization,
+    )
+    # The client's own TE is hop-by-hop and never passes; the proxy's says what the client can take.
+    assert headers.get(b"te") == (b"trailers" if report_status else None)
+    assert ("http.response.trailers" in got.scope["extensions"]) is report_status
+
+
+# The response, as the stream core frames it.
+
+
+def core(report_status: bool) -> StreamCore:
+    return StreamCore(StreamSettings(), report_status=report_status)
+
+
+def start(status: int = 200, trailers: bool = False, headers: Any = ()) -> Message:
+    return {"type": "http.response.start", "status": status, "headers": list(headers), "trailers": trailers}
+
+
+def body(data: bytes, more: bool = True) -> Message:
+    return {"type": "http.response.body", "body": data, "more_body": more}
+
+
+def trailers(headers: Any, more: bool = False) -> Message:
+    return {"type": "http.response.trailers", "headers": list(headers), "more_trailers": more}
+
+
+def control(frame: Message | None) -> Any:
+    assert frame is not None
+    assert "text" not in frame
+    return json.loads(frame["bytes"])
+
+
+@pytest.mark.parametrize("status", [200, 204, 403, 500, 599])
+def test_the_status_frame_comes_from_the_start_with_the_apps_headers(status: int) -> None:
+    stream = core(report_status=True)
+    frame = stream.response.metadata(start(status, headers=[(b"x-id", b"7"), (b"content-length", b"3")]))
+    assert control(frame) == {"type": "status", "status": status, "headers": [["x-id", "7"]]}
+    assert stream.take_close() is None  # the start decides nothing about the end
+
+
+def test_without_the_status_asked_for_the_start_sends_nothing_and_trailers_are_ignored() -> None:
+    stream = core(report_status=False)
+    assert stream.response.metadata(start(200, trailers=True)) is None
+    assert [frame["text"] for frame in stream.response.body(body(b"a\n", more=False))] == ["a"]
+    assert stream.take_close() == Close(1000)  # at the last body, as always
+    with pytest.raises(RuntimeError, match=r"but got 'http\.response\.trailers'"):
+        stream.response.metadata(trailers([]))
+
+
+@pytest.mark.parametrize(("status", "close"), [(200, Close(1000)), (404, Close(4404, "Not Found"))])
+def test_announced_trailers_come_before_the_close(status: int, close: Close) -> None:
+    stream = core(report_status=True)
+    stream.response.metadata(start(status, trailers=True))
+    assert [frame["text"] for frame in stream.response.body(body(b"line\n", more=False))] == ["line"]
+    assert stream.response.complete
+    assert stream.take_close() is None
+    first = stream.response.metadata(trailers([(b"grpc-trailer-a", b"1")], more=True))
+    assert control(first) == {"type": "trailers", "headers": [["grpc-trailer-a", "1"]]}
+    assert stream.take_close() is None  # more_trailers
+    last = stream.response.metadata(trailers([(b"Grpc-Trailer-B", b"2")]))
+    assert control(last) == {"type": "trailers", "headers": [["grpc-trailer-b", "2"]]}
+    assert stream.take_close() == close
+
+
+@pytest.mark.parametrize(
+    ("events", "error"),
+    [
+        ([start(200)], "not announced"),  # trailers that were not announced
+        ([start(200, trailers=True), body(b"a\n")], "before the last body"),  # body not ended yet
+        ([start(200, trailers=True)], "before the last body"),
+    ],
+)
+def test_trailers_out_of_turn_are_refused(events: list[Message], error: str) -> None:
+    stream = core(report_status=True)
+    for event in events:
+        if event["type"] == "http.response.start":
+            stream.response.metadata(event)
+        else:
+            stream.response.body(event)
+    with pytest.raises(RuntimeError, match=error):
+        stream.response.metadata(trailers([]))
+
+
+def test_trailers_after_the_last_ones_are_refused() -> None:
+    stream = core(report_status=True)
+    stream.response.metadata(start(200, trailers=True))
+    stream.response.body(body(b"", more=False))
+    stream.response.metadata(trailers([]))
+    with pytest.raises(RuntimeError, match="not announced"):
+        stream.response.metadata(trailers([]))
+
+
+def test_an_app_that_returns_without_its_announced_trailers_still_closes_with_its_status() -> None:
+    stream = core(report_status=True)
+    stream.response.metadata(start(403, trailers=True))
+    stream.response.body(body(b'{"detail":"no"}\n', more=False))
+    assert stream.outcome(None) == (logging.INFO, "app returned without the trailers it announced")
+    assert stream.take_close() == Close(4403, "Forbidden")
+
+
+def test_an_app_that_returns_before_the_end_of_its_body_is_still_an_incomplete_response() -> None:
+    stream = core(report_status=True)
+    stream.response.metadata(start(200, trailers=True))
+    stream.response.body(body(b"a\n"))
+    assert stream.outcome(None) == (logging.ERROR, "app returned before finishing its response")
+    assert stream.take_close() == Close(1011, "incomplete response")
+
+
+def test_the_control_frames_are_charged_to_the_turn_budget() -> None:
+    stream = StreamCore(StreamSettings(yield_frames=2), report_status=True)
+    stream.response.metadata(start(200, trailers=True))
+    assert not stream.turn_due
+    stream.response.body(body(b"", more=False))  # an event with no line is charged too
+    assert stream.turn_due
+
+
+# The mux framing of it.
+
+
+@pytest.mark.parametrize(
+    ("payload", "status"),
+    [
+        (b'{"path":"/v1/x"}', False),
+        (b'{"path":"/v1/x","status":true}', True),
+        (b'{"path":"/v1/x","status":false}', False),
+    ],
+)
+def test_open_asks_for_the_status(payload: bytes, status: bool) -> None:
+    assert mux.parse_open(payload).status is status
+
+
+@pytest.mark.parametrize("value", ["1", "true", 1, None, [], {}])
+def test_open_with_a_status_that_is_not_a_boolean_is_refused(value: object) -> None:
+    payload = json.dumps({"path": "/v1/x", "status": value}).encode()
+    with pytest.raises(mux.CallRefused, match='OPEN "status" must be true or false'):
+        mux.parse_open(payload)
+
+
+def test_encode_open_says_status_only_when_asked() -> None:
+    assert mux.encode_open(1, "/v1/x")[mux.HEADER_SIZE :] == b'{"path":"/v1/x"}'
+    assert mux.encode_open(1, "/v1/x", status=True)[mux.HEADER_SIZE :] == b'{"path":"/v1/x","status":true}'
+
+
+@pytest.mark.parametrize(("kind", "value"), [(mux.FrameType.STATUS, 0x14), (mux.FrameType.TRAILERS, 0x15)])
+def test_status_and_trailers_frames_go_from_server_to_client_only(kind: mux.FrameType, value: int) -> None:
+    assert kind == value
+    frame = mux.encode(kind, 3, b"{}")
+    assert mux.decode(frame, mux.SERVER_FRAMES) == mux.Frame(kind, 3, b"{}")
+    with pytest.raises(mux.MuxProtocolError, match="not allowed in this direction"):
+        mux.decode(frame, mux.CLIENT_FRAMES)
