@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from wsproxy._status import Control
 from wsproxy.client import (
     BadGatewayError,
     CallError,
@@ -18,8 +19,9 @@ from wsproxy.client import (
     StreamError,
 )
 from wsproxy.client._decoder import ResponseDecoder, error_body
+from wsproxy.client._multiplexed import _control_of
 from wsproxy.client._response import ResponseStream
-from wsproxy.client._status_stub import Control
+from wsproxy.mux import _frames as mux
 
 Frame = str | bytes
 
@@ -314,3 +316,27 @@ async def test_initial_metadata_of_a_successful_call_that_later_failed_returns_t
     with pytest.raises(BadGatewayError):
         _ = [message async for message in call]
     assert await call.initial_metadata() == HEADERS
+
+
+# The mux client's STATUS and TRAILERS frames: their payload must be the matching control object.
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "expected"),
+    [
+        (mux.FrameType.STATUS, status(403, [("a", "b")]), Control("status", 403, [("a", "b")])),
+        (mux.FrameType.TRAILERS, trailers([("t", "1")]), Control("trailers", None, [("t", "1")])),
+        (mux.FrameType.STATUS, trailers([]), "STATUS frame without a status object"),
+        (mux.FrameType.TRAILERS, status(200), "TRAILERS frame without a trailers object"),
+        (mux.FrameType.STATUS, b"\xff", "STATUS frame without a status object"),
+        (mux.FrameType.STATUS, b'{"type":"other"}', "STATUS frame without a status object"),
+        (mux.FrameType.TRAILERS, b"[]", "TRAILERS frame without a trailers object"),
+    ],
+)
+def test_mux_control_frames(kind: mux.FrameType, payload: bytes, expected: Control | str) -> None:
+    frame = mux.Frame(kind, 1, payload)
+    if isinstance(expected, Control):
+        assert _control_of(frame) == expected
+    else:
+        with pytest.raises(mux.MuxProtocolError, match=expected):
+            _control_of(frame)

@@ -21,6 +21,7 @@ import enum
 import json
 from typing import Any
 
+from wsproxy._status import SUBPROTOCOL, Control, parse_control
 from wsproxy.client._errors import (
     ABNORMAL_CLOSURE,
     CallError,
@@ -30,7 +31,6 @@ from wsproxy.client._errors import (
     is_status_body,
     reason_phrase,
 )
-from wsproxy.client._status_stub import SUBPROTOCOL, Control, parse_control
 
 _NOTHING = object()
 

@@ -30,10 +30,10 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
+from wsproxy._status import SUBPROTOCOL as STATUS_SUBPROTOCOL
 from wsproxy.client._decoder import ResponseDecoder
 from wsproxy.client._errors import CallError, ConnectError, HTTPStatusError
 from wsproxy.client._response import ResponseStream, grpc_timeout
-from wsproxy.client._status_stub import SUBPROTOCOL as STATUS_SUBPROTOCOL
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
