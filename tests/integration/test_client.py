@@ -81,9 +81,10 @@ async def test_raw_lines() -> None:
         assert lines == ['{"result": {"seq": 0}}', '{"result": {"seq": 1}}']
 
 
-async def test_token_becomes_bearer_authorization() -> None:
-    async with proxy() as srv, connect(f"{srv.ws}/v1/whoami", token="t0k.en-1") as call:
-        assert call.subprotocol == "Bearer"
+@pytest.mark.parametrize(("status", "selected"), [(True, "wsproxy.status.v1"), (False, "Bearer")])
+async def test_token_becomes_bearer_authorization(status: bool, selected: str) -> None:
+    async with proxy() as srv, connect(f"{srv.ws}/v1/whoami", token="t0k.en-1", status=status) as call:
+        assert call.subprotocol == selected  # the status contract, when offered, else the Bearer pair
         await call.close_send()
         assert await call.result() == {"authorization": "Bearer t0k.en-1"}
 

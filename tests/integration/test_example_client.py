@@ -101,7 +101,7 @@ async def test_four_call_kinds_and_the_bearer_identity(base: str) -> None:
     async with connect(f"{base}/v1/whoami", token="demo-token") as call:
         await call.close_send()
         assert await call.result() == {"authorization": "Bearer demo-token"}
-        assert call.subprotocol == "Bearer"
+        assert call.subprotocol == "wsproxy.status.v1"  # offered after the Bearer pair, and selected
 
 
 @pytest.mark.parametrize(

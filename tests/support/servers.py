@@ -80,8 +80,13 @@ class Ended:
 
 
 def bind_loopback() -> socket.socket:
-    """A listening-ready socket on a free loopback port (no race between picking and binding)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    """A listening-ready socket on a free loopback port (no race between picking and binding).
+
+    Its `proto` is IPPROTO_TCP, not 0, as the wsproxy command's (wsproxy/cli/_serve.py): asyncio sets
+    TCP_NODELAY on accepted connections only then, and without it a small frame written after another
+    waits for the client's delayed ACK (about 40 ms on Linux).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.set_inheritable(True)

@@ -16,8 +16,13 @@ Many calls on one WebSocket (the `wsproxy.mux.v1` subprotocol), with the same ca
             ...
 
 A call ends normally (close 1000) or raises a CallError subclass: HTTPStatusError for the app's
-HTTP error status (close 4000 + status, with the error JSON that preceded it), StreamError for an
-{"error": ...} line, and one class per transport outcome (1008, 1009, 1011, 1013, 1014, dropped).
+HTTP error status (close 4000 + status, with the error body), StreamError for an {"error": ...}
+line, and one class per transport outcome (1008, 1009, 1011, 1013, 1014, dropped).
+
+Both clients ask for the `wsproxy.status.v1` contract by default (`status=False` turns it off): a
+proxy that speaks it sends the status and headers first (`call.status`, `call.headers`,
+`await call.initial_metadata()`) and the trailers last (`call.trailers`), and an error body is
+never yielded as a message.
 """
 
 from wsproxy.client._errors import (

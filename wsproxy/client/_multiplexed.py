@@ -10,6 +10,9 @@ One reader task per connection routes each frame to its call and never waits on 
 unread lines are bounded by the credit this client grants (returned as the caller iterates), and
 `send` waits for the server's credit, so a slow call never holds up the others. The framing is
 wsproxy.mux._frames, shared with the server.
+
+Each call asks for the `wsproxy.status.v1` contract by default (OPEN's "status": true): its STATUS
+and TRAILERS frames queue with its lines, so the caller's decoder takes them in order.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from wsproxy import closecodes
+from wsproxy._status import Control, parse_control
 from wsproxy.client._decoder import ResponseDecoder
-from wsproxy.client._errors import CallError, ConnectError, ConnectionLostError, StreamError
+from wsproxy.client._errors import CallError, ConnectError, ConnectionLostError
 from wsproxy.client._response import ResponseStream
 from wsproxy.client._single import ConnectOptions, encode_message, open_websocket, with_method, with_timeout
 from wsproxy.mux import _frames as _mux
@@ -43,17 +47,20 @@ class MuxCallOptions(TypedDict, total=False):
     headers: dict[str, str] | None
     raw: bool
     timeout: float | None
+    status: bool
 
 
 class MuxCall(ResponseStream):
     """One call on a mux connection: the same API as `Call` (send, close_send, iterate, result, close)."""
 
-    def __init__(self, connection: MuxConnection, call_id: int, *, raw: bool = False) -> None:
-        super().__init__()
+    def __init__(
+        self, connection: MuxConnection, call_id: int, *, raw: bool = False, status: bool = False
+    ) -> None:
+        super().__init__(ResponseDecoder(raw=raw, status=status))
         self._connection = connection
         self.call_id = call_id
-        self._decoder = ResponseDecoder(raw=raw)
-        self._lines: collections.deque[str | bytes] = collections.deque()  # received, not yet read
+        # Lines and control frames received, not yet read.
+        self._lines: collections.deque[str | bytes | Control] = collections.deque()
         self._credit = _mux.SendCredit()  # what we may send
         self._granted = _mux.ReceiveCredit()  # what the server may send
         self._wakeup: asyncio.Future[None] | None = None
@@ -129,13 +136,18 @@ class MuxCall(ResponseStream):
         )
 
     async def _advance(self) -> None:
-        """Decode one received line (returning its credit), or take the end, or wait for either."""
+        """Decode one received line (returning its credit) or control frame, or take the end, or wait."""
         if self._lines:
             line = self._lines.popleft()
             try:
-                self._ready.extend(self._decoder.feed(line))
-            except StreamError as error:
+                if isinstance(line, Control):
+                    self._decoder.control(line)
+                else:
+                    self._ready.extend(self._decoder.line(line))
+            except CallError as error:  # an {"error": ...} line, or a broken status contract
                 self._ended, self._error = True, error
+            if isinstance(line, Control):
+                return  # control frames cost no credit
             increment = self._granted.consumed(len(line))
             if increment and self._end is None:
                 with contextlib.suppress(ConnectionClosed):
@@ -164,6 +176,10 @@ class MuxCall(ResponseStream):
     def _line(self, line: str | bytes) -> None:
         self._granted.received(len(line))  # raises FlowControlError: the server broke the rules
         self._lines.append(line)
+        self._wake()
+
+    def _control(self, control: Control) -> None:
+        self._lines.append(control)
         self._wake()
 
     def _grant(self, increment: int) -> None:
@@ -213,11 +229,12 @@ class MuxConnection:
         headers = list((options.get("headers") or {}).items())
         call_id = self._next_id
         self._next_id += 1
-        call = MuxCall(self, call_id, raw=options.get("raw", False))
+        status = options.get("status", True)
+        call = MuxCall(self, call_id, raw=options.get("raw", False), status=status)
         call._start_deadline(timeout)
         self._calls[call_id] = call
         try:
-            await self._write(_mux.encode_open(call_id, target, headers))
+            await self._write(_mux.encode_open(call_id, target, headers, status=status))
         except ConnectionClosed:
             call._finish(*close_of_connection(self))
         return call
@@ -320,9 +337,25 @@ class MuxConnection:
             call._line(frame.payload)
         elif frame.type is FrameType.WINDOW:
             call._grant(_mux.parse_window(frame.payload))
+        elif frame.type in _CONTROL_FRAMES:
+            call._control(_control_of(frame))
         else:  # END
             del self._calls[frame.call_id]
             call._finish(*_mux.parse_end(frame.payload))
+
+
+_CONTROL_FRAMES = {FrameType.STATUS: "status", FrameType.TRAILERS: "trailers"}
+
+
+def _control_of(frame: _mux.Frame) -> Control:
+    """The status or trailers a STATUS or TRAILERS frame carries. Raises MuxProtocolError."""
+    try:
+        control = parse_control(frame.payload)
+    except ValueError:
+        control = None
+    if control is None or control.kind != _CONTROL_FRAMES[frame.type]:
+        raise MuxProtocolError(f"{frame.type.name} frame without a {_CONTROL_FRAMES[frame.type]} object")
+    return control
 
 
 def close_of_connection(connection: MuxConnection) -> tuple[int | None, str]:
@@ -337,15 +370,15 @@ async def connect_mux(url: str, **options: Unpack[ConnectOptions]) -> AsyncItera
     """Open one WebSocket to `url` (ws://, wss://, http:// or https://) for many calls.
 
     Takes connect()'s options that describe the connection: token, headers, origin, max_size (the
-    largest frame accepted), open_timeout and compression; the method and raw options belong to
-    each call.
+    largest frame accepted), open_timeout and compression; the method, raw, status and timeout
+    options belong to each call.
 
     Raises:
         HTTPStatusError: the server refused the handshake with an HTTP status (`code` is None).
         ConnectError: the connection could not be opened, or the server does not speak wsproxy.mux.v1.
     """
     connection_options: ConnectOptions = {
-        key: value for key, value in options.items() if key not in ("method", "raw")
+        key: value for key, value in options.items() if key not in ("method", "raw", "status", "timeout")
     }  # type: ignore[assignment]
     websocket = await open_websocket(url, connection_options, extra_subprotocols=(_mux.SUBPROTOCOL,))
     if websocket.subprotocol != _mux.SUBPROTOCOL:

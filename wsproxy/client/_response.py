@@ -1,7 +1,9 @@
-"""What every kind of call shares once its frames are decoded: iterating the response and `result()`.
+"""What every kind of call shares once its frames are decoded: iterating the response, `result()`,
+and the status, headers and trailers.
 
 A transport subclass (one socket per call, or one call on a mux socket) only says how to take the next
-step, `_advance()`: read a frame into `_ready`, or decide the outcome (`_ended`, `_error`).
+step, `_advance()`: feed a frame to `_decoder` and its messages into `_ready`, or decide the outcome
+(`_ended`, `_error`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import collections
 import math
 from typing import Any, TypeVar
 
+from wsproxy.client._decoder import ResponseDecoder
 from wsproxy.client._errors import CallError, DeadlineExceededError
 
 # The service's own deadline answer (HTTP 504, close 4504) gets this long to arrive before the
@@ -25,7 +28,8 @@ _Stream = TypeVar("_Stream", bound="ResponseStream")
 class ResponseStream:
     """The response side of a call: async iteration over its messages, then its outcome."""
 
-    def __init__(self) -> None:
+    def __init__(self, decoder: ResponseDecoder) -> None:
+        self._decoder = decoder
         self._ready: collections.deque[Any] = collections.deque()
         self._ended = False  # the outcome is decided (and read, or abandoned)
         self._error: CallError | None = None
@@ -36,6 +40,39 @@ class ResponseStream:
     def _start_deadline(self, timeout: float | None) -> None:
         if timeout is not None:
             self._deadline = asyncio.get_running_loop().time() + timeout + DEADLINE_GRACE_SECONDS
+
+    @property
+    def status(self) -> int | None:
+        """The HTTP status the app answered with, once its status frame arrived (else None)."""
+        return self._decoder.status
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """The app's response headers (names lower-case), once the status frame arrived (else [])."""
+        return self._decoder.headers
+
+    @property
+    def trailers(self) -> list[tuple[str, str]]:
+        """The app's HTTP trailers, once they arrived after the last line (else [])."""
+        return self._decoder.trailers
+
+    async def initial_metadata(self) -> list[tuple[str, str]]:
+        """Wait for the status frame and return the response headers.
+
+        Returns [] when there is no status frame to wait for (`status=False`, or a server without
+        the status contract). The lines that arrive meanwhile are kept for iteration.
+
+        Raises:
+            CallError: the status is an error (HTTPStatusError, once the error body has arrived),
+                or the call ended before any status.
+        """
+        while self._decoder.awaiting_status and not self._ended:
+            await self._step()
+        while self._decoder.failed and not self._ended:
+            await self._step()
+        if self._error is not None and (self.status is None or self._decoder.failed):
+            raise self._error
+        return self.headers
 
     async def close(self) -> None:
         raise NotImplementedError
@@ -53,11 +90,14 @@ class ResponseStream:
                 if self._error is not None:
                     raise self._error
                 raise StopAsyncIteration
-            if self._deadline is None:
-                await self._advance()
-            else:
-                await self._advance_before_deadline(self._deadline)
+            await self._step()
         return self._ready.popleft()
+
+    async def _step(self) -> None:
+        if self._deadline is None:
+            await self._advance()
+        else:
+            await self._advance_before_deadline(self._deadline)
 
     async def _advance_before_deadline(self, deadline: float) -> None:
         remaining = deadline - asyncio.get_running_loop().time()

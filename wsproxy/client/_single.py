@@ -9,6 +9,11 @@
 A call ends normally (close 1000) or raises a CallError subclass: HTTPStatusError for the app's
 HTTP error status (close 4000 + status, with the error JSON that preceded it), StreamError for an
 {"error": ...} line, and one class per transport outcome (1008, 1009, 1011, 1013, 1014, dropped).
+
+By default the client offers the `wsproxy.status.v1` subprotocol: a proxy that selects it sends the
+response's status and headers as a binary frame before the first line (`call.status`,
+`call.headers`) and its trailers after the last (`call.trailers`); an error body then never reaches
+the iteration. A proxy that selects another subprotocol gets today's decoding.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
+from wsproxy._status import SUBPROTOCOL as STATUS_SUBPROTOCOL
 from wsproxy.client._decoder import ResponseDecoder
-from wsproxy.client._errors import CallError, ConnectError, HTTPStatusError, StreamError
+from wsproxy.client._errors import CallError, ConnectError, HTTPStatusError
 from wsproxy.client._response import ResponseStream, grpc_timeout
 
 if TYPE_CHECKING:
@@ -47,15 +53,16 @@ class ConnectOptions(TypedDict, total=False):
     open_timeout: float | None
     compression: bool
     timeout: float | None
+    status: bool
 
 
 class Call(ResponseStream):
     """One call: a request body you write message by message, and a response you iterate."""
 
     def __init__(self, websocket: ClientConnection, *, raw: bool = False) -> None:
-        super().__init__()
+        # Only a proxy that selected the status subprotocol sends control frames.
+        super().__init__(ResponseDecoder(raw=raw, status=websocket.subprotocol == STATUS_SUBPROTOCOL))
         self._websocket = websocket
-        self._decoder = ResponseDecoder(raw=raw)
         self._send_closed = False
         # A bidi caller may iterate in one task while send() drains the outcome in another;
         # websockets allows one recv() at a time.
@@ -63,7 +70,8 @@ class Call(ResponseStream):
 
     @property
     def subprotocol(self) -> str | None:
-        """The subprotocol the proxy accepted ("Bearer" when a token was sent)."""
+        """The subprotocol the proxy selected: "wsproxy.status.v1" when it speaks the status
+        contract, else "Bearer" when a token was sent, else None."""
         return self._websocket.subprotocol
 
     async def send(self, message: Any) -> None:
@@ -119,7 +127,7 @@ class Call(ResponseStream):
             return
         try:
             self._ready.extend(self._decoder.feed(frame))
-        except StreamError as error:
+        except CallError as error:  # an {"error": ...} line, or a broken status contract
             self._ended = True
             self._error = error
 
@@ -140,13 +148,16 @@ async def connect(url: str, **options: Unpack[ConnectOptions]) -> AsyncIterator[
         timeout: the call's deadline in seconds, sent as ?grpc-timeout= (the service's deadline behind a
             gRPC gateway); the client waits at most that plus DEADLINE_GRACE_SECONDS for the call to
             end, then abandons it and raises DeadlineExceededError.
+        status: offer the wsproxy.status.v1 subprotocol (default True): the call learns the status,
+            headers and trailers, and an error body is never yielded. False: lines and close code only.
 
     Raises:
         HTTPStatusError: the server refused the handshake with an HTTP status (`code` is None).
         ConnectError: the connection could not be opened.
     """
     timeout = options.get("timeout")
-    websocket = await open_websocket(with_timeout(url, timeout), options)
+    extra = (STATUS_SUBPROTOCOL,) if options.get("status", True) else ()
+    websocket = await open_websocket(with_timeout(url, timeout), options, extra_subprotocols=extra)
     try:
         call = Call(websocket, raw=options.get("raw", False))
         call._start_deadline(timeout)
