@@ -86,11 +86,13 @@ async def test_demo_page_runs_all_five_rpcs(tmp_path: Path) -> None:
         await page.click("#ticker-start")
         await expect(page.locator("#ticker-output li")).to_have_count(1)
         await status_of(page, "ticker", "running", "streaming…")
-        # Its error JSON is the error's details, not a tick: a stream's {"error": ...} line, raised as it
-        # arrives (grpc-gateway's shape for a stream that fails before its first message), before the close.
+        # Its error JSON is the error's details, not a tick: the status frame said 400 before the body
+        # (grpc-gateway's {"error": ...} envelope, for a stream that fails before its first message).
         await page.fill("#ticker-count", "0")
         await page.click("#ticker-start")
-        await status_of(page, "ticker", "error", "HTTP 400 INVALID_ARGUMENT count must be 1..1000")
+        await status_of(
+            page, "ticker", "error", "HTTP 400 INVALID_ARGUMENT count must be 1..1000 (close 4400)"
+        )
         await expect(page.locator("#ticker-output li")).to_have_count(0)
         await page.fill("#ticker-count", "5")
         await page.fill("#ticker-interval", "20")
@@ -177,7 +179,7 @@ async () => {
   out.chatSecond = (await chat.next()).value;
   chat.closeSend();
   out.chatRest = await collect(chat);
-  out.chatStatus = await chat.status;
+  out.chatStatus = await chat.outcome;
   out.sendAfterCloseSend = await failure((async () => chat.send({ text: "late" }))());
   const who = m.openCall("/v1/whoami", { token: "tok.en_1" });
   who.closeSend();
@@ -187,7 +189,7 @@ async () => {
   const failed = m.openCall("/v1/echo", { method: "POST" });
   failed.send({ message: "" });
   failed.closeSend();
-  const failedStatus = await failed.status;
+  const failedStatus = await failed.outcome;
   out.failedStatus = { ok: failedStatus.ok, code: failedStatus.code, reason: failedStatus.reason,
                        httpStatus: failedStatus.httpStatus, detail: failedStatus.error.detail };
   out.notFound = await failure(m.unary("/v1/nowhere"));
@@ -221,7 +223,7 @@ async def test_browser_module_call_kinds_and_errors() -> None:
     assert (
         out["sendAfterCloseSend"]["message"] == "send() after closeSend(): the request body has already ended"
     )
-    assert (out["whoami"], out["subprotocol"]) == ({"authorization": "Bearer tok.en_1"}, "Bearer")
+    assert (out["whoami"], out["subprotocol"]) == ({"authorization": "Bearer tok.en_1"}, "wsproxy.status.v1")
     assert out["echoError"] == {
         "name": "HTTPStatusError",
         "code": 4400,
@@ -354,7 +356,7 @@ async () => {
       const second = (await chat.next()).value;
       chat.closeSend();
       const rest = await collect(chat);
-      return [first.text, second.text, rest.length, (await chat.status).code];
+      return [first.text, second.text, rest.length, (await chat.outcome).code];
     })());
   }
   calls.push(conn.unary("/v1/whoami"));

@@ -15,9 +15,18 @@ export interface CallOptions {
   timeout?: number | null;
   /** Aborting it abandons the call (the app sees the client go); the call ends with the signal's reason. */
   signal?: AbortSignal | null;
+  /**
+   * Offer the status contract (wsproxy.status.v1; default true): a proxy that selects it sends the HTTP
+   * status and headers before the first line (`status`, `headers`, `initialMetadata()`), and an error
+   * status's body is never yielded as a message. false: lines and the close code only.
+   */
+  status?: boolean;
 }
 
-export interface CallStatus {
+/** A response header or trailer: [lower-case name, value]. */
+export type Header = [name: string, value: string];
+
+export interface CallOutcome {
   /** True when the call ended with close 1000. */
   ok: boolean;
   /** The close code that ended the call (1000, 4000 + HTTP status, 1008, 1009, 1011, 1013, 1014, 1006...). */
@@ -41,7 +50,11 @@ export class HTTPStatusError extends CallError {
   constructor(status: number, reason: string, body: unknown, options?: { code?: number | null });
   /** The HTTP status (400, 401, 404, 500, ...). */
   status: number;
-  /** The error body that preceded the close: parsed JSON when it was JSON. */
+  /**
+   * The error body: with the status contract, every line after the status frame, joined with "\n" (JSON
+   * when it is JSON, else the text; null when there was none; grpc-gateway's {"error": {...}} envelope
+   * gives the inner object); without it, the line before the close, parsed JSON when it was JSON.
+   */
   body: unknown;
   /** From a google.rpc.Status body ({"code", "message", "details"}), else null / []. */
   grpcCode: number | null;
@@ -50,6 +63,22 @@ export class HTTPStatusError extends CallError {
   /** The body's message (or "error" / "detail" string), else null. */
   detail: string | null;
 }
+
+/** A control frame of the status contract, parsed; null from parseControl when it is not one. */
+export interface Control {
+  kind: "status" | "trailers";
+  /** The HTTP status, for a status frame; null for trailers. */
+  status: number | null;
+  headers: Header[];
+}
+
+export const STATUS_SUBPROTOCOL: "wsproxy.status.v1";
+export function parseControl(text: string): Control | null;
+/**
+ * An error status's body lines, joined with "\n": JSON when it is JSON (the {"error": {...}} envelope
+ * unwrapped), else the text; null when there were none.
+ */
+export function errorBody(lines: (string | ArrayBuffer)[]): unknown;
 
 /** An {"error": {...}} line in a stream; `status` is the HTTP status its gRPC code maps to. */
 export class StreamError extends HTTPStatusError {
@@ -76,6 +105,10 @@ export function errorForClose(
 
 export class ResponseDecoder {
   constructor(options?: { raw?: boolean });
+  /** The status frame's HTTP status: after a 2xx no line waits; after another, every line is the error's body. */
+  status(status: number): void;
+  /** True once an error status arrived. */
+  readonly failed: boolean;
   feed(frame: string | ArrayBuffer): unknown[];
   close(code: number, reason: string, options?: { opened?: boolean }): { messages: unknown[]; error: CallError | null };
 }
@@ -85,10 +118,22 @@ export function callUrl(url: string | URL, method?: string | null, timeout?: num
 export class Call<T = any> implements AsyncIterable<T> {
   constructor(url: string | URL, options?: CallOptions);
   /** Resolves once the call ended; never rejects. */
-  readonly status: Promise<CallStatus>;
+  readonly outcome: Promise<CallOutcome>;
   /** Resolves when the WebSocket is open; rejects with the call's error if it never opens. */
   readonly opened: Promise<void>;
+  /** "wsproxy.status.v1" when the proxy speaks the status contract, else "Bearer" (with a token) or "". */
   readonly subprotocol: string;
+  /** The response's HTTP status from the status frame; null until it arrived, or without the contract. */
+  readonly status: number | null;
+  /** The response headers from the status frame (no hop-by-hop headers, no set-cookie); empty until then. */
+  readonly headers: Header[];
+  /** The HTTP trailers, once the trailers frame arrived; empty unless the app sent some. */
+  readonly trailers: Header[];
+  /**
+   * Resolves with the headers when the status frame arrives (with [] when the call ends without one);
+   * rejects with the call's error, an HTTPStatusError for an error status.
+   */
+  initialMetadata(): Promise<Header[]>;
   /** Strings go as text, binary data as binary, anything else as JSON. Throws after closeSend(). */
   send(message: unknown): void;
   /** The half-close: ends the request body while the response keeps arriving. */
@@ -134,16 +179,24 @@ export interface MuxCallOptions {
   timeout?: number | null;
   /** As CallOptions.signal. */
   signal?: AbortSignal | null;
+  /** As CallOptions.status: OPEN asks for the STATUS and TRAILERS frames (default true). */
+  status?: boolean;
 }
 
 /** A call on a mux connection: the same API as Call. Sends wait (in order) while the call has no credit. */
 export class MuxCall<T = any> implements AsyncIterable<T> {
   readonly callId: number;
   /** Resolves once the call ended and its lines were read; never rejects. */
-  readonly status: Promise<CallStatus>;
+  readonly outcome: Promise<CallOutcome>;
   /** The connection's `opened`. */
   readonly opened: Promise<void>;
   readonly subprotocol: "wsproxy.mux.v1";
+  /** As Call: from the STATUS frame; null until it arrived. */
+  readonly status: number | null;
+  readonly headers: Header[];
+  /** From the TRAILERS frame. */
+  readonly trailers: Header[];
+  initialMetadata(): Promise<Header[]>;
   /** `last`: this is the last message: the half-close goes in the same frame. */
   send(message: unknown, options?: { last?: boolean }): void;
   /** send(message, { last: true }): what unary calls do. */

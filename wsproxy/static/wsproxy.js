@@ -4,12 +4,16 @@
 //   const call = openCall("/v1/chat", { method: "POST", token });
 //   call.send({ text: "hi" });
 //   call.closeSend();                       // the half-close: the request body ends
+//   const headers = await call.initialMetadata(); // the response headers; call.status is the HTTP status
 //   for await (const reply of call) { ... } // {"result": x} lines arrive as x
-//   const status = await call.status;       // { ok, code, reason, httpStatus, error }
+//   const outcome = await call.outcome;     // { ok, code, reason, httpStatus, error }
 //
 // One call is one WebSocket. Each response line is one frame; the call ends with a close code:
 // 1000 success, 4000 + HTTP status after the error JSON, or a transport outcome (1008, 1009, 1011,
-// 1013, 1014, 1006 dropped). The wire contract is in docs/protocol.md, usage in docs/clients.md.
+// 1013, 1014, 1006 dropped). Calls offer wsproxy.status.v1 (status: false does not): a proxy that
+// selects it sends the HTTP status and headers before the first line, in a control frame, so an
+// error body is never taken for a message. The wire contract is in docs/protocol.md, usage in
+// docs/clients.md.
 
 const GRPC_CODE_NAMES = [
   "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
@@ -26,6 +30,12 @@ const REASON_PHRASES = {
 const NORMAL = 1000;
 const ABNORMAL = 1006;
 const HTTP_STATUS_BASE = 4000;
+const utf8 = new TextEncoder();
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+const lenientUtf8 = new TextDecoder("utf-8");
+
+/** The subprotocol of the status contract: the HTTP status and headers before the first line. */
+export const STATUS_SUBPROTOCOL = "wsproxy.status.v1";
 
 /** Base class: the call did not end normally. `code` is the close code (null when there was none). */
 export class CallError extends Error {
@@ -170,21 +180,88 @@ function isStatusBody(value) {
 
 const NOTHING = Symbol("nothing");
 
+/** A control frame's JSON (the status contract) -> { kind, status, headers }, or null when it is not one. */
+export function parseControl(text) {
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return null;
+  const pairs = value.headers ?? [];
+  const isPair = (pair) => Array.isArray(pair) && pair.length === 2 && pair.every((s) => typeof s === "string");
+  if (!Array.isArray(pairs) || !pairs.every(isPair)) return null;
+  const headers = pairs.map(([name, text]) => [name, text]);
+  const { type, status } = value;
+  if (type === "status" && Number.isInteger(status) && status >= 100 && status <= 999) {
+    return { kind: "status", status, headers };
+  }
+  if (type === "trailers") return { kind: "trailers", status: null, headers };
+  return null; // a kind this client does not know
+}
+
+function isSuccess(status) {
+  return status >= 200 && status <= 299;
+}
+
 /**
- * Lines to messages, with no I/O. {"result": x} yields x; {"error": {...}} throws StreamError. A line
- * shaped like grpc-gateway's error body waits for the next frame or the close: if the close carries
- * an HTTP error status, it was that error's body, not a message. No other line waits.
+ * An error status's body: its lines joined with "\n", parsed as JSON when it is JSON, else that text
+ * (null when there were none); grpc-gateway's stream envelope {"error": {...}} gives the inner object.
+ */
+export function errorBody(lines) {
+  if (!lines.length) return null;
+  const text = lines.map((line) => (typeof line === "string" ? line : lenientUtf8.decode(line))).join("\n");
+  let body;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return text;
+  }
+  return isErrorEnvelope(body) ? body.error : body;
+}
+
+function isErrorEnvelope(value) {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return false;
+  const keys = Object.keys(value);
+  return keys.length === 1 && keys[0] === "error" && value.error !== null && typeof value.error === "object";
+}
+
+/**
+ * Lines to messages, with no I/O. {"result": x} yields x; {"error": {...}} throws StreamError.
+ *
+ * Once the call's HTTP status is known (`status()`, from the status contract's control frame): after a
+ * 2xx every line is a message; after any other status no line is, and the close raises HTTPStatusError
+ * with the lines as its body. Without a status (an older proxy, or status: false) a line shaped like
+ * grpc-gateway's error body waits for the next frame or the close: if the close carries an HTTP error
+ * status, it was that error's body, not a message. No other line waits.
  */
 export class ResponseDecoder {
   #raw;
   #held = NOTHING;
   #last = null;
+  #status = null;
+  #bodyLines = [];
 
   constructor({ raw = false } = {}) {
     this.#raw = raw;
   }
 
+  /** The status frame arrived (before any line). */
+  status(status) {
+    this.#status = status;
+  }
+
+  /** True once an error status arrived: every line from now on is the error's body. */
+  get failed() {
+    return this.#status !== null && !isSuccess(this.#status);
+  }
+
   feed(frame) {
+    if (this.failed) {
+      this.#bodyLines.push(frame);
+      return [];
+    }
     const ready = this.#release();
     const value = (this.#last = parseLine(frame));
     if (this.#raw) {
@@ -197,17 +274,20 @@ export class ResponseDecoder {
         ready.push(value.result);
         return ready;
       }
-      if (keys.length === 1 && keys[0] === "error" && value.error !== null && typeof value.error === "object") {
-        throw new StreamError(value.error);
-      }
+      if (isErrorEnvelope(value)) throw new StreamError(value.error);
     }
-    if (isStatusBody(value)) this.#held = value;
+    if (this.#status === null && isStatusBody(value)) this.#held = value;
     else ready.push(value);
     return ready;
   }
 
   close(code, reason, options) {
-    const error = errorForClose(code, reason, this.#last, options);
+    if (this.failed) {
+      const status = this.#status;
+      const phrase = code === HTTP_STATUS_BASE + status && reason ? reason : REASON_PHRASES[status] ?? "";
+      return { messages: [], error: new HTTPStatusError(status, phrase, errorBody(this.#bodyLines), { code }) };
+    }
+    const error = errorForClose(code, reason, this.#status === null ? this.#last : null, options);
     if (error) {
       this.#held = NOTHING;
       return { messages: [], error };
@@ -259,6 +339,41 @@ function encodeMessage(message) {
   return data;
 }
 
+/**
+ * What the status contract tells about a call: its HTTP status, headers and trailers, and the promise
+ * initialMetadata() returns (settled by the status frame, or by the end when there was none).
+ */
+class ResponseMetadata {
+  status = null;
+  headers = [];
+  trailers = [];
+  #settle;
+
+  constructor() {
+    this.initial = new Promise((resolve, reject) => (this.#settle = { resolve, reject }));
+    this.initial.catch(() => {}); // awaiting it is optional: no unhandled rejection
+  }
+
+  /** A control frame: true when it was taken (a second status frame is not). */
+  apply(control) {
+    if (control.kind === "trailers") {
+      this.trailers = control.headers;
+      return true;
+    }
+    if (this.status !== null) return false;
+    this.status = control.status;
+    this.headers = control.headers;
+    if (isSuccess(control.status)) this.#settle.resolve(this.headers); // an error status waits for the end
+    return true;
+  }
+
+  /** The call ended: an error rejects initialMetadata(); a call with no status frame resolves it empty. */
+  end(error) {
+    if (error) this.#settle.reject(error);
+    else this.#settle.resolve(this.headers);
+  }
+}
+
 /** One call: a request body written message by message, and a response read by async iteration. */
 export class Call {
   #socket;
@@ -270,18 +385,22 @@ export class Call {
   #sendClosed = false;
   #ended = false;
   #error = null;
-  #resolveStatus;
+  #contract = false; // the proxy selected STATUS_SUBPROTOCOL: binary UTF-8 frames are control frames
+  #metadata = new ResponseMetadata();
+  #resolveOutcome;
   #settleOpened;
   #unwatch;
 
-  constructor(url, { token = null, method = null, raw = false, timeout = null, signal = null } = {}) {
+  constructor(url, options = {}) {
+    const { token = null, method = null, raw = false, timeout = null, signal = null, status = true } = options;
     this.#decoder = new ResponseDecoder({ raw });
     /** Resolves with { ok, code, reason, httpStatus, error } once the call ended; never rejects. */
-    this.status = new Promise((resolve) => (this.#resolveStatus = resolve));
+    this.outcome = new Promise((resolve) => (this.#resolveOutcome = resolve));
     /** Resolves when the WebSocket is open; rejects with the call's error if it never opens. */
     this.opened = new Promise((resolve, reject) => (this.#settleOpened = { resolve, reject }));
     this.opened.catch(() => {}); // awaiting it is optional: no unhandled rejection
     const protocols = token ? ["Bearer", token] : [];
+    if (status) protocols.push(STATUS_SUBPROTOCOL);
     this.#socket = new WebSocket(callUrl(url, method, timeout), protocols);
     this.#socket.binaryType = "arraybuffer";
     this.#socket.onopen = () => this.#onOpen();
@@ -296,9 +415,29 @@ export class Call {
     this.#socket.close(NORMAL);
   }
 
-  /** The subprotocol the proxy accepted ("Bearer" when a token was sent), once open. */
+  /** The subprotocol the proxy accepted (STATUS_SUBPROTOCOL, else "Bearer" with a token), once open. */
   get subprotocol() {
     return this.#socket.protocol;
+  }
+
+  /** The response's HTTP status, from the status frame; null until it arrived (or without the contract). */
+  get status() {
+    return this.#metadata.status;
+  }
+
+  /** The response headers, as [name, value] pairs (lower-case names); empty until the status frame. */
+  get headers() {
+    return this.#metadata.headers;
+  }
+
+  /** The HTTP trailers, as [name, value] pairs; empty unless the app sent some. */
+  get trailers() {
+    return this.#metadata.trailers;
+  }
+
+  /** Resolves with the headers once the status frame arrived; rejects with the call's error. */
+  initialMetadata() {
+    return this.#metadata.initial;
   }
 
   /** Send one request message: strings as text, binary data as binary, anything else as JSON. */
@@ -337,8 +476,8 @@ export class Call {
     const messages = [];
     for await (const message of this) messages.push(message);
     if (messages.length !== 1) {
-      const status = await this.status;
-      throw new CallError(`expected one response message, got ${messages.length}`, { code: status.code });
+      const outcome = await this.outcome;
+      throw new CallError(`expected one response message, got ${messages.length}`, { code: outcome.code });
     }
     return messages[0];
   }
@@ -350,12 +489,14 @@ export class Call {
 
   #onOpen() {
     this.#opened = true;
+    this.#contract = this.#socket.protocol === STATUS_SUBPROTOCOL;
     for (const data of this.#outbox.splice(0)) this.#socket.send(data);
     this.#settleOpened.resolve();
   }
 
   #onMessage(frame) {
     if (this.#ended) return;
+    if (this.#contract && typeof frame !== "string" && this.#onControl(frame)) return;
     let messages;
     try {
       messages = this.#decoder.feed(frame);
@@ -365,6 +506,19 @@ export class Call {
       return;
     }
     for (const message of messages) this.#push(message);
+  }
+
+  // A binary frame that decodes as UTF-8 is a control frame, never a line (false: a binary line).
+  #onControl(frame) {
+    let text;
+    try {
+      text = strictUtf8.decode(frame);
+    } catch {
+      return false;
+    }
+    const control = parseControl(text); // null: a kind this client does not know, skipped
+    if (control && this.#metadata.apply(control) && control.kind === "status") this.#decoder.status(control.status);
+    return true;
   }
 
   #onClose(code, reason) {
@@ -385,11 +539,12 @@ export class Call {
     this.#error = error;
     this.#unwatch();
     if (!this.#opened) this.#settleOpened.reject(error);
+    this.#metadata.end(error);
     for (const waiter of this.#waiters.splice(0)) {
       if (error) waiter.reject(error);
       else waiter.resolve({ value: undefined, done: true });
     }
-    this.#resolveStatus({
+    this.#resolveOutcome({
       ok: error === null,
       code: error instanceof CallError ? error.code ?? code : code, // an abort's reason is not a CallError
       reason: error instanceof CallError ? error.reason ?? reason : reason,
@@ -399,7 +554,10 @@ export class Call {
   }
 }
 
-/** Open a call. Options: token (sent as the Bearer subprotocol), method (?method=), raw (lines as received). */
+/**
+ * Open a call. Options: token (sent as the Bearer subprotocol), method (?method=), raw (lines as received),
+ * timeout, signal, status (offer the status contract; true by default).
+ */
 export function openCall(url, options = {}) {
   return new Call(url, options);
 }
@@ -463,12 +621,10 @@ export const MUX_SUBPROTOCOL = "wsproxy.mux.v1";
 const MUX_WINDOW = 65536;
 const FRAME = {
   OPEN: 0x01, MESSAGE: 0x02, HALF_CLOSE: 0x03, CANCEL: 0x04, WINDOW: 0x05, LAST_MESSAGE: 0x06,
-  LINE: 0x11, LINE_BINARY: 0x12, END: 0x13,
+  LINE: 0x11, LINE_BINARY: 0x12, END: 0x13, STATUS: 0x14, TRAILERS: 0x15,
 };
 const PROTOCOL_ERROR = 1002;
 const EMPTY = new Uint8Array(0);
-const utf8 = new TextEncoder();
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** One mux frame: type, call id, payload. */
 export function muxFrame(type, callId, payload = EMPTY) {
@@ -494,7 +650,7 @@ function windowFrame(callId, increment) {
   return muxFrame(FRAME.WINDOW, callId, payload);
 }
 
-/** A call on a mux connection: the same API as Call (send, closeSend, close, iterate, result, status). */
+/** A call on a mux connection: the same API as Call (send, closeSend, iterate, result, outcome, status...). */
 export class MuxCall {
   #connection;
   #decoder;
@@ -509,21 +665,41 @@ export class MuxCall {
   #end = null; // { code, reason, opened } once END (or the socket's close) arrived
   #ended = false;
   #error = null;
-  #resolveStatus;
+  #asked; // whether OPEN asked for STATUS and TRAILERS frames
+  #metadata = new ResponseMetadata();
+  #resolveOutcome;
   #unwatch = () => {};
 
-  constructor(connection, callId, { raw = false } = {}) {
+  constructor(connection, callId, { raw = false, status = true } = {}) {
     this.#connection = connection;
     this.callId = callId;
+    this.#asked = status;
     this.#decoder = new ResponseDecoder({ raw });
     /** Resolves with { ok, code, reason, httpStatus, error } once the call ended and was read; never rejects. */
-    this.status = new Promise((resolve) => (this.#resolveStatus = resolve));
+    this.outcome = new Promise((resolve) => (this.#resolveOutcome = resolve));
     /** Resolves when the connection is open; rejects with the call's error if it never opens. */
     this.opened = connection.opened;
   }
 
   get subprotocol() {
     return MUX_SUBPROTOCOL;
+  }
+
+  /** As Call.status: the HTTP status from the STATUS frame, null until then. */
+  get status() {
+    return this.#metadata.status;
+  }
+
+  get headers() {
+    return this.#metadata.headers;
+  }
+
+  get trailers() {
+    return this.#metadata.trailers;
+  }
+
+  initialMetadata() {
+    return this.#metadata.initial;
   }
 
   /** Send one request message; it waits here (in order) while the call has no credit. */
@@ -574,8 +750,8 @@ export class MuxCall {
     const messages = [];
     for await (const message of this) messages.push(message);
     if (messages.length !== 1) {
-      const status = await this.status;
-      throw new CallError(`expected one response message, got ${messages.length}`, { code: status.code });
+      const outcome = await this.outcome;
+      throw new CallError(`expected one response message, got ${messages.length}`, { code: outcome.code });
     }
     return messages[0];
   }
@@ -609,6 +785,16 @@ export class MuxCall {
     return true;
   }
 
+  /** A STATUS or TRAILERS frame; false when the call did not ask for them or it is out of place. */
+  _control(control) {
+    if (!this.#asked || this.#end || !this.#metadata.apply(control)) return false;
+    if (control.kind === "status") {
+      this.#decoder.status(control.status);
+      this.#pump(); // after an error status, lines are read as they arrive (the body is no message)
+    }
+    return true;
+  }
+
   _watch(timeout, signal) {
     this.#unwatch = watchCall(timeout, signal, (error) => this._abandon(error));
   }
@@ -635,11 +821,15 @@ export class MuxCall {
   }
 
   // Lines are decoded as they are read, and their credit returned then: not reading holds the server back.
+  // An error status's body is no message: it is read as it arrives, its credit returned, so a body
+  // longer than the window does not wait for a reader.
   #pump() {
     while (!this.#ended) {
       if (this.#ready.length && this.#waiters.length) {
         this.#waiters.shift().resolve({ value: this.#ready.shift(), done: false });
-      } else if (!this.#ready.length && this.#lines.length && (this.#waiters.length || this.#end)) {
+      } else if (
+        !this.#ready.length && this.#lines.length && (this.#waiters.length || this.#end || this.#decoder.failed)
+      ) {
         this.#take();
       } else if (!this.#lines.length && this.#end) {
         const { code, reason, opened } = this.#end;
@@ -685,7 +875,8 @@ export class MuxCall {
     this.#ended = true;
     this.#error = error;
     this.#unwatch();
-    this.#resolveStatus({
+    this.#metadata.end(error);
+    this.#resolveOutcome({
       ok: error === null,
       code: error instanceof CallError ? error.code ?? code : code, // an abort's reason is not a CallError
       reason: error instanceof CallError ? error.reason ?? reason : reason,
@@ -730,10 +921,10 @@ export class MuxConnection {
     return this.#closed !== null;
   }
 
-  /** Open a call to `path` (with query, relative to the connection's URL). Options: method, raw, headers. */
-  openCall(path, { method = null, raw = false, headers = null, timeout = null, signal = null } = {}) {
+  /** Open a call to `path` (with query, relative to the connection's URL). Options: method, raw, headers, status. */
+  openCall(path, { method = null, raw = false, headers = null, timeout = null, signal = null, status = true } = {}) {
     const callId = this.#nextId++;
-    const call = new MuxCall(this, callId, { raw });
+    const call = new MuxCall(this, callId, { raw, status });
     call._watch(timeout, signal);
     if (this.#closed) {
       call._end(this.#closed.code === NORMAL ? ABNORMAL : this.#closed.code, this.#closed.reason, this.#open);
@@ -744,6 +935,7 @@ export class MuxConnection {
     if (target.host !== base.host) throw new TypeError(`${path} is not on this connection's host ${base.host}`);
     const open = { path: target.pathname + target.search };
     if (headers) open.headers = Object.entries(headers);
+    if (status) open.status = true;
     this.#calls.set(callId, call);
     this._send(muxFrame(FRAME.OPEN, callId, utf8.encode(JSON.stringify(open))));
     return call;
@@ -838,6 +1030,16 @@ export class MuxConnection {
         }
       }
       if (!call._line(line, payload.byteLength)) this.#fail(PROTOCOL_ERROR, "LINE sent without credit");
+    } else if (type === FRAME.STATUS || type === FRAME.TRAILERS) {
+      // They cost no credit. The payload is the single socket's control frame.
+      let control = null;
+      try {
+        control = parseControl(strictUtf8.decode(payload));
+      } catch {
+        // not UTF-8: not a control frame
+      }
+      const kind = type === FRAME.STATUS ? "status" : "trailers";
+      if (control?.kind !== kind || !call._control(control)) this.#fail(PROTOCOL_ERROR, `bad ${kind} frame`);
     } else if (type === FRAME.WINDOW && payload.byteLength === 4) {
       call._grant(new DataView(data, 5).getUint32(0));
     } else if (type === FRAME.END && payload.byteLength >= 2) {
