@@ -8,8 +8,9 @@ learns the HTTP status and headers before the first line, and the trailers after
 
 On a socket of its own a control frame is a binary WebSocket frame whose payload is that UTF-8 JSON.
 Lines go as text frames when they are UTF-8 and as binary frames only when they are not, so a binary
-frame that decodes as UTF-8 is never a line: that is the whole rule a client needs. On a mux call the
-same JSON goes in a STATUS or TRAILERS frame (wsproxy/mux/_frames.py). Shared by the stream, the mux
+frame that decodes as UTF-8 is never a line: that is the whole rule a client needs. A client skips a
+control frame of a type it does not know, so later versions may add some. On a mux call the same
+JSON goes in a STATUS or TRAILERS frame (wsproxy/mux/_frames.py). Shared by the stream, the mux
 session and the clients; docs/protocol.md has worked examples.
 """
 
@@ -18,12 +19,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
 
 SUBPROTOCOL = "wsproxy.status.v1"
 
-# Never shown to the client: these describe the HTTP connection or the body's framing, which the
-# frames replace; and a cookie the app sets HttpOnly must not reach a page's scripts.
+# Never shown to the client: these (and every `proxy-*` header) describe the HTTP connection or the
+# body's framing, which the frames replace; and a cookie the app sets HttpOnly must not reach a
+# page's scripts.
 HIDDEN_HEADERS = frozenset(
     {
         "connection",
@@ -32,22 +33,20 @@ HIDDEN_HEADERS = frozenset(
         "te",
         "trailer",
         "upgrade",
-        "proxy-connection",
-        "proxy-authenticate",
         "content-length",
         "set-cookie",
         "set-cookie2",
     }
 )
-
-ControlKind = Literal["status", "trailers"]
+HIDDEN_PREFIX = "proxy-"
 
 
 @dataclass(frozen=True, slots=True)
 class Control:
-    """One control frame, decoded: `status` is None for trailers."""
+    """One control frame, decoded: `kind` is "status", "trailers", or a type a later version added
+    (skip it); `status` is None but for a status frame."""
 
-    kind: ControlKind
+    kind: str
     status: int | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)
 
@@ -58,7 +57,7 @@ def exposed_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[list[str]]:
     exposed = []
     for name, value in raw:
         lowered = name.decode("latin-1").lower()
-        if lowered not in HIDDEN_HEADERS:
+        if lowered not in HIDDEN_HEADERS and not lowered.startswith(HIDDEN_PREFIX):
             exposed.append([lowered, value.decode("latin-1")])
     return exposed
 
@@ -78,8 +77,9 @@ def _encode(body: dict[str, object]) -> bytes:
 def parse_control(payload: bytes) -> Control | None:
     """The control frame in a binary payload, or None when it is not one (a binary line: not UTF-8).
 
-    Raises ValueError for a payload that is UTF-8 but not a well-formed control frame: on a socket
-    that speaks wsproxy.status.v1 that can only be a broken server.
+    Raises ValueError for a payload that is UTF-8 but not a well-formed control frame (not a JSON
+    object with a string "type", or a status or trailers frame with bad fields): on a socket that
+    speaks wsproxy.status.v1 that can only be a broken server.
     """
     try:
         text = payload.decode("utf-8")
@@ -89,15 +89,16 @@ def parse_control(payload: bytes) -> Control | None:
     if not isinstance(body, dict):
         raise ValueError("control frame is not a JSON object")
     kind = body.get("type")
-    headers = _headers(body.get("headers", []))
     if kind == "status":
         status = body.get("status")
         if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 999:
             raise ValueError(f"status frame with an invalid status: {status!r}")
-        return Control("status", status, headers)
+        return Control("status", status, _headers(body.get("headers", [])))
     if kind == "trailers":
-        return Control("trailers", None, headers)
-    raise ValueError(f"unknown control frame type {kind!r}")
+        return Control("trailers", None, _headers(body.get("headers", [])))
+    if not isinstance(kind, str):
+        raise ValueError(f"control frame without a type: {kind!r}")
+    return Control(kind)  # a later version's: the caller skips it
 
 
 def _headers(raw: object) -> list[tuple[str, str]]:

@@ -179,7 +179,7 @@ async () => {
   out.chatSecond = (await chat.next()).value;
   chat.closeSend();
   out.chatRest = await collect(chat);
-  out.chatStatus = await chat.outcome;
+  out.chatStatus = await chat.status;
   out.sendAfterCloseSend = await failure((async () => chat.send({ text: "late" }))());
   const who = m.openCall("/v1/whoami", { token: "tok.en_1" });
   who.closeSend();
@@ -189,7 +189,7 @@ async () => {
   const failed = m.openCall("/v1/echo", { method: "POST" });
   failed.send({ message: "" });
   failed.closeSend();
-  const failedStatus = await failed.outcome;
+  const failedStatus = await failed.status;
   out.failedStatus = { ok: failedStatus.ok, code: failedStatus.code, reason: failedStatus.reason,
                        httpStatus: failedStatus.httpStatus, detail: failedStatus.error.detail };
   out.notFound = await failure(m.unary("/v1/nowhere"));
@@ -356,7 +356,7 @@ async () => {
       const second = (await chat.next()).value;
       chat.closeSend();
       const rest = await collect(chat);
-      return [first.text, second.text, rest.length, (await chat.outcome).code];
+      return [first.text, second.text, rest.length, (await chat.status).code];
     })());
   }
   calls.push(conn.unary("/v1/whoami"));

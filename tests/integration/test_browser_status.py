@@ -166,7 +166,7 @@ async (runs) => {
         trySend({ text: "before open" });
         if (i % 4 === 1) await call.opened;
         if (i % 4 === 2) await new Promise((resolve) => setTimeout(resolve, 1));
-        if (i % 4 === 3) await Promise.race([call.outcome, new Promise((resolve) => setTimeout(resolve, 2000))]);
+        if (i % 4 === 3) await Promise.race([call.status, new Promise((resolve) => setTimeout(resolve, 2000))]);
         trySend({ text: "racing" });
       }
       let error = null;
@@ -179,7 +179,7 @@ async (runs) => {
       if (bidi) {
         trySend({ text: "after the end" });
         run.sends = sends;
-        run.status = call.status;
+        run.status = call.httpStatus;
         run.initial = await call.initialMetadata().then(() => "resolved", describe);
         run.contentType = call.headers.find(([name]) => name === "content-type")?.[1] ?? null;
       }
@@ -229,7 +229,7 @@ async () => {
   const out = {};
   for (const [kind, open] of [["single", (o) => m.openCall("/v1/chat", o)], ["mux", (o) => conn.openCall("/v1/chat", o)]]) {
     const call = open({ method: "POST", token: kind === "single" ? "tok" : undefined });
-    const before = { status: call.status, headers: call.headers };
+    const before = { status: call.httpStatus, headers: call.headers };
     const initial = await call.initialMetadata();
     call.send({ code: 3, message: "a message, not an error" });
     const held = new Promise((resolve) => setTimeout(() => resolve("held back"), 10000));
@@ -238,8 +238,8 @@ async () => {
     call.closeSend();
     const rest = [];
     for await (const line of call) rest.push(line);
-    out[kind] = { before, initial, status: call.status, headers: call.headers, first, rest,
-                  trailers: call.trailers, subprotocol: call.subprotocol, outcome: (await call.outcome).code };
+    out[kind] = { before, initial, status: call.httpStatus, headers: call.headers, first, rest,
+                  trailers: call.trailers, subprotocol: call.subprotocol, outcome: (await call.status).code };
   }
   conn.close();
   return out;
@@ -284,7 +284,7 @@ async ({ token, status }) => {
       error = describe(e);
     }
     const initial = await call.initialMetadata().then((headers) => headers, describe);
-    out[kind] = { lines, error, status: call.status, headers: call.headers, initial, subprotocol: call.subprotocol };
+    out[kind] = { lines, error, status: call.httpStatus, headers: call.headers, initial, subprotocol: call.subprotocol };
   }
   conn.close();
   return out;
@@ -346,7 +346,7 @@ async () => {
       call.closeSend();
       const lines = [];
       for await (const line of call) lines.push(line);
-      out[`${kind} ${status}`] = { lines, trailers: call.trailers, code: (await call.outcome).code };
+      out[`${kind} ${status}`] = { lines, trailers: call.trailers, code: (await call.status).code };
     }
   }
   conn.close();

@@ -215,6 +215,15 @@ def test_control_frames_out_of_order_fail_the_call(frames: list[Frame], problem:
         run(decoder, frames)
 
 
+@pytest.mark.parametrize("before_status", [True, False])
+def test_a_control_frame_of_a_later_type_is_skipped(before_status: bool) -> None:
+    decoder = ResponseDecoder(status=True)
+    later = b'{"type":"progress","done":3}'
+    frames: list[Frame] = [later, status(200), "1"] if before_status else [status(200), later, "1"]
+    assert [message for ready in run(decoder, frames) for message in ready] == [1]
+    assert (decoder.status, decoder.trailers) == (200, [])
+
+
 @pytest.mark.parametrize("control", [Control("status", 200, []), Control("trailers", None, [])])
 def test_control_frame_for_a_call_that_did_not_ask_fails_it(control: Control) -> None:
     decoder = ResponseDecoder(status=False)

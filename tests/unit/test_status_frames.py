@@ -45,7 +45,8 @@ from wsproxy.stream._records import StreamSettings
                 (b"te", b"trailers"),
                 (b"upgrade", b"h2c"),
                 (b"proxy-connection", b"x"),
-                (b"proxy-authenticate", b"Basic"),
+                (b"Proxy-Authenticate", b"Basic"),
+                (b"proxy-status", b"wsproxy"),
                 (b"Set-Cookie", b"session=secret; HttpOnly"),
                 (b"set-cookie2", b"old"),
                 (b"vary", b"accept"),
@@ -79,6 +80,13 @@ def test_a_binary_payload_that_is_not_utf8_is_a_line_not_a_control_frame(payload
 
 
 @pytest.mark.parametrize(
+    "payload", [b'{"type":"progress"}', b'{"type":"progress","headers":{"not":"a list"},"status":"x"}']
+)
+def test_a_control_frame_of_a_later_type_is_handed_on_to_be_skipped(payload: bytes) -> None:
+    assert _status.parse_control(payload) == _status.Control("progress")
+
+
+@pytest.mark.parametrize(
     ("payload", "error"),
     [
         (b"not json", "Expecting value"),
@@ -90,8 +98,8 @@ def test_a_binary_payload_that_is_not_utf8_is_a_line_not_a_control_frame(payload
         (b'{"type":"status","status":200,"headers":{}}', '"headers" is not a list'),
         (b'{"type":"status","status":200,"headers":[["a"]]}', r"\[name, value\] strings"),
         (b'{"type":"status","status":200,"headers":[["a",1]]}', r"\[name, value\] strings"),
-        (b'{"type":"line"}', "unknown control frame type 'line'"),
-        (b"{}", "unknown control frame type None"),
+        (b"{}", "control frame without a type: None"),
+        (b'{"type":7}', "control frame without a type: 7"),
     ],
 )
 def test_a_utf8_payload_that_is_not_a_control_frame_is_refused(payload: bytes, error: str) -> None:

@@ -116,13 +116,15 @@ class ResponseDecoder:
         return ready
 
     def control(self, control: Control) -> None:
-        """Take a status or trailers frame.
+        """Take a status or trailers frame; one of a type a later version added is skipped.
 
         Raises:
             CallError: the frame came out of order (the server broke the status contract).
         """
         if not self.controls:
             raise CallError(f"{SUBPROTOCOL}: a {control.kind} frame on a call that did not ask for it")
+        if control.kind not in ("status", "trailers"):
+            return
         if control.kind == "status":
             if self._phase is not _Phase.AWAITING_STATUS or control.status is None:
                 raise CallError(f"{SUBPROTOCOL}: a status frame that is not the call's first frame")

@@ -17,7 +17,7 @@ export interface CallOptions {
   signal?: AbortSignal | null;
   /**
    * Offer the status contract (wsproxy.status.v1; default true): a proxy that selects it sends the HTTP
-   * status and headers before the first line (`status`, `headers`, `initialMetadata()`), and an error
+   * status and headers before the first line (`httpStatus`, `headers`, `initialMetadata()`), and an error
    * status's body is never yielded as a message. false: lines and the close code only.
    */
   status?: boolean;
@@ -26,7 +26,7 @@ export interface CallOptions {
 /** A response header or trailer: [lower-case name, value]. */
 export type Header = [name: string, value: string];
 
-export interface CallOutcome {
+export interface CallStatus {
   /** True when the call ended with close 1000. */
   ok: boolean;
   /** The close code that ended the call (1000, 4000 + HTTP status, 1008, 1009, 1011, 1013, 1014, 1006...). */
@@ -118,13 +118,13 @@ export function callUrl(url: string | URL, method?: string | null, timeout?: num
 export class Call<T = any> implements AsyncIterable<T> {
   constructor(url: string | URL, options?: CallOptions);
   /** Resolves once the call ended; never rejects. */
-  readonly outcome: Promise<CallOutcome>;
+  readonly status: Promise<CallStatus>;
   /** Resolves when the WebSocket is open; rejects with the call's error if it never opens. */
   readonly opened: Promise<void>;
   /** "wsproxy.status.v1" when the proxy speaks the status contract, else "Bearer" (with a token) or "". */
   readonly subprotocol: string;
   /** The response's HTTP status from the status frame; null until it arrived, or without the contract. */
-  readonly status: number | null;
+  readonly httpStatus: number | null;
   /** The response headers from the status frame (no hop-by-hop headers, no set-cookie); empty until then. */
   readonly headers: Header[];
   /** The HTTP trailers, once the trailers frame arrived; empty unless the app sent some. */
@@ -187,12 +187,12 @@ export interface MuxCallOptions {
 export class MuxCall<T = any> implements AsyncIterable<T> {
   readonly callId: number;
   /** Resolves once the call ended and its lines were read; never rejects. */
-  readonly outcome: Promise<CallOutcome>;
+  readonly status: Promise<CallStatus>;
   /** The connection's `opened`. */
   readonly opened: Promise<void>;
   readonly subprotocol: "wsproxy.mux.v1";
   /** As Call: from the STATUS frame; null until it arrived. */
-  readonly status: number | null;
+  readonly httpStatus: number | null;
   readonly headers: Header[];
   /** From the TRAILERS frame. */
   readonly trailers: Header[];

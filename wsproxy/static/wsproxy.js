@@ -6,7 +6,7 @@
 //   call.closeSend();                       // the half-close: the request body ends
 //   const headers = await call.initialMetadata(); // the response headers; call.status is the HTTP status
 //   for await (const reply of call) { ... } // {"result": x} lines arrive as x
-//   const outcome = await call.outcome;     // { ok, code, reason, httpStatus, error }
+//   const status = await call.status;       // { ok, code, reason, httpStatus, error }
 //
 // One call is one WebSocket. Each response line is one frame; the call ends with a close code:
 // 1000 success, 4000 + HTTP status after the error JSON, or a transport outcome (1008, 1009, 1011,
@@ -387,7 +387,7 @@ export class Call {
   #error = null;
   #contract = false; // the proxy selected STATUS_SUBPROTOCOL: binary UTF-8 frames are control frames
   #metadata = new ResponseMetadata();
-  #resolveOutcome;
+  #resolveStatus;
   #settleOpened;
   #unwatch;
 
@@ -395,7 +395,7 @@ export class Call {
     const { token = null, method = null, raw = false, timeout = null, signal = null, status = true } = options;
     this.#decoder = new ResponseDecoder({ raw });
     /** Resolves with { ok, code, reason, httpStatus, error } once the call ended; never rejects. */
-    this.outcome = new Promise((resolve) => (this.#resolveOutcome = resolve));
+    this.status = new Promise((resolve) => (this.#resolveStatus = resolve));
     /** Resolves when the WebSocket is open; rejects with the call's error if it never opens. */
     this.opened = new Promise((resolve, reject) => (this.#settleOpened = { resolve, reject }));
     this.opened.catch(() => {}); // awaiting it is optional: no unhandled rejection
@@ -421,7 +421,7 @@ export class Call {
   }
 
   /** The response's HTTP status, from the status frame; null until it arrived (or without the contract). */
-  get status() {
+  get httpStatus() {
     return this.#metadata.status;
   }
 
@@ -476,8 +476,8 @@ export class Call {
     const messages = [];
     for await (const message of this) messages.push(message);
     if (messages.length !== 1) {
-      const outcome = await this.outcome;
-      throw new CallError(`expected one response message, got ${messages.length}`, { code: outcome.code });
+      const status = await this.status;
+      throw new CallError(`expected one response message, got ${messages.length}`, { code: status.code });
     }
     return messages[0];
   }
@@ -544,7 +544,7 @@ export class Call {
       if (error) waiter.reject(error);
       else waiter.resolve({ value: undefined, done: true });
     }
-    this.#resolveOutcome({
+    this.#resolveStatus({
       ok: error === null,
       code: error instanceof CallError ? error.code ?? code : code, // an abort's reason is not a CallError
       reason: error instanceof CallError ? error.reason ?? reason : reason,
@@ -650,7 +650,7 @@ function windowFrame(callId, increment) {
   return muxFrame(FRAME.WINDOW, callId, payload);
 }
 
-/** A call on a mux connection: the same API as Call (send, closeSend, iterate, result, outcome, status...). */
+/** A call on a mux connection: the same API as Call (send, closeSend, iterate, result, status, httpStatus...). */
 export class MuxCall {
   #connection;
   #decoder;
@@ -667,7 +667,7 @@ export class MuxCall {
   #error = null;
   #asked; // whether OPEN asked for STATUS and TRAILERS frames
   #metadata = new ResponseMetadata();
-  #resolveOutcome;
+  #resolveStatus;
   #unwatch = () => {};
 
   constructor(connection, callId, { raw = false, status = true } = {}) {
@@ -676,7 +676,7 @@ export class MuxCall {
     this.#asked = status;
     this.#decoder = new ResponseDecoder({ raw });
     /** Resolves with { ok, code, reason, httpStatus, error } once the call ended and was read; never rejects. */
-    this.outcome = new Promise((resolve) => (this.#resolveOutcome = resolve));
+    this.status = new Promise((resolve) => (this.#resolveStatus = resolve));
     /** Resolves when the connection is open; rejects with the call's error if it never opens. */
     this.opened = connection.opened;
   }
@@ -685,8 +685,8 @@ export class MuxCall {
     return MUX_SUBPROTOCOL;
   }
 
-  /** As Call.status: the HTTP status from the STATUS frame, null until then. */
-  get status() {
+  /** As Call.httpStatus: the HTTP status from the STATUS frame, null until then. */
+  get httpStatus() {
     return this.#metadata.status;
   }
 
@@ -750,8 +750,8 @@ export class MuxCall {
     const messages = [];
     for await (const message of this) messages.push(message);
     if (messages.length !== 1) {
-      const outcome = await this.outcome;
-      throw new CallError(`expected one response message, got ${messages.length}`, { code: outcome.code });
+      const status = await this.status;
+      throw new CallError(`expected one response message, got ${messages.length}`, { code: status.code });
     }
     return messages[0];
   }
@@ -876,7 +876,7 @@ export class MuxCall {
     this.#error = error;
     this.#unwatch();
     this.#metadata.end(error);
-    this.#resolveOutcome({
+    this.#resolveStatus({
       ok: error === null,
       code: error instanceof CallError ? error.code ?? code : code, // an abort's reason is not a CallError
       reason: error instanceof CallError ? error.reason ?? reason : reason,
