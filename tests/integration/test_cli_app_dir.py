@@ -79,3 +79,16 @@ def test_a_module_missing_a_dependency_is_one_line(tmp_path: Path) -> None:
         2,
         ["wsproxy: error: import failed: No module named 'no_such_dependency_here' (see wsproxy --help)"],
     )
+
+
+@pytest.mark.parametrize("error", ["ValueError", "TypeError", "RuntimeError"])
+def test_an_exception_the_module_raises_is_shown_with_its_traceback(tmp_path: Path, error: str) -> None:
+    # Not taken for a bad option: a ValueError from the app's own code is the app's, not a usage error.
+    (tmp_path / "service.py").write_text(f"raise {error}('the service could not start')\napp = None\n")
+    result = subprocess.run(
+        [*WSPROXY, "--app", "service:app"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "wsproxy: error" not in result.stderr
+    assert 'service.py", line 1, in <module>' in result.stderr
+    assert result.stderr.splitlines()[-1] == f"{error}: the service could not start"

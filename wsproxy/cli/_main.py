@@ -246,10 +246,9 @@ def settings_from_args(args: argparse.Namespace) -> AppSettings:
     )
 
 
-def build_app(settings: AppSettings) -> WebSocketProxyMiddleware:
-    """The served app. Raises ValueError/TypeError (bad option), ImportFromStringError or ImportError."""
-    if settings.app_dir and settings.app_dir not in sys.path:
-        sys.path.insert(0, settings.app_dir)
+def build_app(settings: AppSettings, app: ASGIApp | None = None) -> WebSocketProxyMiddleware:
+    """The served app, around `app` (else the --app, imported here, or the upstream). Raises
+    ValueError/TypeError (bad option), and as `import_app` does."""
     inner: ASGIApp
     if settings.upstream is not None:
         inner = UpstreamApp(
@@ -260,8 +259,17 @@ def build_app(settings: AppSettings) -> WebSocketProxyMiddleware:
             http_version=settings.upstream_http_version,
         )
     else:
-        inner = import_from_string(settings.app)
+        inner = import_app(settings) if app is None else app
     return WebSocketProxyMiddleware(inner, **import_objects(settings.options))
+
+
+def import_app(settings: AppSettings) -> ASGIApp:
+    """The --app, imported from --app-dir first. Raises ImportFromStringError or ImportError; what the
+    module itself raises while it runs propagates, to be shown with its traceback."""
+    if settings.app_dir and settings.app_dir not in sys.path:
+        sys.path.insert(0, settings.app_dir)
+    app: ASGIApp = import_from_string(settings.app)
+    return app
 
 
 def app_from_env() -> WebSocketProxyMiddleware:
@@ -349,11 +357,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--metrics-port needs prometheus_client: pip install 'wsproxy[metrics]'")
         # Before anything imports prometheus_client: it picks per-process files at import time.
         metrics_dir = prepare_multiprocess_dir()
+    app = None
+    if settings.upstream is None:
+        try:  # apart from the options: a ValueError the module raises is its own, with its traceback
+            app = import_app(settings)
+        except (ImportError, ImportFromStringError) as exc:
+            parser.error(_import_problem(exc, args.app_dir))
     try:
-        build_app(settings)  # every option checked here, once, before any worker starts
+        build_app(settings, app)  # every option checked here, once, before any worker starts
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
-    except (ImportError, ImportFromStringError) as exc:
+    except (ImportError, ImportFromStringError) as exc:  # a hook's module (--authenticate, ...)
         parser.error(_import_problem(exc, args.app_dir))
     if args.ssl_certfile or args.ssl_keyfile:
         try:
