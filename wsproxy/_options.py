@@ -6,6 +6,7 @@ checks and the forms the handshake mapping reads (a header predicate, normalized
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -80,11 +81,14 @@ class ProxyOptions:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive number of bytes, got {value!r}")
-        if self.max_connections is not None and self.max_connections < 1:
+        if self.max_connections is not None and (
+            not _is_int(self.max_connections) or self.max_connections < 1
+        ):
             raise ValueError(f"max_connections must be positive or None, got {self.max_connections!r}")
         if not isinstance(self.max_calls_per_socket, int) or self.max_calls_per_socket < 1:
             raise ValueError(f"max_calls_per_socket must be positive, got {self.max_calls_per_socket!r}")
-        if self.idle_timeout is not None and self.idle_timeout <= 0:
+        timeout = self.idle_timeout
+        if timeout is not None and (not _is_number(timeout) or not 0 < timeout < math.inf):
             raise ValueError(f"idle_timeout must be positive seconds or None, got {self.idle_timeout!r}")
         _check_passthrough_paths(self.passthrough_paths)
 
@@ -120,6 +124,14 @@ class ProxyOptions:
         if isinstance(self.half_close_message, str):
             return self.half_close_message.encode()
         return self.half_close_message
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _check_passthrough_paths(paths: PassthroughPaths | None) -> None:
