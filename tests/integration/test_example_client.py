@@ -120,3 +120,29 @@ async def test_error_statuses_with_their_details(base: str, path: str, message: 
         assert path.startswith("/v1/ticker")
     else:
         assert caught.value.code == 4000 + caught.value.status
+
+
+async def test_the_python_block_of_clients_md_runs_against_the_demo() -> None:
+    """docs/clients.md's first Python block, as a reader would save and run it, against the demo."""
+    text = (ROOT / "docs" / "clients.md").read_text()
+    section = text[text.index("## Python\n") :]
+    block = section[section.index("```python\n") + len("```python\n") : section.index("\n```\n")]
+    async with in_process("inprocess") as url:
+        script = block.replace("ws://localhost:8000", url)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            script,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert (proc.returncode, err.decode()) == (0, "")
+    lines = out.decode().splitlines()
+    assert lines[0] == "{'message': 'hi'}"
+    assert lines[1:6] == ["0", "1", "2", "3", "4"]
+    assert lines[6] == "{'total': '45', 'count': 10}"
+    assert lines[7].startswith("{'text': 'hello', 'seq': 0")
+    assert lines[-1] == "{'authorization': 'Bearer my-token'}"
