@@ -91,20 +91,8 @@ def _data_frame_body_repr(frame: hyperframe.frame.DataFrame) -> str:
     return _raw_data_repr(head[:11])
 
 
-_library_serialize_body = hyperframe.frame.DataFrame.serialize_body
-
-
-def _data_frame_serialize_body(frame: hyperframe.frame.DataFrame) -> bytes:
-    """hyperframe's DATA frame body, same bytes: an unpadded frame's body is its data, where the
-    library joins the data with empty padding, a copy of the payload on every frame sent."""
-    if "PADDED" not in frame.flags and type(frame.data) is bytes:
-        return frame.data
-    return _library_serialize_body(frame)
-
-
 hyperframe.frame._raw_data_repr = _raw_data_repr
 hyperframe.frame.DataFrame._body_repr = _data_frame_body_repr  # type: ignore[method-assign,assignment]
-hyperframe.frame.DataFrame.serialize_body = _data_frame_serialize_body  # type: ignore[method-assign,assignment]
 
 _END = object()
 # The inbox holds a response head, (data, flow-controlled length) pairs, _END, or a failure.
