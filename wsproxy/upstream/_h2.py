@@ -80,19 +80,7 @@ def _raw_data_repr(data: bytes | None) -> str:
     return "<hex:" + (shown[:20] + "..." if len(shown) > 20 else shown) + ">"
 
 
-def _data_frame_body_repr(frame: hyperframe.frame.DataFrame) -> str:
-    """hyperframe's repr of a DATA frame's body, same output, from the 11 bytes it shows.
-
-    DataFrame has no `_body_repr` of its own: the fallback serializes the body, a copy of the
-    whole payload on every received frame, to show its first 10 bytes. Patched with the above.
-    """
-    pad = frame.pad_length
-    head = frame.serialize_padding_data() + bytes(frame.data[:11]) + b"\0" * min(pad, 11)
-    return _raw_data_repr(head[:11])
-
-
 hyperframe.frame._raw_data_repr = _raw_data_repr
-hyperframe.frame.DataFrame._body_repr = _data_frame_body_repr  # type: ignore[method-assign,assignment]
 
 _END = object()
 # The inbox holds a response head, (data, flow-controlled length) pairs, _END, or a failure.
