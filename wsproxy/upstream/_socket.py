@@ -13,19 +13,14 @@ cost. Here the transport's own bytes objects are handed on as they are:
 Everything received is handed out before the way the connection ended: an upstream that answers
 and then resets the connection (uvicorn does, when the request body arrives after its answer)
 still has its answer read. Writes wait in `drain` while the transport is over its high-water mark.
-
-`writelines` on asyncio's own socket transport joins the pieces into one more copy (at 64 KiB a
-chunk, the payload's); while nothing waits in the transport's buffer, the pieces go out in one
-`writev` instead, and only what the socket did not take goes through the transport.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import ssl
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from typing import cast
 
 READ_LIMIT = 64 * 1024  # bytes received but not yet taken before reading pauses (HTTP/1.1)
@@ -44,21 +39,11 @@ class UpstreamSocket(asyncio.Protocol):
         self._drained: asyncio.Future[None] | None = None
         self._on_data: Callable[[bytes], None] | None = None
         self._on_end: Callable[[BaseException | None], None] | None = None
-        self._writev_fd = -1  # the socket, when `writelines` may write to it directly (see above)
 
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass of it
-        # Only a plain socket under a transport whose writelines joins (asyncio's; uvloop's is
-        # vectored already), never under TLS: the bytes would bypass the encryption.
-        sock = transport.get_extra_info("socket")
-        if (
-            sock is not None
-            and transport.get_extra_info("ssl_object") is None
-            and type(self.transport).writelines is asyncio.WriteTransport.writelines
-        ):
-            self._writev_fd = sock.fileno()
 
     def data_received(self, data: bytes) -> None:
         if self._on_data is not None:
@@ -143,26 +128,9 @@ class UpstreamSocket(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
-    def writelines(self, pieces: Sequence[bytes]) -> None:
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        if self._writev_fd < 0 or transport.get_write_buffer_size():
-            transport.writelines(pieces)
-            return
-        try:
-            sent = os.writev(self._writev_fd, pieces)
-        except OSError:  # full (the transport queues it all) or failed (the transport reports it)
-            sent = 0
-        rest: list[bytes] = []
-        for piece in pieces:
-            if sent >= len(piece):
-                sent -= len(piece)
-            else:
-                rest.append(piece[sent:] if sent else piece)
-                sent = 0
-        if rest:
-            transport.writelines(rest)
+    def writelines(self, pieces: Iterable[bytes]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(pieces)
 
     async def drain(self) -> None:
         """Wait while the transport holds more than its high-water mark; raise if the connection is gone."""
