@@ -349,3 +349,48 @@ def test_mux_control_frames(kind: mux.FrameType, payload: bytes, expected: Contr
     else:
         with pytest.raises(mux.MuxProtocolError, match=expected):
             _control_of(frame)
+
+
+# Edges found by mutation testing (docs/testing.md).
+
+
+def test_a_decoder_made_with_the_defaults_takes_no_control_frames() -> None:
+    decoder = ResponseDecoder()
+    assert decoder.feed(status(403)) == [{"type": "status", "status": 403, "headers": []}]
+    assert decoder.status is None
+
+
+def test_a_malformed_control_frame_says_what_is_wrong() -> None:
+    decoder = ResponseDecoder(status=True)
+    with pytest.raises(CallError) as info:
+        decoder.feed(b'{"type":"status","status":"200"}')
+    assert (
+        str(info.value)
+        == "malformed wsproxy.status.v1 control frame: status frame with an invalid status: '200'"
+    )
+
+
+@pytest.mark.parametrize("with_status", [False, True])
+def test_a_close_without_a_reason_keeps_none(with_status: bool) -> None:
+    decoder = ResponseDecoder(status=True)
+    if with_status:
+        decoder.feed(status(200))
+    _, error = decoder.close(1011)
+    assert isinstance(error, ProxyInternalError)
+    assert error.reason == ""
+
+
+@pytest.mark.parametrize("with_status", [False, True])
+def test_a_close_passes_its_reason_on(with_status: bool) -> None:
+    decoder = ResponseDecoder(status=True)
+    if with_status:
+        decoder.feed(status(200))
+    _, error = decoder.close(1014, "bad gateway")
+    assert isinstance(error, BadGatewayError)
+    assert error.reason == "bad gateway"
+
+
+def test_an_error_close_with_no_line_before_it_has_no_body() -> None:
+    _, error = ResponseDecoder().close(4403, "Forbidden")
+    assert isinstance(error, HTTPStatusError)
+    assert error.error_body is None

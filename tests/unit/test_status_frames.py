@@ -17,6 +17,7 @@ from wsproxy import _status
 from wsproxy._handshake import offers_status, plan_request
 from wsproxy._options import ProxyOptions
 from wsproxy._types import Message
+from wsproxy.errors import ClientDisconnected
 from wsproxy.mux import _frames as mux
 from wsproxy.stream._actions import Close
 from wsproxy.stream._core import StreamCore
@@ -163,7 +164,7 @@ def test_the_plan_accepts_the_status_subprotocol_and_offers_trailers_to_the_app(
     )
     # The client's own TE is hop-by-hop and never passes; the proxy's says what the client can take.
     assert headers.get(b"te") == (b"trailers" if report_status else None)
-    assert ("http.response.trailers" in got.scope["extensions"]) is report_status
+    assert got.scope["extensions"] == ({"http.response.trailers": {}} if report_status else {})
 
 
 # The response, as the stream core frames it.
@@ -293,8 +294,9 @@ def test_open_asks_for_the_status(payload: bytes, status: bool) -> None:
 @pytest.mark.parametrize("value", ["1", "true", 1, None, [], {}])
 def test_open_with_a_status_that_is_not_a_boolean_is_refused(value: object) -> None:
     payload = json.dumps({"path": "/v1/x", "status": value}).encode()
-    with pytest.raises(mux.CallRefused, match='OPEN "status" must be true or false'):
+    with pytest.raises(mux.CallRefused, match=r"^OPEN") as info:
         mux.parse_open(payload)
+    assert (info.value.code, info.value.reason) == (1008, 'OPEN "status" must be true or false')
 
 
 def test_encode_open_says_status_only_when_asked() -> None:
@@ -309,3 +311,85 @@ def test_status_and_trailers_frames_go_from_server_to_client_only(kind: mux.Fram
     assert mux.decode(frame, mux.SERVER_FRAMES) == mux.Frame(kind, 3, b"{}")
     with pytest.raises(mux.MuxProtocolError, match="not allowed in this direction"):
         mux.decode(frame, mux.CLIENT_FRAMES)
+
+
+# Edges found by mutation testing (docs/testing.md).
+
+
+def test_header_values_beyond_ascii_go_as_utf8_json_not_escapes() -> None:
+    payload = _status.encode_status(200, [(b"x-name", "Jos\u00e9".encode("latin-1"))])
+    assert payload == '{"type":"status","status":200,"headers":[["x-name","Jos\u00e9"]]}'.encode()
+
+
+@pytest.mark.parametrize(("status", "ok"), [(100, True), (999, True), (99, False), (1000, False)])
+def test_the_status_range_is_inclusive(status: int, ok: bool) -> None:
+    payload = json.dumps({"type": "status", "status": status}).encode()
+    if ok:
+        assert _status.parse_control(payload) == _status.Control("status", status, [])
+    else:
+        with pytest.raises(ValueError, match=f"^status frame with an invalid status: {status}$"):
+            _status.parse_control(payload)
+
+
+@pytest.mark.parametrize("kind", ["status", "trailers"])
+def test_a_control_frame_without_headers_has_none(kind: str) -> None:
+    control = _status.parse_control(json.dumps({"type": kind, "status": 204}).encode())
+    assert control is not None
+    assert control.headers == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"[]", "control frame is not a JSON object"),
+        (b'{"type":"trailers","headers":"x"}', 'control frame "headers" is not a list'),
+        (
+            b'{"type":"trailers","headers":[[1,2]]}',
+            'control frame "headers" items must be [name, value] strings',
+        ),
+    ],
+)
+def test_the_refusals_say_exactly_what_is_wrong(payload: bytes, message: str) -> None:
+    with pytest.raises(ValueError, match=r"^control frame") as info:
+        _status.parse_control(payload)
+    assert str(info.value) == message
+
+
+def test_a_start_without_headers_or_a_trailers_flag_is_a_plain_status() -> None:
+    stream = core(report_status=True)
+    frame = stream.response.metadata({"type": "http.response.start", "status": 200})
+    assert control(frame) == {"type": "status", "status": 200, "headers": []}
+    stream.response.body({"type": "http.response.body", "body": b"", "more_body": False})
+    assert stream.take_close() == Close(1000)  # no trailers announced: the close comes at the body's end
+
+
+def test_trailers_without_more_trailers_or_headers_end_the_response() -> None:
+    stream = core(report_status=True)
+    stream.response.metadata(start(200, trailers=True))
+    stream.response.body(body(b"", more=False))
+    assert control(stream.response.metadata({"type": "http.response.trailers"})) == {
+        "type": "trailers",
+        "headers": [],
+    }
+    assert stream.response.complete is True
+    assert stream.take_close() == Close(1000)
+
+
+def test_trailers_after_the_client_left_raise_client_disconnected() -> None:
+    stream = core(report_status=True)
+    stream.response.metadata(start(200, trailers=True))
+    stream.response.body(body(b"", more=False))
+    stream.client_left(None)
+    with pytest.raises(ClientDisconnected) as info:
+        stream.response.metadata(trailers([]))
+    assert str(info.value) == "the WebSocket client has gone away"
+
+
+def test_trailers_out_of_turn_say_exactly_what_is_wrong() -> None:
+    stream = core(report_status=True)
+    stream.response.metadata(start(200))
+    with pytest.raises(RuntimeError) as info:
+        stream.response.metadata(trailers([]))
+    assert str(info.value) == (
+        'Unexpected ASGI message "http.response.trailers": not announced, or before the last body'
+    )
