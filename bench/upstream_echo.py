@@ -93,6 +93,10 @@ class _H2Echo:
             }
         )
         self._conn.increment_flow_control_window(GO_WINDOW - 65535)
+        # Accept 1 MiB frames at once, as Go's server does. h2 would wait for the front's SETTINGS ACK,
+        # and it checks frame sizes against the limit as it stood when a read began: an ACK and the
+        # front's first large DATA frame in one read ended the connection with FRAME_SIZE_ERROR.
+        self._conn.max_inbound_frame_size = GO_WINDOW
         self._pending: dict[int, deque[bytes | None]] = {}  # data not yet sent; None: end the stream
 
     def received(self, data: bytes) -> None:

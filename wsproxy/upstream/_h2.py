@@ -128,6 +128,10 @@ class H2Connection:
                 h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
             }
         )
+        # Take frames up to our advertised size at once, as Go does. h2 raises its limit only when the
+        # server's ACK arrives, and checks a read's frames against the limit as the read began: an
+        # ACK and a large DATA frame in one read would fail the connection (FRAME_SIZE_ERROR).
+        self._h2.max_inbound_frame_size = MAX_FRAME_SIZE
         self._h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self._flush()
         self._sock.deliver_to(self._received, self._ended)
