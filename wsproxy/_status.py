@@ -71,7 +71,35 @@ def encode_trailers(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
 
 
 def _encode(body: dict[str, object]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode(body).encode()
+
+
+_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False
+)  # made once: json.dumps makes one a call
+# What every frame `encode_status` and `encode_trailers` make begins with (the key order is theirs).
+_STATUS_PREFIX = b'{"type":"status",'
+_TRAILERS_PREFIX = b'{"type":"trailers",'
+
+
+def encoded_kind(payload: bytes) -> str | None:
+    """ "status" or "trailers" for a frame this module encoded, None for a binary line; without
+    parsing the JSON (the mux session sorts each of its calls' binary frames this way).
+
+    A line goes in a binary frame only when it is not UTF-8, so a payload that starts like one of
+    ours and is UTF-8 is ours.
+    """
+    if payload.startswith(_STATUS_PREFIX):
+        kind = "status"
+    elif payload.startswith(_TRAILERS_PREFIX):
+        kind = "trailers"
+    else:
+        return None
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return kind
 
 
 def parse_control(payload: bytes) -> Control | None:

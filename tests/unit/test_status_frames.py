@@ -393,3 +393,22 @@ def test_trailers_out_of_turn_say_exactly_what_is_wrong() -> None:
     assert str(info.value) == (
         'Unexpected ASGI message "http.response.trailers": not announced, or before the last body'
     )
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind"),
+    [
+        (_status.encode_status(200, [(b"x", b"caf\xe9")]), "status"),
+        (_status.encode_status(500, []), "status"),
+        (_status.encode_trailers([]), "trailers"),
+        (b'{"type":"status",' + b"\xff", None),  # shaped like ours, but not UTF-8: a binary line
+        (b'{"type":"trailers",\xc3\x28', None),
+        (b"\xff\xfe", None),
+        (b"", None),
+        (b'{"type":"other"}', None),
+    ],
+)
+def test_the_mux_session_sorts_its_calls_binary_frames_without_parsing_them(
+    payload: bytes, kind: str | None
+) -> None:
+    assert _status.encoded_kind(payload) == kind

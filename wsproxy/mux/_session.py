@@ -387,11 +387,11 @@ class MuxCall:
                 await self.session.write(_mux.encode_window(self.call_id, increment))
         return {"type": "websocket.receive", "bytes": payload}
 
-    async def _send_control(self, control: _status.Control, payload: bytes) -> None:
+    async def _send_control(self, kind: str, payload: bytes) -> None:
         if self.gone:
             raise ClientDisconnected("the mux call was cancelled or its socket dropped")
-        kind = FrameType.STATUS if control.kind == "status" else FrameType.TRAILERS
-        await self.session.write(_mux.encode(kind, self.call_id, payload))
+        frame_type = FrameType.STATUS if kind == "status" else FrameType.TRAILERS
+        await self.session.write(_mux.encode(frame_type, self.call_id, payload))
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -399,7 +399,7 @@ class MuxCall:
             text = message.get("text")
             line: str | bytes = text if text is not None else message.get("bytes", b"")
             if text is None and self.plan.report_status:
-                control = _status.parse_control(message.get("bytes", b""))
+                control = _status.encoded_kind(message.get("bytes", b""))
                 if control is not None:  # not a line: STATUS or TRAILERS, free of credit like END
                     await self._send_control(control, message["bytes"])
                     return
