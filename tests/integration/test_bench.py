@@ -103,6 +103,26 @@ def test_overhead_tool_measures_the_proxy_in_process_on_both_loops() -> None:
         assert 0 < float(bare) < float(proxy)  # the proxy does the bare echo's work and more
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the bench pins server and client to two CPUs")
+def test_status_cost_tool_measures_both_kinds_of_call_on_both_loops() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.status_cost", "--rounds", "1", "--seconds", "0.3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()]
+    assert [(row[0], row[1]) for row in rows] == [
+        (loop, kind) for loop in ("asyncio+h11", "uvloop+h11") for kind in ("mux", "mux", "socket", "socket")
+    ]
+    for row in rows:
+        ratio = float(row[row.index("median") + 1])
+        assert 0 < ratio < 10  # a ratio of two measured, positive rates or CPU times
+
+
 def test_compare_tool_serves_a_revision_beside_the_working_tree_in_one_server() -> None:
     result = subprocess.run(
         [
