@@ -589,7 +589,8 @@ async def test_the_authenticate_hook_refuses_with_its_status_or_500(ws_impl: str
 )
 @promise(
     "protocol.md",
-    "Headers: only `Host`, `Origin` and `Referer` reach the app by default (option `forwarded_headers`)",
+    "Headers: only `Host`, `Origin`, `Referer` and the trace context (`traceparent`, `tracestate`, `baggage`) "
+    "reach the app by default (option `forwarded_headers`)",
 )
 async def test_the_default_allowlist(live: Live) -> None:
     trace = {
