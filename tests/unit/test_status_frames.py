@@ -412,3 +412,11 @@ def test_the_mux_session_sorts_its_calls_binary_frames_without_parsing_them(
     payload: bytes, kind: str | None
 ) -> None:
     assert _status.encoded_kind(payload) == kind
+
+
+def test_a_start_after_the_client_left_sends_no_status_frame() -> None:
+    stream = core(report_status=True)
+    stream.client_left(None)
+    assert stream.response.metadata(start(200)) is None
+    with pytest.raises(ClientDisconnected):
+        stream.response.body(body(b"a\n"))

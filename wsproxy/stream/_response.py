@@ -59,7 +59,7 @@ class Response:
         if self.status is not None:
             raise RuntimeError('Unexpected ASGI message "http.response.start" sent twice')
         status = self.status = int(message["status"])
-        if not self.report_status:
+        if not self.report_status or self.core.gone:  # (a client gone hears of it at the next body)
             return None
         self.trailers_due = bool(message.get("trailers", False))
         return self._control(_status.encode_status(status, message.get("headers", ())))
