@@ -4,7 +4,7 @@ Theory of operation. `OPTIONS` is the one description of every keyword option of
 `WebSocketProxyMiddleware`, as uvicorn keeps one `Config` field beside each click option. What is
 derived from it: the fields' defaults of `ProxyOptions` (wsproxy/_options.py), the flags of the
 `wsproxy` command's "WebSocket to HTTP mapping" group with `settings_from_args` and `build_app`
-(wsproxy/cli/_main.py), and the option tables of docs/options.md and docs/cli.md
+(wsproxy/cli/_main.py, _app.py), and the option tables of docs/options.md and docs/cli.md
 (wsproxy/_option_docs.py writes them). What is checked against it, because it must stay spelled
 out for readers and type checkers: the middleware's keyword signature and the fields' types
 (tests/unit/test_option_table.py fails when any of them disagree).

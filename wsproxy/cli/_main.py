@@ -2,8 +2,8 @@
 
 Every option is parsed and checked in the main process, so a mistake is one line on stderr and
 exit status 2 before anything listens. uvicorn's workers then build the same app from the
-settings passed in an environment variable (`app_from_env`), because a worker process imports
-its app by name.
+settings passed in an environment variable (wsproxy/cli/_app.py, `app_from_env`), because a
+worker process imports its app by name.
 """
 
 from __future__ import annotations
@@ -16,29 +16,24 @@ import logging
 import os
 import socket
 import ssl
-import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from uvicorn.config import LOGGING_CONFIG
-from uvicorn.importer import ImportFromStringError, import_from_string
+from uvicorn.importer import ImportFromStringError
 
-from wsproxy._types import ASGIApp
+from wsproxy.cli._app import SETTINGS_ENV, AppSettings, build_app, import_app, import_problem
 from wsproxy.cli._metrics_listener import prepare_multiprocess_dir, start_metrics_listener
 from wsproxy.cli._option_flags import (
     add_option_flags,
-    import_objects,
     options_from_args,
     positive_float,
     positive_int,
 )
 from wsproxy.cli._serve import Config, serve
-from wsproxy.middleware import WebSocketProxyMiddleware
-from wsproxy.upstream import HTTP_VERSIONS, HttpVersion, UpstreamApp
-
-SETTINGS_ENV = "WSPROXY_SETTINGS"
+from wsproxy.upstream import HTTP_VERSIONS
 
 DESCRIPTION = """\
 Serve a streaming HTTP/JSON API (such as grpc-gateway's) over WebSocket.
@@ -64,22 +59,6 @@ A client connects to ws://HOST:PORT/<the gateway's path>?method=POST, sends one
 JSON object per message, an empty message to finish, and reads one JSON object
 per message. See docs/cli.md and docs/deployment.md.
 """
-
-
-@dataclass(frozen=True)
-class AppSettings:
-    """What a worker needs to build the app; JSON-serializable for the environment."""
-
-    upstream: str | None
-    app: str | None
-    # The middleware's keywords (wsproxy/_option_table.py); a callable as its MODULE:ATTR text.
-    options: dict[str, Any]
-    upstream_connect_timeout: float
-    upstream_read_timeout: float | None
-    upstream_max_connections: int | None
-    upstream_http_version: HttpVersion = "auto"
-    # Put first on sys.path before importing anything named MODULE:ATTR, in every worker.
-    app_dir: str = ""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -246,42 +225,6 @@ def settings_from_args(args: argparse.Namespace) -> AppSettings:
     )
 
 
-def build_app(settings: AppSettings, app: ASGIApp | None = None) -> WebSocketProxyMiddleware:
-    """The served app, around `app` (else the --app, imported here, or the upstream). Raises
-    ValueError/TypeError (bad option), and as `import_app` does."""
-    inner: ASGIApp
-    if settings.upstream is not None:
-        inner = UpstreamApp(
-            settings.upstream,
-            connect_timeout=settings.upstream_connect_timeout,
-            read_timeout=settings.upstream_read_timeout,
-            max_connections=settings.upstream_max_connections,
-            http_version=settings.upstream_http_version,
-        )
-    else:
-        inner = import_app(settings) if app is None else app
-    return WebSocketProxyMiddleware(inner, **import_objects(settings.options))
-
-
-def import_app(settings: AppSettings) -> ASGIApp:
-    """The --app, imported from --app-dir first. Raises ImportFromStringError or ImportError; what the
-    module itself raises while it runs propagates, to be shown with its traceback."""
-    if settings.app_dir and settings.app_dir not in sys.path:
-        sys.path.insert(0, settings.app_dir)
-    app: ASGIApp = import_from_string(settings.app)
-    return app
-
-
-def app_from_env() -> WebSocketProxyMiddleware:
-    """uvicorn factory for the command's workers: the app described by $WSPROXY_SETTINGS."""
-    raw = os.environ.get(SETTINGS_ENV)
-    if raw is None:
-        raise RuntimeError(
-            f"wsproxy.cli:app_from_env builds the app of the `wsproxy` command; {SETTINGS_ENV} is unset"
-        )
-    return build_app(AppSettings(**json.loads(raw)))
-
-
 def check_upstream(url: str, timeout: float) -> None:
     """Open (and close) one TCP connection to the upstream. Raises OSError naming the cause."""
     parts = urlsplit(url)
@@ -298,19 +241,6 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc)
-
-
-def _import_problem(exc: ImportError | ImportFromStringError, app_dir: str) -> str:
-    """One line on a MODULE:ATTR that did not import, with where the module was looked for."""
-    if isinstance(exc, ImportFromStringError):
-        text = str(exc).rstrip(".")
-        if text.startswith("Could not import module"):
-            return (
-                f"{text}: not in --app-dir {app_dir} nor in the installed packages "
-                "(run wsproxy from the module's folder, or pass --app-dir DIR)"
-            )
-        return text
-    return f"import failed: {exc}"  # the module was found, but something it imports is missing
 
 
 def _metrics_url(host: str, port: int) -> str:
@@ -362,13 +292,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:  # apart from the options: a ValueError the module raises is its own, with its traceback
             app = import_app(settings)
         except (ImportError, ImportFromStringError) as exc:
-            parser.error(_import_problem(exc, args.app_dir))
+            parser.error(import_problem(exc, args.app_dir))
     try:
         build_app(settings, app)  # every option checked here, once, before any worker starts
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
     except (ImportError, ImportFromStringError) as exc:  # a hook's module (--authenticate, ...)
-        parser.error(_import_problem(exc, args.app_dir))
+        parser.error(import_problem(exc, args.app_dir))
     if args.ssl_certfile or args.ssl_keyfile:
         try:
             ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
