@@ -2,7 +2,7 @@
 
 `_frames` is the pure codec and flow-control arithmetic, shared with the Python client; `_session`
 reads the socket, routes each frame to its call, and runs every call as an ordinary stream over a
-virtual WebSocket. See docs/protocol.md, "Multiplexing".
+virtual WebSocket, `_call`. See docs/protocol.md, "Multiplexing".
 """
 
 from wsproxy.mux._frames import SUBPROTOCOL
